@@ -1,0 +1,42 @@
+"""A parent process for the signal tests: runs an endless graph until it is signalled.
+
+Usage: python pipeline_parent.py FOLDER. Workers write FOLDER/<stage>-<i>.pid; the parent
+prints READY once every worker has opened, and on exit prints the error it got.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pipeline_stages as ps
+from walg.errors import WalgError
+from walg.pipeline import Graph, ProcessRuntime, StageSpec
+
+
+def announce_when_open(folder: Path, count: int) -> None:
+    while len(list(folder.glob("*.open"))) < count:
+        time.sleep(0.02)
+    print("READY", flush=True)
+
+
+def main() -> int:
+    folder = Path(sys.argv[1])
+    graph = Graph.chain(
+        StageSpec("src", functools.partial(ps.TrackedForever, str(folder)), workers=2),
+        StageSpec("slow", functools.partial(ps.Tracked, str(folder)), workers=2, queue_bound=1),
+    )
+    threading.Thread(target=announce_when_open, args=(folder, 4), daemon=True).start()
+    try:
+        ProcessRuntime(grace=5).run(graph)
+    except WalgError as err:
+        print(f"{type(err).__name__}: {err}", flush=True)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Ctrl-C and SIGTERM in the parent stop every worker; a killed parent leaves no orphan."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+
+
+def start_parent(folder: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=f"{HERE}:{ROOT}")
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "pipeline_parent.py"), str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def worker_pids(folder: Path) -> list[int]:
+    return [int(p.read_text()) for p in folder.glob("*.pid")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_all_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_parent_signal_stops_all_workers(tmp_path: Path, signum: int) -> None:
+    """SIGINT or SIGTERM to the parent cancels the run: exit 130, workers closed and gone."""
+    proc = start_parent(tmp_path)
+    pids = worker_pids(tmp_path)
+    assert len(pids) == 4
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert out.startswith("Cancelled:")
+    assert wait_all_gone(pids, 5) == []
+    assert len(list(tmp_path.glob("*.closed"))) == 4
+
+
+def test_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
+    """If the parent is SIGKILLed, its workers notice and exit on their own."""
+    proc = start_parent(tmp_path)
+    pids = worker_pids(tmp_path)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert wait_all_gone(pids, 10) == []

@@ -1,0 +1,148 @@
+"""The one exception hierarchy of walg.
+
+Every error a user can cause is a :class:`WalgError` carrying a one-line message, a hint
+that says how to fix it, and the process exit code. Only ``walg.cli.main`` turns these into
+exit codes and printed lines; everything else raises.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EX_GENERAL",
+    "EX_NOT_FOUND",
+    "EX_USAGE",
+    "EX_INTERRUPTED",
+    "WalgError",
+    "ConfigError",
+    "StorageError",
+    "ObjectNotFound",
+    "PermissionDenied",
+    "StorageUnavailable",
+    "PipelineError",
+    "GraphInvalid",
+    "StageFailed",
+    "WorkerDied",
+    "Cancelled",
+    "PostgresError",
+    "IntegrityError",
+    "CryptoError",
+    "NotImplementedYet",
+]
+
+EX_GENERAL = 1
+EX_USAGE = 2
+EX_NOT_FOUND = 74  # what restore_command must return for "no such segment" (EX_IOERR)
+EX_INTERRUPTED = 130
+
+
+class WalgError(Exception):
+    """Base of every error walg raises on purpose.
+
+    ``msg`` is one line naming the problem; ``hint`` says what to do about it.
+    ``retryable`` tells retry loops whether trying again can help.
+    """
+
+    exit_code: int = EX_GENERAL
+    retryable: bool = False
+    default_hint: str = ""
+
+    def __init__(self, msg: str, hint: str | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.hint = self.default_hint if hint is None else hint
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep msg and hint when an error crosses a process boundary.
+        return (_rebuild_error, (type(self), self.msg, self.hint, self.__dict__))
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def _rebuild_error(
+    cls: type[WalgError], msg: str, hint: str, state: dict[str, object]
+) -> WalgError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, msg)
+    err.__dict__.update(state)
+    err.msg = msg
+    err.hint = hint
+    return err
+
+
+class ConfigError(WalgError):
+    """A setting is missing, malformed or contradicts another."""
+
+    exit_code = EX_USAGE
+    default_hint = "see the configuration table in README.md"
+
+
+class StorageError(WalgError):
+    """The storage refused or failed an operation."""
+
+
+class ObjectNotFound(StorageError):
+    """The object does not exist in storage."""
+
+    exit_code = EX_NOT_FOUND
+
+
+class PermissionDenied(StorageError):
+    """The credentials do not allow the operation."""
+
+    default_hint = "check the credentials and the permissions of the bucket or folder"
+
+
+class StorageUnavailable(StorageError):
+    """A transient failure: timeout, connection reset, throttling, 5xx."""
+
+    retryable = True
+    default_hint = "the storage may be unreachable; check the network and endpoint and try again"
+
+
+class PipelineError(WalgError):
+    """The stage runtime itself failed."""
+
+
+class GraphInvalid(PipelineError):
+    """A stage graph was declared wrongly (cycle, unknown stage, bad bound)."""
+
+
+class StageFailed(PipelineError):
+    """A stage raised something that could not be carried back as itself."""
+
+
+class WorkerDied(PipelineError):
+    """A worker process ended without reporting (for example, killed by a signal)."""
+
+    default_hint = "a worker process was killed, possibly by the OOM killer; check the system logs"
+
+
+class Cancelled(PipelineError):
+    """The run was stopped by a signal (Ctrl-C, SIGTERM) before it finished."""
+
+    exit_code = EX_INTERRUPTED
+    default_hint = "nothing was committed; run the command again"
+
+
+class PostgresError(WalgError):
+    """PostgreSQL refused, or is not in the state a command needs."""
+
+
+class IntegrityError(WalgError):
+    """Stored data is corrupt or does not match its checksum."""
+
+    default_hint = "the object may be corrupt; try another backup"
+
+
+class CryptoError(WalgError):
+    """Encryption or decryption failed (missing key, wrong key, bad passphrase)."""
+
+    default_hint = "check WALG_PGP_KEY / WALG_PGP_KEY_PATH / WALG_PGP_KEY_PASSPHRASE"
+
+
+class NotImplementedYet(WalgError):
+    """A WAL-G command that this version of walg does not provide yet."""
+
+    exit_code = EX_USAGE
+    default_hint = "this command is planned; use WAL-G itself for it until then"

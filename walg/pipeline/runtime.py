@@ -1,0 +1,245 @@
+"""Run a stage graph in worker processes and supervise them.
+
+The parent starts one process per worker (fork), then waits on every worker's report
+pipe and process sentinel at once, so it notices output, failures and deaths without
+polling. The first failure (an exception, a worker that ends without reporting, Ctrl-C
+or SIGTERM in the parent) cancels the run: every live worker gets SIGTERM, which unwinds
+it through ``close()``; any still alive after ``grace`` seconds gets SIGKILL. The caller
+then gets the first failure, with the worker's traceback attached as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import multiprocess
+from multiprocess.connection import wait
+
+from walg.errors import Cancelled, WorkerDied
+from walg.pipeline import remote
+from walg.pipeline.channel import Channel
+from walg.pipeline.graph import Graph
+from walg.pipeline.result import LogCallback, ProgressCallback, RunResult, relog
+from walg.pipeline.worker import WorkerPlan, worker_main
+
+__all__ = ["ProcessRuntime"]
+
+
+@dataclass
+class _Worker:
+    plan: WorkerPlan
+    process: Any
+    reader: Any
+    status: str = "running"  # running | done | error
+    eof: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"stage {self.plan.spec.name!r} worker {self.plan.index}"
+
+
+class ProcessRuntime:
+    """Runs a graph with each stage in ``workers`` processes joined by bounded channels."""
+
+    def __init__(
+        self,
+        *,
+        grace: float = 5.0,
+        log_level: int = logging.INFO,
+        on_progress: ProgressCallback | None = None,
+        on_log: LogCallback | None = relog,
+    ) -> None:
+        self.grace = grace
+        self.log_level = log_level
+        self.on_progress = on_progress
+        self.on_log = on_log
+
+    def run(self, graph: Graph) -> RunResult:
+        """Run ``graph`` to the end and return what its sinks emitted."""
+        graph.validate()
+        ctx = multiprocess.get_context("fork")
+        channels = {
+            s.name: Channel(ctx, s.queue_bound, s.slot_size, graph.expected_ends(s.name))
+            for s in graph.stages
+            if graph.upstream(s.name)
+        }
+        result = RunResult(outputs={name: [] for name in graph.sinks()})
+        workers: list[_Worker] = []
+        try:
+            with _sigterm_cancels():
+                workers = self._start(ctx, graph, channels)
+                self._supervise(workers, result)
+        except BaseException as exc:
+            self._shutdown(workers, result)
+            if isinstance(exc, KeyboardInterrupt):
+                raise Cancelled("interrupted by Ctrl-C") from exc
+            raise
+        finally:
+            for w in workers:
+                w.reader.close()
+            for ch in channels.values():
+                ch.close()
+        return result
+
+    def _start(self, ctx: Any, graph: Graph, channels: dict[str, Channel]) -> list[_Worker]:
+        plans = [
+            WorkerPlan(
+                spec=spec,
+                index=i,
+                inbox=channels.get(spec.name),
+                outboxes=[channels[d] for d in graph.downstream(spec.name)],
+                log_level=self.log_level,
+                parent_pid=os.getpid(),
+            )
+            for spec in graph.stages
+            for i in range(spec.workers)
+        ]
+        pipes = [ctx.Pipe(duplex=False) for _ in plans]
+        every_end = [end for pipe in pipes for end in pipe]
+        workers: list[_Worker] = []
+        try:
+            for plan, (reader, writer) in zip(plans, pipes, strict=True):
+                foreign = [end for end in every_end if end is not writer]
+                process = ctx.Process(
+                    target=worker_main,
+                    args=(plan, writer, foreign),
+                    name=f"walg:{plan.spec.name}:{plan.index}",
+                )
+                process.start()
+                workers.append(_Worker(plan, process, reader))
+        except BaseException:
+            for _reader, writer in pipes:
+                writer.close()
+            self._shutdown(workers, RunResult())
+            raise
+        for _reader, writer in pipes:
+            writer.close()
+        return workers
+
+    def _supervise(self, workers: list[_Worker], result: RunResult) -> None:
+        live = {id(w): w for w in workers}
+        failure: BaseException | None = None
+        while live and failure is None:
+            by_handle: dict[Any, _Worker] = {}
+            for w in live.values():
+                if not w.eof:
+                    by_handle[w.reader] = w
+                by_handle[w.process.sentinel] = w
+            for handle in wait(list(by_handle)):
+                w = by_handle[handle]
+                failure = failure or self._drain(w, result)
+                if handle is w.process.sentinel:
+                    failure = failure or self._reap(w, result)
+                    live.pop(id(w), None)
+        if failure is not None:
+            raise failure
+
+    def _drain(self, w: _Worker, result: RunResult) -> BaseException | None:
+        """Handle every message waiting in ``w``'s pipe; return a failure it reported."""
+        failure = None
+        while not w.eof and w.reader.poll(0):
+            try:
+                message = pickle.loads(w.reader.recv_bytes())
+            except (EOFError, OSError):
+                w.eof = True
+                break
+            failure = self._handle(w, message, result) or failure
+        return failure
+
+    def _handle(self, w: _Worker, message: tuple[Any, ...], result: RunResult) -> BaseException | None:
+        kind = message[0]
+        if kind == "item":
+            result.outputs[w.plan.spec.name].append(message[1])
+        elif kind == "progress":
+            result.add_progress(message[1], message[2], message[3])
+            if self.on_progress is not None:
+                self.on_progress(result.progress)
+        elif kind == "log":
+            if self.on_log is not None:
+                self.on_log(message[1])
+        elif kind == "done":
+            w.status = "done"
+        elif kind == "error":
+            w.status = "error"
+            return remote.unpack(message[1], message[2], w.where)
+        return None
+
+    def _reap(self, w: _Worker, result: RunResult) -> BaseException | None:
+        """``w`` has exited: read the rest of its reports, then judge how it ended."""
+        w.process.join()
+        while not w.eof:
+            failure = self._drain(w, result)
+            if failure is not None:
+                return failure
+            if not w.eof and not w.reader.poll(0):
+                break
+        if w.status != "running":
+            return None
+        code = w.process.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        return WorkerDied(f"{w.where} died without reporting ({how})")
+
+    def _shutdown(self, workers: list[_Worker], result: RunResult) -> None:
+        """Stop every live worker: SIGTERM, then SIGKILL after the grace period; reap all."""
+        live = [w for w in workers if w.process.exitcode is None]
+        for w in live:
+            _signal(w, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        try:
+            while live:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                handles = [w.process.sentinel for w in live] + [w.reader for w in live if not w.eof]
+                wait(handles, timeout=remaining)
+                for w in live:
+                    self._drain_quietly(w)
+                live = [w for w in live if w.process.exitcode is None]
+        finally:
+            for w in live:
+                _signal(w, signal.SIGKILL)
+            for w in workers:
+                w.process.join()
+
+    def _drain_quietly(self, w: _Worker) -> None:
+        """Read and drop reports (keeps a worker from blocking on a full pipe), but log."""
+        while not w.eof and w.reader.poll(0):
+            try:
+                message = pickle.loads(w.reader.recv_bytes())
+            except (EOFError, OSError):
+                w.eof = True
+                return
+            if message[0] == "log" and self.on_log is not None:
+                self.on_log(message[1])
+
+
+def _signal(w: _Worker, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if w.process.pid is not None and w.process.exitcode is None:
+            os.kill(w.process.pid, signum)
+
+
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """While a run is under way in the main thread, SIGTERM raises :class:`Cancelled`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Cancelled(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,172 @@
+"""The body of one worker process: build the stage, pump items, report to the parent.
+
+A worker talks to the parent through its own pipe (it is the pipe's only writer, so a
+worker that dies shows up as end-of-file, never as a half-read message that blocks).
+Messages are pickled tuples: ("log", event), ("progress", stage, bytes, items),
+("item", item) from a sink, ("error", pickled exception, traceback text), ("done",).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from walg.pipeline import codec, remote
+from walg.pipeline.channel import Channel, EndOfStream
+from walg.pipeline.graph import StageSpec
+from walg.pipeline.stage import Stage, WorkerContext
+
+__all__ = ["WorkerPlan", "worker_main", "EXIT_CANCELLED"]
+
+EXIT_CANCELLED = 128 + signal.SIGTERM
+_PR_SET_PDEATHSIG = 1
+
+Send = Callable[[tuple[Any, ...]], None]
+
+
+@dataclass
+class WorkerPlan:
+    """Everything one worker needs, inherited through fork."""
+
+    spec: StageSpec
+    index: int
+    inbox: Channel | None
+    outboxes: list[Channel]
+    log_level: int
+    parent_pid: int
+
+
+class _Cancel(BaseException):
+    """Raised by the SIGTERM handler to unwind a worker (not an Exception: stage code
+    catching Exception must not swallow it)."""
+
+
+def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
+    """Entry point of a worker process."""
+    _install_signals(plan.parent_pid)
+    for other in foreign:
+        other.close()
+    send = _sender(conn)
+    _forward_logs(send, plan.log_level)
+    ctx = WorkerContext(
+        plan.spec.name,
+        plan.index,
+        plan.spec.workers,
+        report=lambda stage, nbytes, items: send(("progress", stage, nbytes, items)),
+        clock=time.monotonic,
+    )
+    try:
+        _run_stage(plan, ctx, send)
+    except _Cancel:
+        sys.exit(EXIT_CANCELLED)
+    except BaseException as exc:
+        payload, text = remote.pack(exc)
+        send(("error", payload, text))
+        sys.exit(1)
+    send(("done",))
+
+
+def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
+    stage: Stage | None = None
+    try:
+        stage = plan.spec.factory()
+        stage.open(ctx)
+        emit = _emitter(plan, send)
+        if plan.inbox is None:
+            _emit_all(stage.generate(), emit)
+        else:
+            while True:
+                try:
+                    item = plan.inbox.get()
+                except EndOfStream:
+                    break
+                _emit_all(stage.process(item), emit)
+        _emit_all(stage.flush(), emit)
+        for box in plan.outboxes:
+            box.put_end()
+        ctx.flush_progress()
+    finally:
+        if stage is not None:
+            stage.close()
+
+
+def _emit_all(items: Iterable[Any] | None, emit: Callable[[Any], None]) -> None:
+    for item in items or ():
+        emit(item)
+
+
+def _emitter(plan: WorkerPlan, send: Send) -> Callable[[Any], None]:
+    boxes = plan.outboxes
+    if not boxes:
+        return lambda item: send(("item", item))
+    if len(boxes) == 1:
+        return boxes[0].put
+
+    def broadcast(item: Any) -> None:
+        header, buffers = codec.encode(item)
+        for box in boxes:
+            box.put_encoded(header, buffers)
+
+    return broadcast
+
+
+def _sender(conn: Any) -> Send:
+    def send(message: tuple[Any, ...]) -> None:
+        conn.send_bytes(pickle.dumps(message, protocol=5))
+
+    return send
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let close() run undisturbed
+    raise _Cancel()
+
+
+def _install_signals(parent_pid: int) -> None:
+    # The parent owns Ctrl-C: it cancels the workers itself, with SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:  # if the parent dies (even by SIGKILL), the kernel sends us SIGTERM
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        sys.exit(EXIT_CANCELLED)
+
+
+def _forward_logs(send: Send, level: int) -> None:
+    def forward(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+        send(("log", {k: _plain(v) for k, v in event.items()}))
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            forward,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A value safe to pickle to the parent: plain data stays, the rest becomes its repr."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
