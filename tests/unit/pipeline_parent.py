@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pipeline_stages as ps
+
 from walg.errors import WalgError
 from walg.pipeline import Graph, ProcessRuntime, StageSpec
 

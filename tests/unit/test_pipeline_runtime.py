@@ -10,16 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pipeline_stages as ps
 import pytest
 
-import pipeline_stages as ps
 from walg.errors import StageFailed, WorkerDied
 from walg.pipeline import Graph, InlineRuntime, ProcessRuntime, RemoteTraceback, StageSpec
 
 P = functools.partial
 
 
-def spec(name: str, factory: Any, workers: int = 1, bound: int = 4, slot: int | None = None) -> StageSpec:
+def spec(
+    name: str, factory: Any, workers: int = 1, bound: int = 4, slot: int | None = None
+) -> StageSpec:
     if slot is None:
         return StageSpec(name, factory, workers=workers, queue_bound=bound)
     return StageSpec(name, factory, workers=workers, queue_bound=bound, slot_size=slot)

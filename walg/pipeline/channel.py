@@ -26,7 +26,7 @@ from typing import Any
 
 from walg.pipeline import codec
 
-__all__ = ["Channel", "EndOfStream", "MIN_SLOT_SIZE"]
+__all__ = ["MIN_SLOT_SIZE", "Channel", "EndOfStream"]
 
 MIN_SLOT_SIZE = 4096
 

@@ -13,7 +13,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["OUT_OF_BAND_MIN", "MAX_BUFFERS", "encode", "decode"]
+__all__ = ["MAX_BUFFERS", "OUT_OF_BAND_MIN", "decode", "encode"]
 
 OUT_OF_BAND_MIN = 8192
 """Byte strings at least this long travel out of band."""

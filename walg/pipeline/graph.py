@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from walg.errors import GraphInvalid
 from walg.pipeline.stage import Stage
 
-__all__ = ["DEFAULT_SLOT_SIZE", "StageSpec", "Graph"]
+__all__ = ["DEFAULT_SLOT_SIZE", "Graph", "StageSpec"]
 
 DEFAULT_SLOT_SIZE = (1 << 20) + (64 << 10)
 """Big enough for a 1 MiB buffer plus its item header in a single slot."""
@@ -44,7 +45,7 @@ class Graph:
     @classmethod
     def chain(cls, *stages: StageSpec) -> Graph:
         """A linear graph: each stage feeds the next."""
-        edges = tuple((a.name, b.name) for a, b in zip(stages, stages[1:], strict=False))
+        edges = tuple((a.name, b.name) for a, b in itertools.pairwise(stages))
         return cls(tuple(stages), edges)
 
     def spec(self, name: str) -> StageSpec:
@@ -109,7 +110,9 @@ def _check_spec(spec: StageSpec) -> None:
         ("slot_size", spec.slot_size, MIN_SLOT_SIZE),
     ):
         if not isinstance(value, int) or value < low:
-            raise GraphInvalid(f"stage {spec.name!r}: {field} must be an integer >= {low}, got {value!r}")
+            raise GraphInvalid(
+                f"stage {spec.name!r}: {field} must be an integer >= {low}, got {value!r}"
+            )
     try:
         pickle.dumps(spec.factory)
     except Exception as exc:
@@ -125,7 +128,9 @@ def _check_edges(edges: Iterable[tuple[str, str]], names: set[str]) -> None:
         a, b = edge
         for end in (a, b):
             if end not in names:
-                raise GraphInvalid(f"edge {a!r} -> {b!r} names a stage that does not exist: {end!r}")
+                raise GraphInvalid(
+                    f"edge {a!r} -> {b!r} names a stage that does not exist: {end!r}"
+                )
         if a == b:
             raise GraphInvalid(f"the stage graph has a cycle through {a}")
         if edge in seen:

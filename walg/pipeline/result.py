@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["StageProgress", "RunResult", "ProgressCallback", "LogCallback", "relog"]
+__all__ = ["LogCallback", "ProgressCallback", "RunResult", "StageProgress", "relog"]
 
 
 @dataclass

@@ -155,7 +155,9 @@ class ProcessRuntime:
             failure = self._handle(w, message, result) or failure
         return failure
 
-    def _handle(self, w: _Worker, message: tuple[Any, ...], result: RunResult) -> BaseException | None:
+    def _handle(
+        self, w: _Worker, message: tuple[Any, ...], result: RunResult
+    ) -> BaseException | None:
         kind = message[0]
         if kind == "item":
             result.outputs[w.plan.spec.name].append(message[1])

@@ -70,7 +70,7 @@ class Stage:
 
     def generate(self) -> Iterable[Any]:
         """Yield the items of a source stage."""
-        raise NotImplementedError(f"{type(self).__name__} is used as a source but has no generate()")
+        raise NotImplementedError(f"{type(self).__name__} is a source but has no generate()")
 
     def process(self, item: Any) -> Iterable[Any]:
         """Yield the outputs for one input item."""

@@ -25,7 +25,7 @@ from walg.pipeline.channel import Channel, EndOfStream
 from walg.pipeline.graph import StageSpec
 from walg.pipeline.stage import Stage, WorkerContext
 
-__all__ = ["WorkerPlan", "worker_main", "EXIT_CANCELLED"]
+__all__ = ["EXIT_CANCELLED", "WorkerPlan", "worker_main"]
 
 EXIT_CANCELLED = 128 + signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
