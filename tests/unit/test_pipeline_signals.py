@@ -71,3 +71,21 @@ def test_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
     proc.kill()
     proc.wait(timeout=10)
     assert wait_all_gone(pids, 10) == []
+
+
+def test_unflushed_parent_output_is_not_repeated_by_workers() -> None:
+    """Text the parent buffered before a run is printed once, not once per forked worker."""
+    code = (
+        "import functools, pipeline_stages as ps\n"
+        "from walg.pipeline import Graph, ProcessRuntime, StageSpec\n"
+        "print('before-run')\n"
+        "g = Graph.chain(StageSpec('s', functools.partial(ps.Numbers, 5), workers=3),"
+        " StageSpec('t', ps.Total, workers=2))\n"
+        "print(sum(ProcessRuntime().run(g).outputs['t']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{HERE}:{ROOT}")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["before-run", "10"]
