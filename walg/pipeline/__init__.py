@@ -10,7 +10,7 @@ from walg.pipeline.channel import Channel, EndOfStream
 from walg.pipeline.graph import DEFAULT_SLOT_SIZE, Graph, StageSpec
 from walg.pipeline.inline import InlineRuntime
 from walg.pipeline.remote import RemoteTraceback
-from walg.pipeline.result import RunResult, StageProgress, relog
+from walg.pipeline.result import RunResult, StageProgress
 from walg.pipeline.runtime import ProcessRuntime
 from walg.pipeline.stage import Stage, WorkerContext
 
@@ -27,5 +27,4 @@ __all__ = [
     "StageProgress",
     "StageSpec",
     "WorkerContext",
-    "relog",
 ]

@@ -6,9 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
-__all__ = ["LogCallback", "ProgressCallback", "RunResult", "StageProgress", "relog"]
+__all__ = ["LogCallback", "ProgressCallback", "RunResult", "StageProgress"]
 
 
 @dataclass
@@ -33,15 +31,5 @@ class RunResult:
 
 
 ProgressCallback = Callable[[Mapping[str, StageProgress]], None]
-LogCallback = Callable[[dict[str, Any]], None]
+LogCallback = Callable[[Mapping[str, Any]], None]
 
-
-def relog(event: dict[str, Any]) -> None:
-    """Log an event forwarded by a worker through the parent's structlog configuration."""
-    fields = dict(event)
-    level = str(fields.pop("level", "info"))
-    message = fields.pop("event", "")
-    fields.pop("timestamp", None)
-    logger = structlog.get_logger("walg")
-    method = getattr(logger, level, None) or logger.info
-    method(message, **fields)

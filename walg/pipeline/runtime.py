@@ -25,10 +25,11 @@ import multiprocess
 from multiprocess.connection import wait
 
 from walg.errors import Cancelled, WorkerDied
+from walg.logs import emit
 from walg.pipeline import remote
 from walg.pipeline.channel import Channel
 from walg.pipeline.graph import Graph
-from walg.pipeline.result import LogCallback, ProgressCallback, RunResult, relog
+from walg.pipeline.result import LogCallback, ProgressCallback, RunResult
 from walg.pipeline.worker import WorkerPlan, worker_main
 
 __all__ = ["ProcessRuntime"]
@@ -56,7 +57,7 @@ class ProcessRuntime:
         grace: float = 5.0,
         log_level: int = logging.INFO,
         on_progress: ProgressCallback | None = None,
-        on_log: LogCallback | None = relog,
+        on_log: LogCallback | None = emit,
     ) -> None:
         self.grace = grace
         self.log_level = log_level

@@ -1,0 +1,67 @@
+# walg: the two commands a newcomer needs are `make demo` and `make test` (see README.md).
+# Works on a fresh Debian 12 machine: `deps` installs the system packages, `.venv` the
+# Python ones. Both are quick no-ops when everything is already there.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# Debian's interpreter, not a pyenv/conda one from someone's home directory: the postgres
+# OS user must be able to run the venv's python (archive_command = 'wal-g wal-push %p').
+PYTHON := /usr/bin/python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+PG_BIN := /usr/lib/postgresql/15/bin
+APT_PACKAGES := postgresql gnupg python3-venv python3-dev make
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps $(VENV) test lint typecheck unit demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+deps:  ## install the Debian packages walg needs (PostgreSQL 15, gpg, python3-venv)
+	@missing=(); \
+	[ -x $(PG_BIN)/postgres ] || missing+=(postgresql); \
+	command -v gpg >/dev/null || missing+=(gnupg); \
+	[ -x $(PYTHON) ] && dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv); \
+	dpkg -s python3-dev >/dev/null 2>&1 || missing+=(python3-dev); \
+	command -v make >/dev/null || missing+=(make); \
+	if [ $${#missing[@]} -gt 0 ]; then \
+		echo "deps: missing $${missing[*]}; installing $(APT_PACKAGES)"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+$(VENV): $(STAMP)  ## create .venv with Debian's python3 and install walg with its test tools
+
+# Re-run pip when the dependencies change. A venv made by another interpreter is rebuilt.
+$(STAMP): setup.cfg pyproject.toml | deps
+	@if [ -e $(VENV)/bin/python ] && \
+		[ "$$(readlink -f $(VENV)/bin/python)" != "$$(readlink -f $(PYTHON))" ]; then \
+		echo "$(VENV) was not made by $(PYTHON); recreating it"; rm -rf $(VENV); \
+	fi
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check walg tests bench
+
+typecheck: $(STAMP)  ## mypy (configured in setup.cfg)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)  ## pytest (configured in setup.cfg)
+	$(VENV)/bin/pytest
+
+test: deps $(STAMP)  ## everything CI runs: ruff, mypy, pytest
+	$(VENV)/bin/ruff check walg tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+demo: deps $(STAMP)  ## show what walg does today
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo.sh
+
+clean:  ## remove the venv and caches
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache walg.egg-info

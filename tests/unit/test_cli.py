@@ -1,0 +1,287 @@
+"""The ``wal-g`` command line: parsing, dispatch, and how errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from walg import __version__
+from walg.cli import COMMANDS, DELETE_MODES, CommandRunner, build_parser, main
+from walg.errors import ConfigError, ObjectNotFound, WalgError
+
+# One valid command line per command, in the order of COMMANDS.
+SAMPLE_ARGV: dict[str, list[str]] = {
+    "backup-push": ["backup-push", "/var/lib/postgresql/15/main"],
+    "backup-fetch": ["backup-fetch", "/tmp/restore", "LATEST"],
+    "backup-list": ["backup-list", "--detail", "--json"],
+    "backup-mark": ["backup-mark", "base_000000010000000000000002"],
+    "delete": ["delete", "retain", "FULL", "3", "--confirm"],
+    "wal-push": ["wal-push", "pg_wal/000000010000000000000001"],
+    "wal-fetch": ["wal-fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"],
+}
+
+
+def raising(exc: BaseException) -> Callable[[str], CommandRunner]:
+    """A command loader whose every command raises ``exc``."""
+
+    def run(args: argparse.Namespace, settings: Any) -> int:
+        raise exc
+
+    return lambda name: run
+
+
+def test_sample_argv_covers_every_command() -> None:
+    """The table of sample command lines names every command the CLI declares."""
+    assert list(SAMPLE_ARGV) == [command.name for command in COMMANDS]
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` exits 0 and lists each command with its one-line description."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command.name in out
+        assert command.help in out
+
+
+def test_installed_script_help_lists_every_command(
+    venv_bin: Path, clean_env: dict[str, str]
+) -> None:
+    """The installed ``wal-g`` script prints the same command list and exits 0."""
+    script = venv_bin / "wal-g"
+    assert script.exists(), f"{script} is missing: run `pip install -e .` in this venv"
+    done = subprocess.run(
+        [str(script), "--help"], env=clean_env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for command in COMMANDS:
+        assert command.name in done.stdout
+    assert done.stderr == ""
+
+
+def test_python_dash_m_walg_prints_version(venv_bin: Path, clean_env: dict[str, str]) -> None:
+    """``python -m walg --version`` behaves like ``wal-g --version``."""
+    done = subprocess.run(
+        [str(venv_bin / "python"), "-m", "walg", "--version"],
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (0, f"wal-g (walg) {__version__}\n")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--version`` prints ``wal-g (walg) <version>`` and exits 0."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"wal-g (walg) {__version__}\n"
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown command exits 2 with argparse's usage message."""
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: wal-g" in err
+    assert "invalid choice: 'frobnicate'" in err
+
+
+def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Running ``wal-g`` with no command exits 2 and says a command is required."""
+    assert main([]) == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backup-fetch", "/tmp/restore"],
+        ["delete"],
+        ["delete", "retain", "0"],
+        ["delete", "retain", "SOME", "3"],
+        ["wal-push", "a", "b"],
+        ["backup-push", "/data", "--delta-from-name"],
+    ],
+)
+def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
+    """Missing, extra or malformed arguments exit 2 before any configuration is read."""
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["delete", "retain", "5"], {"modifier": None, "count": 5, "confirm": False}),
+        (["delete", "retain", "FIND_FULL", "2"], {"modifier": "FIND_FULL", "count": 2}),
+        (["delete", "before", "base_000000010000000000000004"], {"modifier": None}),
+        (["delete", "before", "FIND_FULL", "2024-01-31T23:59:59Z", "--confirm"], {"confirm": True}),
+        (["delete", "everything", "FORCE", "--confirm"], {"modifier": "FORCE"}),
+        (["delete", "target", "base_000000010000000000000004"], {"modifier": None}),
+        (["delete", "garbage"], {"modifier": None, "confirm": False}),
+        (["delete", "garbage", "ARCHIVES"], {"modifier": "ARCHIVES"}),
+        (["backup-push", "/data", "--full", "--permanent"], {"full": True, "permanent": True}),
+        (["backup-push", "/data", "--delta-from-name", "base_1"], {"delta_from_name": "base_1"}),
+        (["backup-mark", "-i", "base_1"], {"backup_name": "base_1", "impermanent": True}),
+        (["backup-list", "--json", "--pretty"], {"json": True, "pretty": True, "detail": False}),
+    ],
+)
+def test_wal_g_argument_forms_parse(argv: list[str], expected: dict[str, object]) -> None:
+    """WAL-G's spellings of each command's arguments parse into the expected values."""
+    args = vars(build_parser().parse_args(argv))
+    assert {key: args[key] for key in expected} == expected
+
+
+def test_delete_help_lists_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    """``wal-g delete --help`` lists retain, before, everything, target and garbage."""
+    assert main(["delete", "--help"]) == 0
+    out = capsys.readouterr().out
+    for mode in DELETE_MODES:
+        assert mode.name in out
+        assert mode.help in out
+
+
+def test_arguments_reach_the_command(walg_env: dict[str, str]) -> None:
+    """The command's runner receives the parsed arguments and its return value is the exit code."""
+    seen: list[argparse.Namespace] = []
+
+    def run(args: argparse.Namespace, settings: Any) -> int:
+        seen.append(args)
+        return 0
+
+    argv = ["delete", "retain", "FULL", "3", "--confirm"]
+    assert main(argv, environ=walg_env, load_command=lambda name: run) == 0
+    args = seen[0]
+    assert (args.command, args.delete_mode, args.modifier, args.count) == (
+        "delete",
+        "retain",
+        "FULL",
+        3,
+    )
+    assert args.confirm is True
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
+def test_unbuilt_commands_say_so(
+    name: str, walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command not built yet fails honestly: ERROR naming the command, exit 2."""
+    assert main(SAMPLE_ARGV[name], environ=walg_env) == 2
+    err = capsys.readouterr().err
+    assert f"ERROR: wal-g {name} is not implemented" in err
+    assert "HINT: " in err
+    assert "Traceback" not in err
+
+
+def test_walg_error_prints_error_and_hint(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A WalgError becomes ERROR/HINT lines on stderr and its own exit code, no traceback."""
+    error = ObjectNotFound("WAL segment 000000010000000000000009 is not in storage", hint="h1")
+    code = main(SAMPLE_ARGV["wal-fetch"], environ=walg_env, load_command=raising(error))
+    captured = capsys.readouterr()
+    assert code == 74
+    assert captured.err == (
+        "ERROR: WAL segment 000000010000000000000009 is not in storage\nHINT: h1\n"
+    )
+    assert captured.out == ""
+
+
+def test_walg_error_without_hint_prints_only_error(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error with an empty hint prints no HINT line."""
+    code = main(SAMPLE_ARGV["wal-push"], environ=walg_env, load_command=raising(WalgError("x")))
+    assert code == 1
+    assert capsys.readouterr().err == "ERROR: x\n"
+
+
+def test_walg_error_with_devel_prints_traceback(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With WALG_LOG_LEVEL=DEVEL the traceback comes first, then the ERROR and HINT lines."""
+    env = {**walg_env, "WALG_LOG_LEVEL": "DEVEL"}
+    error = ObjectNotFound("no such backup", hint="run wal-g backup-list")
+    code = main(SAMPLE_ARGV["backup-fetch"], environ=env, load_command=raising(error))
+    err = capsys.readouterr().err
+    assert code == 74
+    assert "Traceback (most recent call last)" in err
+    assert "walg.errors.ObjectNotFound: no such backup" in err
+    assert err.endswith("ERROR: no such backup\nHINT: run wal-g backup-list\n")
+
+
+def test_internal_error(walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """An unexpected exception prints the internal-error line and a hint, exits 1, no traceback."""
+    code = main(
+        SAMPLE_ARGV["backup-list"], environ=walg_env, load_command=raising(KeyError("spam"))
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("ERROR: internal error: KeyError: 'spam'\nHINT: ")
+    assert "WALG_LOG_LEVEL=DEVEL" in err
+    assert "Traceback" not in err
+
+
+def test_internal_error_with_devel_prints_traceback(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With WALG_LOG_LEVEL=DEVEL an internal error also prints its traceback."""
+    env = {**walg_env, "WALG_LOG_LEVEL": "DEVEL"}
+    code = main(SAMPLE_ARGV["backup-list"], environ=env, load_command=raising(ValueError("v")))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+    assert "ERROR: internal error: ValueError: v\n" in err
+
+
+def test_keyboard_interrupt_exits_130(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C during a command exits 130 with one line and no traceback."""
+    code = main(
+        SAMPLE_ARGV["backup-push"], environ=walg_env, load_command=raising(KeyboardInterrupt())
+    )
+    assert code == 130
+    assert capsys.readouterr().err == "ERROR: interrupted\n"
+
+
+def test_malformed_setting_is_a_config_error(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed setting exits 2 with an ERROR naming the variable, before the command runs."""
+    env = {**walg_env, "WALG_UPLOAD_CONCURRENCY": "abc"}
+    code = main(SAMPLE_ARGV["wal-push"], environ=env, load_command=raising(AssertionError()))
+    err = capsys.readouterr().err
+    assert code == ConfigError.exit_code == 2
+    assert err.startswith("ERROR: ")
+    assert "WALG_UPLOAD_CONCURRENCY" in err
+    assert "HINT: " in err
+    assert "Traceback" not in err
+
+
+def test_config_error_with_devel_prints_traceback(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """WALG_LOG_LEVEL=DEVEL shows tracebacks even for errors raised while reading settings."""
+    env = {**walg_env, "WALG_LOG_LEVEL": "devel", "WALG_UPLOAD_CONCURRENCY": "abc"}
+    code = main(SAMPLE_ARGV["wal-push"], environ=env, load_command=raising(AssertionError()))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback (most recent call last)" in err
+    assert "walg.errors.ConfigError" in err
+
+
+def test_missing_config_file_is_a_config_error(
+    walg_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config`` naming a file that does not exist exits 2 with an ERROR naming the file."""
+    missing = tmp_path / "nope.json"
+    argv = ["--config", str(missing), *SAMPLE_ARGV["wal-push"]]
+    code = main(argv, environ=walg_env, load_command=raising(AssertionError()))
+    assert code == 2
+    assert "nope.json" in capsys.readouterr().err

@@ -1,0 +1,313 @@
+"""Read settings once: from a mapping (the environment) over an optional JSON config file.
+
+Only this module turns raw strings into :class:`~walg.config.settings.Settings`, and it
+reads every value through the registry, so names, fallbacks and defaults live in one place.
+Precedence is per name: a variable in ``environ`` overrides the same name in the file; for
+each setting its own name is looked up before its fallbacks (as WAL-G does with viper).
+Empty values count as unset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import cast
+
+from walg.config.parse import (
+    format_size,
+    parse_bool,
+    parse_choice,
+    parse_file_prefix,
+    parse_int,
+    parse_log_level,
+    parse_rate,
+    parse_size,
+    parse_url_prefix,
+)
+from walg.config.registry import KNOWN_NAMES, Kind, Var, variable
+from walg.config.settings import (
+    BackupSettings,
+    CompressionMethod,
+    CompressionSettings,
+    ConcurrencySettings,
+    CryptoSettings,
+    DeltaOrigin,
+    GcsSettings,
+    LogSettings,
+    PostgresSettings,
+    RateLimitSettings,
+    S3Settings,
+    Secret,
+    Settings,
+    StorageKind,
+    StorageSettings,
+    WalSettings,
+)
+from walg.errors import ConfigError
+
+__all__ = ["find_default_config_file", "load", "read_config_file"]
+
+_CONFIG_HINT = 'the file must hold one JSON object, e.g. {"WALG_S3_PREFIX": "s3://bucket/path"}'
+
+
+def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings:
+    """Build the settings from ``environ`` over the optional JSON ``config_file``.
+
+    Succeeds with no storage configured (so that ``--help`` works); commands that need
+    storage call :meth:`Settings.require_storage`. Raises ConfigError for a bad value.
+    """
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    values = _merge(file_values, environ)
+    reader = _Reader(values)
+    return Settings(
+        storages=_storages(reader),
+        s3=_s3(reader),
+        gcs=GcsSettings(
+            credentials_file=reader.text("GOOGLE_APPLICATION_CREDENTIALS", "path"),
+            emulator_host=reader.text("STORAGE_EMULATOR_HOST"),
+        ),
+        concurrency=ConcurrencySettings(
+            upload=reader.number("WALG_UPLOAD_CONCURRENCY"),
+            download=reader.number("WALG_DOWNLOAD_CONCURRENCY"),
+            upload_disk=reader.number("WALG_UPLOAD_DISK_CONCURRENCY"),
+        ),
+        compression=CompressionSettings(
+            method=cast(CompressionMethod, reader.choice("WALG_COMPRESSION_METHOD")),
+        ),
+        crypto=_crypto(reader),
+        backup=_backup(reader),
+        rate_limits=RateLimitSettings(
+            disk=reader.rate("WALG_DISK_RATE_LIMIT"),
+            network=reader.rate("WALG_NETWORK_RATE_LIMIT"),
+        ),
+        wal=WalSettings(prevent_overwrite=reader.flag("WALG_PREVENT_WAL_OVERWRITE")),
+        log=_log(reader),
+        postgres=_postgres(reader),
+        config_file=config_file,
+        unknown=_unknown(values),
+    )
+
+
+def _merge(file_values: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment over the file, name by name; empty or blank values count as unset."""
+    values = {name: value for name, value in file_values.items() if value.strip()}
+    values.update((name, value) for name, value in environ.items() if value.strip())
+    return values
+
+
+def _unknown(values: Mapping[str, str]) -> tuple[str, ...]:
+    """WALG_* and WALE_* names that are not in the registry (WAL-G warns about them)."""
+    prefixed = (name for name in values if name.startswith(("WALG_", "WALE_")))
+    return tuple(sorted(name for name in prefixed if name not in KNOWN_NAMES))
+
+
+def find_default_config_file(environ: Mapping[str, str]) -> str | None:
+    """``$HOME/.walg.json`` if it is a file (WAL-G's default config file), else None."""
+    home = environ.get("HOME")
+    if not home:
+        return None
+    path = os.path.join(home, ".walg.json")
+    return path if os.path.isfile(path) else None
+
+
+def read_config_file(path: str) -> dict[str, str]:
+    """The settings in a JSON config file, names upper-cased and values as strings."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist", hint="check the path given to --config"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text", hint=_CONFIG_HINT) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}",
+            hint="check the path given to --config and its permissions",
+        ) from None
+    try:
+        data: object = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid JSON: {exc.msg} (line {exc.lineno}, "
+            f"column {exc.colno})",
+            hint=_CONFIG_HINT,
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} holds {_json_type(data)}, not a JSON object", hint=_CONFIG_HINT
+        )
+    return {str(key).upper(): _file_value(path, str(key), value) for key, value in data.items()}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a string" if isinstance(value, str) else "a number"
+
+
+def _file_value(path: str, key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # JSON 1e3 or 1500.0 means 1500
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(
+        f"config file {path}: the value of {key} is {_json_type(value)}",
+        hint=f'use a string, number or boolean, e.g. "{key}": "value"',
+    )
+
+
+class _Reader:
+    """Typed look-ups of registry variables in the merged values."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = values
+
+    def _find(self, name: str, kind: Kind) -> tuple[Var, str, str | None]:
+        """The registry entry, the name the value came from, and the value or default."""
+        var = variable(name)
+        if var.kind != kind:
+            raise TypeError(f"{name} is registered as {var.kind}, not {kind}")
+        for candidate in var.names:
+            if candidate in self._values:
+                return var, candidate, self._values[candidate]
+        return var, name, var.default
+
+    def _required(self, name: str, kind: Kind) -> tuple[Var, str, str]:
+        var, source, raw = self._find(name, kind)
+        if raw is None:
+            raise LookupError(f"{name} has no default in the registry")
+        return var, source, raw
+
+    def text(self, name: str, kind: Kind = "text") -> str | None:
+        raw = self._find(name, kind)[2]
+        return None if raw is None else raw.strip()
+
+    def secret(self, name: str) -> Secret | None:
+        raw = self._find(name, "secret")[2]
+        return None if raw is None else Secret(raw.rstrip("\r\n"))
+
+    def prefix(self, name: str) -> tuple[str, str] | None:
+        _, source, raw = self._find(name, "prefix")
+        return None if raw is None else (source, raw)
+
+    def flag(self, name: str) -> bool:
+        _, source, raw = self._required(name, "bool")
+        return parse_bool(source, raw)
+
+    def number(self, name: str) -> int:
+        var, source, raw = self._required(name, "int")
+        return parse_int(source, raw, minimum=var.minimum, maximum=var.maximum)
+
+    def optional_number(self, name: str) -> int | None:
+        var, source, raw = self._find(name, "int")
+        if raw is None:
+            return None
+        return parse_int(source, raw, minimum=var.minimum, maximum=var.maximum)
+
+    def size(self, name: str) -> int:
+        var, source, raw = self._required(name, "size")
+        size = parse_size(source, raw)
+        if var.minimum is not None and size < var.minimum:
+            raise ConfigError(
+                f"{source}={raw!r} is too small: it must be at least {var.minimum} bytes",
+                hint=f"e.g. {source}={format_size(1024**3)}",
+            )
+        return size
+
+    def rate(self, name: str) -> int | None:
+        _, source, raw = self._find(name, "rate")
+        return None if raw is None else parse_rate(source, raw)
+
+    def choice(self, name: str) -> str:
+        var, source, raw = self._required(name, "choice")
+        return parse_choice(source, raw, var.choices)
+
+    def log_level(self, name: str) -> str:
+        _, source, raw = self._required(name, "loglevel")
+        return parse_log_level(source, raw)
+
+
+_PREFIXES: tuple[tuple[str, StorageKind], ...] = (
+    ("WALG_FILE_PREFIX", "file"),
+    ("WALG_S3_PREFIX", "s3"),
+    ("WALG_GS_PREFIX", "gs"),
+)
+
+
+def _storages(reader: _Reader) -> tuple[StorageSettings, ...]:
+    storages = []
+    for name, kind in _PREFIXES:
+        found = reader.prefix(name)
+        if found is None:
+            continue
+        source, raw = found
+        if kind == "file":
+            bucket, path = "", parse_file_prefix(source, raw)
+        else:
+            bucket, path = parse_url_prefix(source, raw, kind)
+        storages.append(StorageSettings(kind, bucket, path, variable=source, prefix=raw))
+    return tuple(storages)
+
+
+def _s3(reader: _Reader) -> S3Settings:
+    return S3Settings(
+        access_key_id=reader.secret("AWS_ACCESS_KEY_ID"),
+        secret_access_key=reader.secret("AWS_SECRET_ACCESS_KEY"),
+        session_token=reader.secret("AWS_SESSION_TOKEN"),
+        profile=reader.text("AWS_PROFILE"),
+        region=reader.text("AWS_REGION"),
+        endpoint=reader.text("AWS_ENDPOINT"),
+        force_path_style=reader.flag("AWS_S3_FORCE_PATH_STYLE"),
+        storage_class=reader.text("WALG_S3_STORAGE_CLASS") or "STANDARD",
+        sse=reader.text("WALG_S3_SSE"),
+        sse_kms_id=reader.text("WALG_S3_SSE_KMS_ID"),
+        max_retries=reader.number("WALG_S3_MAX_RETRIES"),
+    )
+
+
+def _crypto(reader: _Reader) -> CryptoSettings:
+    return CryptoSettings(
+        pgp_key=reader.secret("WALG_PGP_KEY"),
+        pgp_key_path=reader.text("WALG_PGP_KEY_PATH", "path"),
+        pgp_key_passphrase=reader.secret("WALG_PGP_KEY_PASSPHRASE"),
+        gpg_key_id=reader.secret("WALG_GPG_KEY_ID"),
+    )
+
+
+def _backup(reader: _Reader) -> BackupSettings:
+    user_data = reader.text("WALG_SENTINEL_USER_DATA", "json")
+    return BackupSettings(
+        tar_size_threshold=reader.size("WALG_TAR_SIZE_THRESHOLD"),
+        delta_max_steps=reader.number("WALG_DELTA_MAX_STEPS"),
+        delta_origin=cast(DeltaOrigin, reader.choice("WALG_DELTA_ORIGIN")),
+        sentinel_user_data_text=user_data,
+        verify_page_checksums=reader.flag("WALG_VERIFY_PAGE_CHECKSUMS"),
+    )
+
+
+def _log(reader: _Reader) -> LogSettings:
+    level = reader.log_level("WALG_LOG_LEVEL")
+    return LogSettings(level=level, debug_tracebacks=level == "DEBUG")
+
+
+def _postgres(reader: _Reader) -> PostgresSettings:
+    return PostgresSettings(
+        host=reader.text("PGHOST"),
+        port=reader.optional_number("PGPORT"),
+        user=reader.text("PGUSER"),
+        password=reader.secret("PGPASSWORD"),
+        passfile=reader.text("PGPASSFILE", "path"),
+        database=reader.text("PGDATABASE"),
+        data_dir=reader.text("PGDATA", "path"),
+    )

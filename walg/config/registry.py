@@ -1,0 +1,206 @@
+"""Every setting walg reads, as data: name, fallbacks, kind, default and a one-line description.
+
+:func:`walg.config.load` reads settings only through this table, and :func:`markdown_table`
+renders it for the README, so the documentation cannot drift from the code. Regenerate
+``docs/configuration.md`` with ``python -m walg.config > docs/configuration.md``.
+
+Names and defaults are WAL-G's (``internal/config/config.go``, ``pkg/storages/s3``). A
+fallback is read only when the name itself is unset, in the order given, as WAL-G's
+``GetWaleCompatibleSetting`` does for ``WALG_X`` then ``WALE_X``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = ["GROUPS", "KNOWN_NAMES", "VARIABLES", "Kind", "Var", "markdown_table", "variable"]
+
+Kind = Literal[
+    "text", "path", "secret", "bool", "int", "size", "rate", "choice", "loglevel", "json", "prefix"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """One supported variable."""
+
+    name: str
+    group: str
+    kind: Kind
+    description: str
+    default: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name, then its fallbacks, in lookup order."""
+        return (self.name, *self.fallbacks)
+
+
+GROUPS: Final = (
+    "storage", "s3", "gcs", "concurrency", "compression", "crypto",
+    "backup", "rate limits", "wal", "logging", "postgres",
+)
+
+VARIABLES: Final[tuple[Var, ...]] = (
+    # storage: exactly one prefix when a command needs storage
+    Var("WALG_FILE_PREFIX", "storage", "prefix",
+        "Local directory to store backups in, e.g. /mnt/backup/walg.",
+        fallbacks=("WALE_FILE_PREFIX",)),
+    Var("WALG_S3_PREFIX", "storage", "prefix",
+        "S3 location s3://bucket/path to store backups in.", fallbacks=("WALE_S3_PREFIX",)),
+    Var("WALG_GS_PREFIX", "storage", "prefix",
+        "Google Cloud Storage location gs://bucket/path to store backups in.",
+        fallbacks=("WALE_GS_PREFIX",)),
+    # s3
+    Var("AWS_ACCESS_KEY_ID", "s3", "secret", "S3 access key ID.", fallbacks=("AWS_ACCESS_KEY",)),
+    Var("AWS_SECRET_ACCESS_KEY", "s3", "secret", "S3 secret access key.",
+        fallbacks=("AWS_SECRET_KEY",)),
+    Var("AWS_SESSION_TOKEN", "s3", "secret", "Session token for temporary S3 credentials.",
+        fallbacks=("AWS_SECURITY_TOKEN",)),
+    Var("AWS_PROFILE", "s3", "text", "Profile to use from the AWS shared credentials files."),
+    Var("AWS_REGION", "s3", "text", "Region of the bucket, e.g. us-east-1.",
+        fallbacks=("AWS_DEFAULT_REGION",)),
+    Var("AWS_ENDPOINT", "s3", "text",
+        "URL of an S3-compatible service, e.g. http://127.0.0.1:9000."),
+    Var("AWS_S3_FORCE_PATH_STYLE", "s3", "bool",
+        "Address buckets as endpoint/bucket/key (needed by many S3-compatible services).",
+        default="false"),
+    Var("WALG_S3_STORAGE_CLASS", "s3", "text",
+        "Storage class of uploaded objects, e.g. STANDARD_IA.", default="STANDARD",
+        fallbacks=("WALE_S3_STORAGE_CLASS", "S3_STORAGE_CLASS")),
+    Var("WALG_S3_SSE", "s3", "text", "Server-side encryption algorithm: AES256 or aws:kms.",
+        fallbacks=("WALE_S3_SSE", "S3_SSE")),
+    Var("WALG_S3_SSE_KMS_ID", "s3", "text", "KMS key ID for WALG_S3_SSE=aws:kms.",
+        fallbacks=("WALE_S3_SSE_KMS_ID", "S3_SSE_KMS_ID")),
+    Var("WALG_S3_MAX_RETRIES", "s3", "int", "How many times a failed S3 request is retried.",
+        default="15", fallbacks=("WALE_S3_MAX_RETRIES", "S3_MAX_RETRIES"), minimum=0),
+    # gcs
+    Var("GOOGLE_APPLICATION_CREDENTIALS", "gcs", "path",
+        "Service account JSON key file; unset to use the default credentials."),
+    Var("STORAGE_EMULATOR_HOST", "gcs", "text",
+        "GCS emulator URL, e.g. http://127.0.0.1:9023 (tests only)."),
+    # concurrency
+    Var("WALG_UPLOAD_CONCURRENCY", "concurrency", "int",
+        "Parallel uploads (worker processes of upload stages).", default="16", minimum=1),
+    Var("WALG_DOWNLOAD_CONCURRENCY", "concurrency", "int",
+        "Parallel downloads (worker processes of download stages).", default="10", minimum=1),
+    Var("WALG_UPLOAD_DISK_CONCURRENCY", "concurrency", "int",
+        "Parallel readers of PGDATA during backup-push.", default="1", minimum=1),
+    # compression
+    Var("WALG_COMPRESSION_METHOD", "compression", "choice",
+        "Compression of uploaded files.", default="lz4", choices=("lz4", "lzma", "brotli")),
+    # crypto
+    Var("WALG_PGP_KEY", "crypto", "secret",
+        "Armored OpenPGP key: public to encrypt, private to decrypt."),
+    Var("WALG_PGP_KEY_PATH", "crypto", "path", "File holding the armored OpenPGP key."),
+    Var("WALG_PGP_KEY_PASSPHRASE", "crypto", "secret", "Passphrase of the private key."),
+    Var("WALG_GPG_KEY_ID", "crypto", "secret",
+        "Deprecated: ID of a key in the local gpg keyring.", fallbacks=("WALE_GPG_KEY_ID",)),
+    # backup
+    Var("WALG_TAR_SIZE_THRESHOLD", "backup", "size",
+        "Size at which backup-push starts a new tar part.", default="1073741823", minimum=1),
+    Var("WALG_DELTA_MAX_STEPS", "backup", "int",
+        "Delta backups allowed between two full backups; 0 makes every backup full.",
+        default="0", minimum=0),
+    Var("WALG_DELTA_ORIGIN", "backup", "choice",
+        "Base of a delta backup: the latest backup, or the latest full one.",
+        default="LATEST", choices=("LATEST", "LATEST_FULL")),
+    Var("WALG_SENTINEL_USER_DATA", "backup", "json",
+        "Stored in the backup's sentinel as UserData: JSON if it parses, else the text."),
+    Var("WALG_VERIFY_PAGE_CHECKSUMS", "backup", "bool",
+        "Verify page checksums while reading PGDATA.", default="false"),
+    # rate limits
+    Var("WALG_DISK_RATE_LIMIT", "rate limits", "rate",
+        "Cap on reading PGDATA, in bytes per second; unset for no cap."),
+    Var("WALG_NETWORK_RATE_LIMIT", "rate limits", "rate",
+        "Cap on uploads, in bytes per second; unset for no cap."),
+    # wal
+    Var("WALG_PREVENT_WAL_OVERWRITE", "wal", "bool",
+        "wal-push fails instead of overwriting a stored segment with different content.",
+        default="false"),
+    # logging
+    Var("WALG_LOG_LEVEL", "logging", "loglevel",
+        "NORMAL, DEVEL (debug output and tracebacks) or ERROR; DEBUG, INFO, WARNING too.",
+        default="NORMAL",
+        choices=("NORMAL", "DEVEL", "ERROR", "DEBUG", "INFO", "WARNING")),
+    # postgres
+    Var("PGHOST", "postgres", "text", "Host name or socket directory of PostgreSQL."),
+    Var("PGPORT", "postgres", "int", "Port of PostgreSQL.", minimum=1, maximum=65535),
+    Var("PGUSER", "postgres", "text", "User to connect as."),
+    Var("PGPASSWORD", "postgres", "secret", "Password to connect with."),
+    Var("PGPASSFILE", "postgres", "path", "Password file to use instead of ~/.pgpass."),
+    Var("PGDATABASE", "postgres", "text", "Database to connect to."),
+    Var("PGDATA", "postgres", "path", "Data directory, when a command is not given one."),
+)
+
+_BY_NAME: Final = {var.name: var for var in VARIABLES}
+KNOWN_NAMES: Final = frozenset(name for var in VARIABLES for name in var.names)
+
+
+def variable(name: str) -> Var:
+    """The registry entry called ``name`` (not a fallback); KeyError if there is none."""
+    return _BY_NAME[name]
+
+
+_KIND_LABELS: Final[dict[str, str]] = {
+    "text": "text",
+    "path": "path",
+    "secret": "secret",
+    "bool": "bool",
+    "size": "size",
+    "rate": "rate (bytes/s)",
+    "json": "JSON or text",
+    "loglevel": "log level",
+}
+
+
+def _kind_label(var: Var) -> str:
+    if var.kind == "prefix":
+        return "path" if var.name == "WALG_FILE_PREFIX" else "URL"
+    if var.kind == "choice":
+        return "one of " + ", ".join(f"`{c}`" for c in var.choices)
+    if var.kind == "int":
+        low, high = var.minimum, var.maximum
+        if low is not None and high is not None:
+            return f"int {low}..{high}"
+        return f"int >= {low}" if low is not None else "int"
+    return _KIND_LABELS[var.kind]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+_FORMATS: Final = """
+Value formats:
+- Exactly one of `WALG_FILE_PREFIX`, `WALG_S3_PREFIX`, `WALG_GS_PREFIX` must be set for
+  commands that use storage.
+- A fallback ("also read") is used only when the variable itself is unset. An empty value
+  counts as unset.
+- bool: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` (and `t`/`f`), in any case.
+- size and rate: a byte count, or a number with a unit `K`, `M`, `G`, `T`: every unit is
+  a power of 1024 however it is spelt (`64M` = `64MB` = `64MiB` = 67108864), as in WAL-G;
+  decimals are allowed (`1.5G`). A rate may end in `/s`.
+- The `--config` file is a JSON object with the same names as keys; the environment
+  overrides it name by name.
+"""
+
+
+def markdown_table() -> str:
+    """The README's configuration table (plus a note on value formats), in Markdown."""
+    lines = [
+        "| Variable | Also read | Type | Default | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for group in GROUPS:
+        for var in (v for v in VARIABLES if v.group == group):
+            also = ", ".join(f"`{name}`" for name in var.fallbacks)
+            default = f"`{var.default}`" if var.default is not None else ""
+            cells = (f"`{var.name}`", also, _kind_label(var), default, var.description)
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n" + _FORMATS

@@ -1,0 +1,259 @@
+"""The typed, frozen settings that :func:`walg.config.load` returns.
+
+Every class is a frozen dataclass whose defaults are WAL-G's (the registry holds the same
+defaults as text; a test keeps both in step). All of them pickle, so worker processes can
+be given settings and build their own clients from them. Secret values are wrapped in
+:class:`Secret`, whose ``repr`` and ``str`` are ``***``, so settings can be logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from walg.config.parse import parse_json_or_text
+from walg.errors import ConfigError
+
+__all__ = [
+    "BackupSettings",
+    "CompressionMethod",
+    "CompressionSettings",
+    "ConcurrencySettings",
+    "CryptoSettings",
+    "DeltaOrigin",
+    "GcsSettings",
+    "LogSettings",
+    "PostgresSettings",
+    "RateLimitSettings",
+    "S3Settings",
+    "Secret",
+    "Settings",
+    "StorageKind",
+    "StorageSettings",
+    "WalSettings",
+]
+
+StorageKind = Literal["file", "s3", "gs"]
+CompressionMethod = Literal["lz4", "lzma", "brotli"]
+DeltaOrigin = Literal["LATEST", "LATEST_FULL"]
+
+PREFIX_VARIABLES: Final = ("WALG_FILE_PREFIX", "WALG_S3_PREFIX", "WALG_GS_PREFIX")
+_EXTENSIONS: Final[dict[str, str]] = {"lz4": "lz4", "lzma": "lzma", "brotli": "br"}
+_LEVELNOS: Final[dict[str, int]] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that must not be printed: ``repr`` and ``str`` show ``***``."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        """The secret itself, for handing to the library that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return None if secret is None else secret.reveal()
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where backups live: a local directory, an S3 bucket or a GCS bucket.
+
+    For ``file`` the bucket is empty and ``path`` is the directory; for ``s3`` and ``gs``
+    ``path`` is the key prefix inside the bucket, without leading or trailing slashes.
+    """
+
+    kind: StorageKind
+    bucket: str
+    path: str
+    variable: str  # the variable it was read from, e.g. WALE_S3_PREFIX
+    prefix: str  # the value as given
+
+    @property
+    def url(self) -> str:
+        """A normalized spelling: ``s3://bucket/path``, ``gs://bucket/path`` or the directory."""
+        if self.kind == "file":
+            return self.path
+        return f"{self.kind}://{self.bucket}/{self.path}".rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """S3 (and S3-compatible) access; unset values are left to boto3's own defaults."""
+
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
+    profile: str | None = None
+    region: str | None = None
+    endpoint: str | None = None
+    force_path_style: bool = False
+    storage_class: str = "STANDARD"
+    sse: str | None = None
+    sse_kms_id: str | None = None
+    max_retries: int = 15
+
+
+@dataclass(frozen=True, slots=True)
+class GcsSettings:
+    """Google Cloud Storage access."""
+
+    credentials_file: str | None = None
+    emulator_host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencySettings:
+    """Worker counts of the pipeline stages; each is at least 1."""
+
+    upload: int = 16
+    download: int = 10
+    upload_disk: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CompressionSettings:
+    """How uploads are compressed."""
+
+    method: CompressionMethod = "lz4"
+
+    @property
+    def extension(self) -> str:
+        """The object name extension WAL-G uses: ``lz4``, ``lzma`` or ``br``."""
+        return _EXTENSIONS[self.method]
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoSettings:
+    """OpenPGP encryption. WAL-G's priority: the key, then the key file, then the key ID."""
+
+    pgp_key: Secret | None = None
+    pgp_key_path: str | None = None
+    pgp_key_passphrase: Secret | None = None
+    gpg_key_id: Secret | None = None  # deprecated: a key in the local gpg keyring
+
+    @property
+    def enabled(self) -> bool:
+        """True when uploads are to be encrypted (and downloads decrypted)."""
+        return any(v is not None for v in (self.pgp_key, self.pgp_key_path, self.gpg_key_id))
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSettings:
+    """backup-push and backup-fetch behaviour."""
+
+    tar_size_threshold: int = 1073741823  # (1 << 30) - 1, as in WAL-G
+    delta_max_steps: int = 0
+    delta_origin: DeltaOrigin = "LATEST"
+    sentinel_user_data_text: str | None = None
+    verify_page_checksums: bool = False
+
+    @property
+    def sentinel_user_data(self) -> object:
+        """UserData for the sentinel: the parsed JSON value, or the text if it is not JSON.
+
+        Parsed on each access, so callers get their own copy and settings stay immutable.
+        """
+        if self.sentinel_user_data_text is None:
+            return None
+        return parse_json_or_text(self.sentinel_user_data_text)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Caps in bytes per second; ``None`` means no cap."""
+
+    disk: int | None = None
+    network: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WalSettings:
+    """wal-push and wal-fetch behaviour."""
+
+    prevent_overwrite: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """Logging: ``level`` is a stdlib level name (DEBUG, INFO, WARNING, ERROR)."""
+
+    level: str = "INFO"
+    debug_tracebacks: bool = False
+
+    @property
+    def levelno(self) -> int:
+        """The stdlib numeric level, e.g. ``logging.INFO`` (without importing logging)."""
+        return _LEVELNOS[self.level]
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """libpq connection settings (all optional) and the data directory."""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: Secret | None = None
+    passfile: str | None = None
+    database: str | None = None
+    data_dir: str | None = None
+
+    def dsn_params(self) -> dict[str, str]:
+        """Keyword arguments for ``psycopg2.connect`` (libpq names), only those that are set.
+
+        The password is revealed here: do not log the result.
+        """
+        params = {
+            "host": self.host,
+            "port": None if self.port is None else str(self.port),
+            "user": self.user,
+            "password": _reveal(self.password),
+            "passfile": self.passfile,
+            "dbname": self.database,
+        }
+        return {key: value for key, value in params.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything walg is configured with, read once by :func:`walg.config.load`."""
+
+    storages: tuple[StorageSettings, ...] = ()
+    s3: S3Settings = field(default_factory=S3Settings)
+    gcs: GcsSettings = field(default_factory=GcsSettings)
+    concurrency: ConcurrencySettings = field(default_factory=ConcurrencySettings)
+    compression: CompressionSettings = field(default_factory=CompressionSettings)
+    crypto: CryptoSettings = field(default_factory=CryptoSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    wal: WalSettings = field(default_factory=WalSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    config_file: str | None = None
+    unknown: tuple[str, ...] = ()  # WALG_*/WALE_* names given that walg does not know
+
+    def require_storage(self) -> StorageSettings:
+        """The one configured storage; ConfigError if none or several are configured."""
+        if len(self.storages) == 1:
+            return self.storages[0]
+        choices = ", ".join(PREFIX_VARIABLES)
+        if not self.storages:
+            raise ConfigError(
+                f"no storage is configured: set one of {choices}",
+                hint="e.g. WALG_S3_PREFIX=s3://my-bucket/walg or WALG_FILE_PREFIX=/backups "
+                "(WALE_FILE_PREFIX, WALE_S3_PREFIX and WALE_GS_PREFIX are read too)",
+            )
+        given = ", ".join(s.variable for s in self.storages)
+        raise ConfigError(
+            f"several storages are configured ({given}); set only one of {choices}",
+            hint="unset all but one of them (in the environment and in the --config file)",
+        )
