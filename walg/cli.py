@@ -262,7 +262,7 @@ def _devel_requested(environ: Mapping[str, str]) -> bool:
 
     Once ``walg.config.load`` has succeeded, ``settings.log.debug_tracebacks`` decides.
     """
-    return environ.get("WALG_LOG_LEVEL", "").strip().upper() == "DEVEL"
+    return environ.get("WALG_LOG_LEVEL", "").strip().upper() in ("DEVEL", "DEBUG")
 
 
 def _load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

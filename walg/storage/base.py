@@ -1,0 +1,308 @@
+"""The one storage interface: five primitives per backend, everything else derived here.
+
+A :class:`Storage` is a folder of objects named by keys: ``/``-separated relative paths
+such as ``wal_005/000000010000000000000001.lz4``. A backend implements five primitives on
+keys that this base class has already checked and joined to the folder's root:
+
+``_put(key, source)``      store everything ``source.read()`` returns, atomically
+``_read(key, offset)``     a stream of the object's bytes from ``offset``
+``_stat(key)``             size and modification time
+``_list(prefix, after)``   every object whose key starts with ``prefix``, in key order,
+                           starting after the key ``after`` (to resume a cut listing)
+``_delete(keys)``          delete the objects that exist among ``keys``
+
+Each translates its SDK's errors into :class:`ObjectNotFound`, :class:`PermissionDenied`,
+:class:`StorageUnavailable` (retryable) or :class:`StorageError`. Retries of transient
+failures, resuming an interrupted read, key checks, batching and sub-folders live once, here.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, TypeVar, cast
+
+import structlog
+
+from walg.errors import ObjectNotFound, StorageError
+
+__all__ = ["DELETE_BATCH", "Listing", "ObjectInfo", "RetryPolicy", "Storage", "check_key"]
+
+DELETE_BATCH = 1000
+"""Keys per delete request (the S3 limit)."""
+
+T = TypeVar("T")
+_log = structlog.get_logger("walg.storage")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object: its key relative to the storage folder, its size and its mtime (UTC)."""
+
+    name: str
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One level of a folder: the objects directly in it and the names of its sub-folders."""
+
+    objects: tuple[ObjectInfo, ...]
+    folders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter for :class:`StorageUnavailable` errors.
+
+    Attempt ``n`` (from 0) waits a random time in ``[0, min(max_delay, base_delay * 2**n)]``.
+    """
+
+    max_retries: int = 5
+    base_delay: float = 0.1
+    max_delay: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+    def call(self, what: str, operation: Callable[[], T]) -> T:
+        """Run ``operation``, retrying it while it raises a retryable error."""
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except StorageError as err:
+                if not err.retryable or attempt >= self.max_retries:
+                    raise
+                pause = self.delay(attempt)
+                _log.warning("storage retry", op=what, attempt=attempt + 1, error=err.msg)
+                self.sleep(pause)
+                attempt += 1
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid relative object key, else raise StorageError."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(
+            f"invalid object key {key!r}",
+            hint="keys are relative paths like wal_005/000000010000000000000001.lz4",
+        )
+    return key
+
+
+def _check_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or a key-like path that may end with '/'."""
+    if prefix:
+        check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+class Storage(ABC):
+    """A folder of objects in some storage. See the module docstring for the contract."""
+
+    def __init__(self, retry: RetryPolicy | None = None) -> None:
+        self.retry = retry or RetryPolicy()
+        self._root = ""  # path of this folder inside the backend, "" or ending with "/"
+
+    # -- what a backend implements --------------------------------------------------------
+
+    @abstractmethod
+    def _put(self, key: str, source: BinaryIO) -> None:
+        """Store all of ``source`` under ``key``; a reader never sees a partial object."""
+
+    @abstractmethod
+    def _read(self, key: str, offset: int) -> BinaryIO:
+        """Open the object from byte ``offset``; raise ObjectNotFound if it is missing."""
+
+    @abstractmethod
+    def _stat(self, key: str) -> ObjectInfo:
+        """Size and mtime of the object (name = full key); ObjectNotFound if missing."""
+
+    @abstractmethod
+    def _list(self, prefix: str, after: str) -> Iterator[ObjectInfo]:
+        """Objects whose full key starts with ``prefix``, in key order, names being full
+        keys; only keys greater than ``after`` (when it is not empty)."""
+
+    @abstractmethod
+    def _delete(self, keys: Sequence[str]) -> None:
+        """Delete those of ``keys`` (at most DELETE_BATCH) that exist."""
+
+    @property
+    def url(self) -> str:
+        """Where this folder is, for messages (no credentials)."""
+        return self._describe(self._root)
+
+    def _describe(self, root: str) -> str:
+        return f"{type(self).__name__}:{root}"
+
+    # -- the public interface -------------------------------------------------------------
+
+    def put_object(self, key: str, data: bytes | BinaryIO) -> None:
+        """Store ``data`` under ``key``, replacing what was there. A stream is read to its
+        end; it is retried from its start after a transient error only if it is seekable."""
+        full = self._full(key)
+        if isinstance(data, bytes | bytearray | memoryview):
+            self.retry.call(f"put {key}", lambda: self._put(full, io.BytesIO(data)))
+            return
+        if not _seekable(data):
+            self._put(full, data)
+            return
+        start = data.tell()
+
+        def attempt() -> None:
+            data.seek(start)
+            self._put(full, data)
+
+        self.retry.call(f"put {key}", attempt)
+
+    def read_object(self, key: str) -> BinaryIO:
+        """A stream of the object's bytes; a read cut by a transient error resumes where it
+        stopped. Raises ObjectNotFound if there is no such object."""
+        full = self._full(key)
+        stream = self.retry.call(f"read {key}", lambda: self._read(full, 0))
+        return cast(BinaryIO, _ResumingReader(self, full, stream))
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object in memory (for small objects: sentinels, metadata)."""
+        with self.read_object(key) as stream:
+            return stream.read()
+
+    def stat_object(self, key: str) -> ObjectInfo:
+        """Size and mtime of ``key``; ObjectNotFound if missing."""
+        full = self._full(key)
+        info = self.retry.call(f"stat {key}", lambda: self._stat(full))
+        return ObjectInfo(key, info.size, info.modified)
+
+    def exists(self, key: str) -> bool:
+        """Whether an object ``key`` exists."""
+        try:
+            self.stat_object(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under this folder whose key starts with ``prefix``, recursively,
+        in key order. Streams listings of any size; a listing cut by a transient error
+        resumes after the last key it yielded."""
+        full = self._root + _check_prefix(prefix)
+        skip = len(self._root)
+        last = ""
+        attempt = 0
+        while True:
+            try:
+                for info in self._list(full, last):
+                    last = info.name
+                    yield ObjectInfo(info.name[skip:], info.size, info.modified)
+                return
+            except StorageError as err:
+                if not err.retryable or attempt >= self.retry.max_retries:
+                    raise
+                _log.warning("storage list resumed", prefix=full, after=last, error=err.msg)
+                self.retry.sleep(self.retry.delay(attempt))
+                attempt += 1
+
+    def list_folder(self, folder: str = "") -> Listing:
+        """The objects directly in ``folder`` and its sub-folder names (one level)."""
+        prefix = folder.rstrip("/") + "/" if folder else ""
+        objects, folders = [], set()
+        for info in self.list_objects(prefix):
+            rest = info.name[len(prefix) :]
+            if "/" in rest:
+                folders.add(rest.split("/", 1)[0])
+            else:
+                objects.append(info)
+        objects.sort(key=lambda o: o.name)
+        return Listing(tuple(objects), tuple(sorted(folders)))
+
+    def delete_objects(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` (missing ones are fine) in batches; return how many were asked."""
+        batch: list[str] = []
+        count = 0
+        for key in keys:
+            batch.append(self._full(key))
+            if len(batch) == DELETE_BATCH:
+                count += self._delete_batch(batch)
+                batch = []
+        if batch:
+            count += self._delete_batch(batch)
+        return count
+
+    def _delete_batch(self, batch: list[str]) -> int:
+        self.retry.call(f"delete {len(batch)} objects", lambda: self._delete(batch))
+        return len(batch)
+
+    def copy_object(self, source: str, target: str) -> None:
+        """Copy an object within this storage (streamed, never held whole in memory)."""
+        with self.read_object(source) as stream:
+            self.put_object(target, stream)
+
+    def sub_folder(self, path: str) -> Storage:
+        """The same storage seen from ``path`` (relative to this folder)."""
+        view = copy.copy(self)
+        view._root = self._root + check_key(path.strip("/")) + "/"
+        return view
+
+    def _full(self, key: str) -> str:
+        return self._root + check_key(key)
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+class _ResumingReader(io.RawIOBase):
+    """A read stream that reopens at its position after a transient error."""
+
+    def __init__(self, storage: Storage, key: str, stream: BinaryIO) -> None:
+        super().__init__()
+        self._storage = storage
+        self._key = key
+        self._stream = stream
+        self._position = 0
+        self._retries = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            try:
+                data = self._stream.read(size)
+                self._position += len(data)
+                return data
+            except StorageError as err:
+                self._reopen(err)
+
+    def _reopen(self, err: StorageError) -> None:
+        policy = self._storage.retry
+        if not err.retryable or self._retries >= policy.max_retries:
+            raise err
+        policy.sleep(policy.delay(self._retries))
+        self._retries += 1
+        _log.warning("storage read resumed", key=self._key, offset=self._position, error=err.msg)
+        self._stream.close()
+        self._stream = self._storage._read(self._key, self._position)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
+

@@ -1,0 +1,173 @@
+"""Storage in a local (or mounted) directory: WALG_FILE_PREFIX.
+
+Writes go to a hidden temporary file in the target's directory, are fsynced, renamed over
+the final name, and the directory is fsynced: a reader never sees a partial object and a
+crash never leaves one under the final name (only a temporary file, which listings skip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
+from walg.storage.base import ObjectInfo, RetryPolicy, Storage
+
+__all__ = ["TEMP_MARK", "FileStorage"]
+
+TEMP_MARK = ".walg-tmp-"
+"""Temporary files start with this; listings skip them."""
+
+_CHUNK = 1 << 20
+_TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE}
+
+
+class FileStorage(Storage):
+    """Objects as files below ``directory``; keys are paths relative to it."""
+
+    def __init__(self, directory: str, retry: RetryPolicy | None = None) -> None:
+        super().__init__(retry)
+        self.directory = os.path.abspath(directory)
+
+    def _describe(self, root: str) -> str:
+        return f"file://{os.path.join(self.directory, root)}"
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, *key.split("/"))
+
+    def _put(self, key: str, source: BinaryIO) -> None:
+        path = self._path(key)
+        folder = os.path.dirname(path)
+        temp = os.path.join(folder, TEMP_MARK + os.path.basename(path) + "." + secrets.token_hex(4))
+        with _translated(key, self._describe("")):
+            _make_dirs(folder)
+            try:
+                with open(temp, "xb") as out:
+                    _copy(source, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+            _fsync_dir(folder)
+
+    def _read(self, key: str, offset: int) -> BinaryIO:
+        with _translated(key, self._describe("")):
+            stream = open(self._path(key), "rb")  # noqa: SIM115 - returned to the caller
+            if offset:
+                stream.seek(offset)
+            return stream
+
+    def _stat(self, key: str) -> ObjectInfo:
+        with _translated(key, self._describe("")):
+            st = os.stat(self._path(key))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def _list(self, prefix: str, after: str) -> Iterator[ObjectInfo]:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        with _translated(prefix, self._describe("")):
+            found = sorted(_walk(self._path(folder) if folder else self.directory, folder))
+        for key, st in found:
+            if key.startswith(prefix) and key > after:
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def _delete(self, keys: Sequence[str]) -> None:
+        touched: set[str] = set()
+        for key in keys:
+            path = self._path(key)
+            with _translated(key, self._describe("")):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+            touched.add(os.path.dirname(path))
+        for folder in sorted(touched, key=len, reverse=True):
+            self._prune(folder)
+
+    def _prune(self, folder: str) -> None:
+        """fsync ``folder``, then remove it and its parents while they are empty."""
+        with contextlib.suppress(OSError):
+            _fsync_dir(folder)
+        while folder.startswith(self.directory + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                return
+            folder = os.path.dirname(folder)
+            with contextlib.suppress(OSError):
+                _fsync_dir(folder)
+
+
+def _walk(path: str, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    try:
+        entries = list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith(TEMP_MARK):
+            continue
+        key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path, key)
+        elif entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                yield key, entry.stat()
+
+
+def _copy(source: BinaryIO, out: BinaryIO) -> None:
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    readinto = getattr(source, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(view)
+            if not n:
+                return
+            out.write(view[:n])
+        else:
+            data = source.read(_CHUNK)
+            if not data:
+                return
+            out.write(data)
+
+
+def _make_dirs(folder: str) -> None:
+    """Create ``folder`` and missing parents, fsyncing each parent that gained an entry."""
+    if os.path.isdir(folder):
+        return
+    parent = os.path.dirname(folder)
+    _make_dirs(parent)
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        return
+    _fsync_dir(parent)
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _translated(key: str, where: str) -> Iterator[None]:
+    """Turn OSError into the storage errors of walg."""
+    try:
+        yield
+    except FileNotFoundError as err:
+        raise ObjectNotFound(f"no object {key!r} in {where}") from err
+    except PermissionError as err:
+        raise PermissionDenied(f"permission denied for {key!r} in {where}: {err.strerror}") from err
+    except OSError as err:
+        error = StorageUnavailable if err.errno in _TRANSIENT else StorageError
+        raise error(f"cannot access {key!r} in {where}: {err.strerror or err}") from err
