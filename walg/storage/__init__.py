@@ -1,0 +1,33 @@
+"""Storage backends behind one interface (:class:`Storage`).
+
+Only the interface and :func:`open_storage` are imported here; a backend's module, and the
+SDK it needs (boto3, google-cloud-storage), are imported when that backend is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from walg.storage.base import Listing, ObjectInfo, RetryPolicy, Storage
+
+if TYPE_CHECKING:
+    from walg.config import Settings
+
+__all__ = ["Listing", "ObjectInfo", "RetryPolicy", "Storage", "open_storage"]
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The storage the settings name (exactly one of WALG_FILE/S3/GS_PREFIX)."""
+    where = settings.require_storage()
+    if where.kind == "file":
+        from walg.storage.file import FileStorage
+
+        return FileStorage(where.path)
+    if where.kind == "s3":
+        from walg.storage.s3 import S3Storage
+
+        retry = RetryPolicy(max_retries=settings.s3.max_retries)
+        return S3Storage.from_settings(where, settings.s3, settings.concurrency.upload, retry)
+    from walg.storage.gcs import GcsStorage
+
+    return GcsStorage.from_settings(where, settings.gcs)

@@ -32,7 +32,17 @@ import structlog
 
 from walg.errors import ObjectNotFound, StorageError
 
-__all__ = ["DELETE_BATCH", "Listing", "ObjectInfo", "RetryPolicy", "Storage", "check_key"]
+__all__ = [
+    "DELETE_BATCH",
+    "Listing",
+    "ObjectInfo",
+    "RetryPolicy",
+    "Storage",
+    "check_key",
+    "iter_chunks",
+]
+
+_CHUNK = 1 << 20
 
 DELETE_BATCH = 1000
 """Keys per delete request (the S3 limit)."""
@@ -256,6 +266,21 @@ class Storage(ABC):
         return self._root + check_key(key)
 
 
+def iter_chunks(source: BinaryIO, size: int) -> Iterator[memoryview | bytes]:
+    """The bytes of ``source`` in chunks of at most ``size``, reusing one buffer when the
+    stream supports ``readinto`` (each chunk is valid until the next one is taken)."""
+    buffer = memoryview(bytearray(size))
+    try:
+        n = source.readinto(buffer)  # type: ignore[attr-defined]
+    except (AttributeError, NotImplementedError, io.UnsupportedOperation):
+        while data := source.read(size):
+            yield data
+        return
+    while n:
+        yield buffer[:n]
+        n = source.readinto(buffer)  # type: ignore[attr-defined]
+
+
 def _seekable(stream: BinaryIO) -> bool:
     try:
         return bool(stream.seekable())
@@ -264,7 +289,9 @@ def _seekable(stream: BinaryIO) -> bool:
 
 
 class _ResumingReader(io.RawIOBase):
-    """A read stream that reopens at its position after a transient error."""
+    """A read stream that reopens at its position after a transient error. The retry
+    budget applies to consecutive failures without progress, so a long download survives
+    occasional resets."""
 
     def __init__(self, storage: Storage, key: str, stream: BinaryIO) -> None:
         super().__init__()
@@ -283,13 +310,18 @@ class _ResumingReader(io.RawIOBase):
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
         while True:
             try:
                 data = self._stream.read(size)
-                self._position += len(data)
-                return data
             except StorageError as err:
                 self._reopen(err)
+                continue
+            if data:
+                self._position += len(data)
+                self._retries = 0  # progress: a later cut gets a fresh budget
+            return data
 
     def _reopen(self, err: StorageError) -> None:
         policy = self._storage.retry

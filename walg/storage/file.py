@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
-from walg.storage.base import ObjectInfo, RetryPolicy, Storage
+from walg.storage.base import ObjectInfo, RetryPolicy, Storage, iter_chunks
 
 __all__ = ["TEMP_MARK", "FileStorage"]
 
@@ -44,19 +44,25 @@ class FileStorage(Storage):
         path = self._path(key)
         folder = os.path.dirname(path)
         temp = os.path.join(folder, TEMP_MARK + os.path.basename(path) + "." + secrets.token_hex(4))
-        with _translated(key, self._describe("")):
+        where = self._describe("")
+        with _translated(key, where):
             _make_dirs(folder)
-            try:
-                with open(temp, "xb") as out:
-                    _copy(source, out)
+            out = open(temp, "xb")  # noqa: SIM115 - closed below, then renamed
+        try:
+            with out:
+                for chunk in iter_chunks(source, _CHUNK):  # source errors pass unchanged
+                    with _translated(key, where):
+                        out.write(chunk)
+                with _translated(key, where):
                     out.flush()
                     os.fsync(out.fileno())
+            with _translated(key, where):
                 os.replace(temp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
-            _fsync_dir(folder)
+                _fsync_dir(folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
 
     def _read(self, key: str, offset: int) -> BinaryIO:
         with _translated(key, self._describe("")):
@@ -119,23 +125,6 @@ def _walk(path: str, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
         elif entry.is_file():
             with contextlib.suppress(FileNotFoundError):
                 yield key, entry.stat()
-
-
-def _copy(source: BinaryIO, out: BinaryIO) -> None:
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    readinto = getattr(source, "readinto", None)
-    while True:
-        if readinto is not None:
-            n = readinto(view)
-            if not n:
-                return
-            out.write(view[:n])
-        else:
-            data = source.read(_CHUNK)
-            if not data:
-                return
-            out.write(data)
 
 
 def _make_dirs(folder: str) -> None:
