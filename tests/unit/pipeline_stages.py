@@ -221,3 +221,35 @@ class FailOpen(Stage):
 
     def close(self) -> None:
         (self.folder / "failopen.closed").touch()
+
+
+def first_of(item: Any) -> int:
+    """Key function: the first element of a tuple item."""
+    return int(item[0])
+
+
+def modulo_key(item: int) -> int:
+    """Key function for integer items."""
+    return int(item)
+
+
+class Pairs(Stage):
+    """Source: (key, seq) for ``keys`` keys and ``per_key`` sequence numbers, interleaved."""
+
+    def __init__(self, keys: int, per_key: int) -> None:
+        self.keys, self.per_key = keys, per_key
+
+    def generate(self) -> Iterator[tuple[int, int]]:
+        for seq in range(self.per_key):
+            for key in range(self.keys):
+                yield key, seq
+
+
+class TagWorker(Stage):
+    """(key, seq) -> (key, seq, worker index)."""
+
+    def open(self, ctx: WorkerContext) -> None:
+        self.index = ctx.index
+
+    def process(self, item: tuple[int, int]) -> Iterator[tuple[int, int, int]]:
+        yield item[0], item[1], self.index

@@ -40,7 +40,8 @@ def graphs(draw: Any) -> Graph:
         inputs = draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=2, unique=True))
         edges += [(src, name) for src in inputs]
         bound = draw(st.integers(1, 3))
-        stages.append(StageSpec(name, factory, workers=workers, queue_bound=bound))
+        key = draw(st.sampled_from([None, ps.modulo_key]))
+        stages.append(StageSpec(name, factory, workers=workers, queue_bound=bound, key=key))
     return Graph(tuple(stages), tuple(edges))
 
 

@@ -204,3 +204,18 @@ def test_sigterm_unused_by_library_callers() -> None:
     before = signal.getsignal(signal.SIGTERM)
     ProcessRuntime().run(Graph.chain(spec("src", P(ps.Numbers, 3))))
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_keyed_stage_keeps_each_key_on_one_worker_in_order() -> None:
+    """With a key, every item of a key goes to the same worker, in the order it was emitted."""
+    graph = Graph.chain(
+        spec("src", P(ps.Pairs, 10, 200)),
+        StageSpec("tag", ps.TagWorker, workers=3, queue_bound=2, key=ps.first_of),
+    )
+    for runtime in (ProcessRuntime(), InlineRuntime()):
+        out = runtime.run(graph).outputs["tag"]
+        assert len(out) == 2000
+        for key in range(10):
+            rows = [r for r in out if r[0] == key]
+            assert [r[1] for r in rows] == list(range(200))
+            assert {r[2] for r in rows} == {key % 3}

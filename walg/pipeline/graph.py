@@ -6,6 +6,7 @@ import itertools
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from walg.errors import GraphInvalid
 from walg.pipeline.stage import Stage
@@ -24,6 +25,11 @@ class StageSpec:
     class or function, or a functools.partial of one with picklable arguments).
     ``queue_bound`` is the number of slots of the stage's input channel, each ``slot_size``
     bytes; an item larger than a slot takes several.
+
+    ``key`` makes the input keyed: every worker gets its own channel, and an item goes to
+    worker ``key(item) % workers``. Items with the same key are then handled by the same
+    worker in the order one upstream worker emitted them (a stream of chunks of one tar part
+    stays whole and ordered). Without ``key`` all workers share one channel.
     """
 
     name: str
@@ -31,6 +37,7 @@ class StageSpec:
     workers: int = 1
     queue_bound: int = 4
     slot_size: int = DEFAULT_SLOT_SIZE
+    key: Callable[[Any], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,10 +121,10 @@ def _check_spec(spec: StageSpec) -> None:
                 f"stage {spec.name!r}: {field} must be an integer >= {low}, got {value!r}"
             )
     try:
-        pickle.dumps(spec.factory)
+        pickle.dumps((spec.factory, spec.key))
     except Exception as exc:
         raise GraphInvalid(
-            f"stage {spec.name!r}: its factory cannot be pickled ({exc})",
+            f"stage {spec.name!r}: its factory or key cannot be pickled ({exc})",
             hint="use a module-level class or function, or functools.partial of one",
         ) from exc
 

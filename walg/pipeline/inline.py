@@ -82,8 +82,10 @@ class _InlineRun:
         if not targets:
             self.result.outputs[name].append(item)
         for target in targets:
-            stage = self.instances[target][next(self.turn[target])]
-            self._emit_all(target, stage.process(item))
+            key = self.graph.spec(target).key
+            instances = self.instances[target]
+            index = next(self.turn[target]) if key is None else key(item) % len(instances)
+            self._emit_all(target, instances[index].process(item))
 
     def close_all(self) -> None:
         for stages in reversed(list(self.instances.values())):

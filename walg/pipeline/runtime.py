@@ -30,7 +30,7 @@ from walg.pipeline import remote
 from walg.pipeline.channel import Channel
 from walg.pipeline.graph import Graph
 from walg.pipeline.result import LogCallback, ProgressCallback, RunResult
-from walg.pipeline.worker import WorkerPlan, worker_main
+from walg.pipeline.worker import Outlet, WorkerPlan, worker_main
 
 __all__ = ["ProcessRuntime"]
 
@@ -69,7 +69,10 @@ class ProcessRuntime:
         graph.validate()
         ctx = multiprocess.get_context("fork")
         channels = {
-            s.name: Channel(ctx, s.queue_bound, s.slot_size, graph.expected_ends(s.name))
+            s.name: [
+                Channel(ctx, s.queue_bound, s.slot_size, graph.expected_ends(s.name))
+                for _ in range(s.workers if s.key is not None else 1)
+            ]
             for s in graph.stages
             if graph.upstream(s.name)
         }
@@ -87,17 +90,28 @@ class ProcessRuntime:
         finally:
             for w in workers:
                 w.reader.close()
-            for ch in channels.values():
-                ch.close()
+            for group in channels.values():
+                for channel in group:
+                    channel.close()
         return result
 
-    def _start(self, ctx: Any, graph: Graph, channels: dict[str, Channel]) -> list[_Worker]:
+    def _start(
+        self, ctx: Any, graph: Graph, channels: dict[str, list[Channel]]
+    ) -> list[_Worker]:
+        def inbox(name: str, index: int) -> Channel | None:
+            group = channels.get(name)
+            if group is None:
+                return None
+            return group[index] if len(group) > 1 else group[0]
+
         plans = [
             WorkerPlan(
                 spec=spec,
                 index=i,
-                inbox=channels.get(spec.name),
-                outboxes=[channels[d] for d in graph.downstream(spec.name)],
+                inbox=inbox(spec.name, i),
+                outlets=[
+                    Outlet(channels[d], graph.spec(d).key) for d in graph.downstream(spec.name)
+                ],
                 log_level=self.log_level,
                 parent_pid=os.getpid(),
             )

@@ -25,12 +25,25 @@ from walg.pipeline.channel import Channel, EndOfStream
 from walg.pipeline.graph import StageSpec
 from walg.pipeline.stage import Stage, WorkerContext
 
-__all__ = ["EXIT_CANCELLED", "WorkerPlan", "worker_main"]
+__all__ = ["EXIT_CANCELLED", "Outlet", "WorkerPlan", "worker_main"]
 
 EXIT_CANCELLED = 128 + signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
 
 Send = Callable[[tuple[Any, ...]], None]
+
+
+@dataclass
+class Outlet:
+    """The input of one downstream stage: a shared channel, or one per worker with a key."""
+
+    channels: list[Channel]
+    key: Callable[[Any], int] | None = None
+
+    def pick(self, item: Any) -> Channel:
+        if self.key is None:
+            return self.channels[0]
+        return self.channels[self.key(item) % len(self.channels)]
 
 
 @dataclass
@@ -40,7 +53,7 @@ class WorkerPlan:
     spec: StageSpec
     index: int
     inbox: Channel | None
-    outboxes: list[Channel]
+    outlets: list[Outlet]
     log_level: int
     parent_pid: int
 
@@ -91,8 +104,9 @@ def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
                     break
                 _emit_all(stage.process(item), emit)
         _emit_all(stage.flush(), emit)
-        for box in plan.outboxes:
-            box.put_end()
+        for outlet in plan.outlets:
+            for channel in outlet.channels:
+                channel.put_end()
         ctx.flush_progress()
     finally:
         if stage is not None:
@@ -105,16 +119,17 @@ def _emit_all(items: Iterable[Any] | None, emit: Callable[[Any], None]) -> None:
 
 
 def _emitter(plan: WorkerPlan, send: Send) -> Callable[[Any], None]:
-    boxes = plan.outboxes
-    if not boxes:
+    outlets = plan.outlets
+    if not outlets:
         return lambda item: send(("item", item))
-    if len(boxes) == 1:
-        return boxes[0].put
+    if len(outlets) == 1:
+        only = outlets[0]
+        return lambda item: only.pick(item).put(item)
 
     def broadcast(item: Any) -> None:
         header, buffers = codec.encode(item)
-        for box in boxes:
-            box.put_encoded(header, buffers)
+        for outlet in outlets:
+            outlet.pick(item).put_encoded(header, buffers)
 
     return broadcast
 
