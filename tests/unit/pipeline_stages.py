@@ -253,3 +253,15 @@ class TagWorker(Stage):
 
     def process(self, item: tuple[int, int]) -> Iterator[tuple[int, int, int]]:
         yield item[0], item[1], self.index
+
+
+class CountShared(Stage):
+    """Add 1 to the shared counter ``ctx.shared['counter']`` per item (under its lock)."""
+
+    def open(self, ctx: WorkerContext) -> None:
+        self.counter = ctx.shared["counter"]
+
+    def process(self, item: Any) -> Iterator[Any]:
+        with self.counter.get_lock():
+            self.counter.value += 1
+        yield item

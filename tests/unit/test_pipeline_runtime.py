@@ -219,3 +219,15 @@ def test_keyed_stage_keeps_each_key_on_one_worker_in_order() -> None:
             rows = [r for r in out if r[0] == key]
             assert [r[1] for r in rows] == list(range(200))
             assert {r[2] for r in rows} == {key % 3}
+
+
+def test_shared_objects_reach_every_worker() -> None:
+    """Objects passed as shared= (here a process-shared counter) are the same in all workers."""
+    import multiprocess
+
+    counter = multiprocess.get_context("fork").Value("i", 0)
+    graph = Graph.chain(spec("src", P(ps.Numbers, 300)), spec("count", ps.CountShared, workers=3))
+    ProcessRuntime().run(graph, shared={"counter": counter})
+    assert counter.value == 300
+    InlineRuntime().run(graph, shared={"counter": counter})
+    assert counter.value == 600

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from walg.pipeline.graph import Graph
@@ -26,11 +26,11 @@ class InlineRuntime:
     def __init__(self, *, on_progress: ProgressCallback | None = None) -> None:
         self.on_progress = on_progress
 
-    def run(self, graph: Graph) -> RunResult:
+    def run(self, graph: Graph, shared: Mapping[str, Any] | None = None) -> RunResult:
         """Run ``graph`` to the end and return what its sinks emitted."""
         graph.validate()
         result = RunResult(outputs={name: [] for name in graph.sinks()})
-        run = _InlineRun(graph, result, self.on_progress)
+        run = _InlineRun(graph, result, self.on_progress, shared or {})
         try:
             run.execute()
         finally:
@@ -39,7 +39,14 @@ class InlineRuntime:
 
 
 class _InlineRun:
-    def __init__(self, graph: Graph, result: RunResult, on_progress: ProgressCallback | None):
+    def __init__(
+        self,
+        graph: Graph,
+        result: RunResult,
+        on_progress: ProgressCallback | None,
+        shared: Mapping[str, Any],
+    ) -> None:
+        self.shared = shared
         self.graph = graph
         self.result = result
         self.on_progress = on_progress
@@ -61,7 +68,9 @@ class _InlineRun:
             for index in range(spec.workers):
                 stage = spec.factory()
                 self.instances[name].append(stage)
-                ctx = WorkerContext(name, index, spec.workers, self._report, time.monotonic)
+                ctx = WorkerContext(
+                    name, index, spec.workers, self._report, time.monotonic, shared=self.shared
+                )
                 self.contexts.append(ctx)
                 stage.open(ctx)
         sources = set(self.graph.sources())

@@ -17,7 +17,7 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +64,9 @@ class ProcessRuntime:
         self.on_progress = on_progress
         self.on_log = on_log
 
-    def run(self, graph: Graph) -> RunResult:
-        """Run ``graph`` to the end and return what its sinks emitted."""
+    def run(self, graph: Graph, shared: Mapping[str, Any] | None = None) -> RunResult:
+        """Run ``graph`` to the end and return what its sinks emitted. ``shared`` objects
+        (e.g. a multiprocess Semaphore) reach every worker as ``ctx.shared``."""
         graph.validate()
         ctx = multiprocess.get_context("fork")
         channels = {
@@ -80,7 +81,7 @@ class ProcessRuntime:
         workers: list[_Worker] = []
         try:
             with _sigterm_cancels():
-                workers = self._start(ctx, graph, channels)
+                workers = self._start(ctx, graph, channels, dict(shared or {}))
                 self._supervise(workers, result)
         except BaseException as exc:
             self._shutdown(workers, result)
@@ -96,7 +97,7 @@ class ProcessRuntime:
         return result
 
     def _start(
-        self, ctx: Any, graph: Graph, channels: dict[str, list[Channel]]
+        self, ctx: Any, graph: Graph, channels: dict[str, list[Channel]], shared: dict[str, Any]
     ) -> list[_Worker]:
         def inbox(name: str, index: int) -> Channel | None:
             group = channels.get(name)
@@ -114,6 +115,7 @@ class ProcessRuntime:
                 ],
                 log_level=self.log_level,
                 parent_pid=os.getpid(),
+                shared=shared,
             )
             for spec in graph.stages
             for i in range(spec.workers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -12,6 +12,10 @@ __all__ = ["Stage", "WorkerContext"]
 
 class WorkerContext:
     """What a running stage may know and report: who it is, progress, and a logger.
+
+    ``shared`` holds the objects the caller handed to ``run(graph, shared=...)``: process-
+    shared primitives (semaphores, rate limiters) that cannot be pickled into a stage spec
+    but are inherited by the workers.
 
     Progress is accumulated here and handed to ``report`` in batches, so that a stage may
     call :meth:`progress` per buffer without flooding the parent.
@@ -25,10 +29,12 @@ class WorkerContext:
         report: Callable[[str, int, int], None],
         clock: Callable[[], float],
         interval: float = 0.2,
+        shared: Mapping[str, Any] | None = None,
     ) -> None:
         self.stage = stage
         self.index = index
         self.workers = workers
+        self.shared: Mapping[str, Any] = shared or {}
         self.log = structlog.get_logger("walg").bind(stage=stage, worker=index)
         self._report = report
         self._clock = clock

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -56,6 +56,7 @@ class WorkerPlan:
     outlets: list[Outlet]
     log_level: int
     parent_pid: int
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class _Cancel(BaseException):
@@ -76,6 +77,7 @@ def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
         plan.spec.workers,
         report=lambda stage, nbytes, items: send(("progress", stage, nbytes, items)),
         clock=time.monotonic,
+        shared=plan.shared,
     )
     try:
         _run_stage(plan, ctx, send)
