@@ -20,7 +20,8 @@ class Crc32c:
         self.value = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self.value = google_crc32c.extend(self.value, data)
+        # the C implementation wants a read-only buffer; a read-only view costs no copy
+        self.value = google_crc32c.extend(self.value, memoryview(data).toreadonly())
 
     def hexdigest(self) -> str:
         return f"{self.value:08x}"
