@@ -1,0 +1,63 @@
+"""Uploader: streams the chunks of each object into storage, one upload per object.
+
+Keyed by part, so a worker sees an object's chunks in order; each object is uploaded by
+a thread fed through a bounded queue (the storage pulls, the stage pushes). The object
+appears in storage only when its last chunk has been written and the upload completed;
+if anything fails, or the worker is cancelled, open uploads are aborted, never completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from walg.config import Settings
+from walg.pipeline import Stage, WorkerContext
+from walg.stages.chunks import Chunk, PartDone
+from walg.stages.pipe import StreamFeeder
+from walg.storage import Storage, open_storage
+
+__all__ = ["Uploader"]
+
+
+class Uploader(Stage):
+    """Input: :class:`Chunk` (keyed by part). Output: :class:`PartDone` per stored object,
+    carrying the last chunk's meta and the stored (compressed, encrypted) size."""
+
+    def __init__(self, settings: Settings, folder: str) -> None:
+        self.settings = settings
+        self.folder = folder  # key prefix of the objects, e.g. ".../tar_partitions/"
+
+    def open(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.storage: Storage = open_storage(self.settings)
+        self.limiter = ctx.shared.get("network_rate")
+        self.active: dict[int, tuple[StreamFeeder, list[int]]] = {}
+
+    def process(self, chunk: Chunk) -> Iterator[PartDone]:
+        if chunk.part not in self.active:
+            key = self.folder + chunk.name
+            self.active[chunk.part] = (self._start(key), [0])
+        feeder, stored = self.active[chunk.part]
+        if self.limiter is not None and chunk.data:
+            self.limiter.take(len(chunk.data))
+        feeder.feed(chunk.data)
+        stored[0] += len(chunk.data)
+        self.ctx.progress(nbytes=len(chunk.data))
+        if chunk.last:
+            del self.active[chunk.part]
+            feeder.finish()
+            self.ctx.progress(items=1)
+            yield PartDone(chunk.part, chunk.name, stored[0], chunk.meta)
+
+    def _start(self, key: str) -> StreamFeeder:
+        storage = self.storage
+
+        def upload(stream: BinaryIO) -> Any:
+            storage.put_object(key, stream)
+
+        return StreamFeeder(upload, depth=4, name=f"upload {key}")
+
+    def close(self) -> None:
+        for feeder, _ in getattr(self, "active", {}).values():
+            feeder.abort()
