@@ -1,0 +1,123 @@
+"""The extractor writes what the tar says, and nothing outside the target."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from walg.backup.meta import FileDescription, FilesMetadata
+from walg.checksum import Crc32c
+from walg.errors import IntegrityError
+from walg.pipeline import WorkerContext
+from walg.stages.chunks import Chunk
+from walg.stages.extract import Extractor, destination, member_name
+
+
+def tar_bytes(members: list[tuple[str, Any]]) -> bytes:
+    """Members: (name, bytes) for files, (name, None) for dirs, (name, '->target') links."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(content, str):
+                info.type = tarfile.SYMTYPE
+                info.linkname = content[2:]
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                info.mode = 0o600
+                tar.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+def extract(target: Path, data: bytes, shared: dict[str, Any] | None = None,
+            tablespaces: dict[str, str] | None = None) -> list[str]:
+    stage = Extractor(str(target), tablespaces or {})
+    stage.open(WorkerContext("extract", 0, 1, lambda *a: None, time.monotonic, shared=shared))
+    try:
+        chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+        out = []
+        for seq, piece in enumerate(chunks):
+            out += list(stage.process(Chunk(1, "part_001.tar", seq, piece, seq == len(chunks) - 1)))
+        return out[0].meta["files"]  # type: ignore[no-any-return]
+    finally:
+        stage.close()
+
+
+def test_files_and_directories_are_restored(tmp_path: Path) -> None:
+    """Names with and without WAL-G's leading '/' land inside the target, byte-exact."""
+    data = tar_bytes([("/base", None), ("/base/1/1259", b"x" * 5000), ("PG_VERSION", b"15\n")])
+    names = extract(tmp_path, data)
+    assert names == ["base", "base/1/1259", "PG_VERSION"]
+    assert (tmp_path / "base/1/1259").read_bytes() == b"x" * 5000
+    assert (tmp_path / "PG_VERSION").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("name", ["../evil", "/base/../../evil", "a//b", "./x"])
+def test_escaping_names_are_refused(tmp_path: Path, name: str) -> None:
+    """A member whose name climbs out of the target is refused."""
+    target = tmp_path / "restore"
+    target.mkdir()
+    with pytest.raises(IntegrityError, match="outside the target"):
+        extract(target, tar_bytes([(name, b"pwned")]))
+    assert not (tmp_path / "evil").exists()
+
+
+def test_writing_through_a_planted_symlink_is_refused(tmp_path: Path) -> None:
+    """A symlink member cannot be used to write a later member outside the target."""
+    target, outside = tmp_path / "restore", tmp_path / "outside"
+    target.mkdir()
+    outside.mkdir()
+    data = tar_bytes([("/trick", f"->{outside}"), ("/trick/file", b"pwned")])
+    with pytest.raises(IntegrityError, match="through the symlink"):
+        extract(target, data)
+    assert list(outside.iterdir()) == []
+
+
+def test_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
+    """A file whose CRC-32C differs from the backup's metadata fails the restore."""
+    when = datetime.now(UTC)
+    good = Crc32c()
+    good.update(b"expected")
+    files = FilesMetadata({
+        "/a": FileDescription(when, crc32c=good.hexdigest()),
+        "/b": FileDescription(when, crc32c="00000000"),
+    })
+    extract(tmp_path / "ok", tar_bytes([("/a", b"expected")]), {"files": files})
+    with pytest.raises(IntegrityError, match="b from part_001.tar does not match its checksum"):
+        extract(tmp_path / "bad", tar_bytes([("/b", b"tampered")]), {"files": files})
+
+
+def test_tablespace_files_go_to_their_location(tmp_path: Path) -> None:
+    """pg_tblspc/<oid>/... members are written into the tablespace's location."""
+    target, location = tmp_path / "restore", tmp_path / "ts"
+    (target / "pg_tblspc").mkdir(parents=True)
+    location.mkdir()
+    os.symlink(location, target / "pg_tblspc" / "16400")
+    extract(target, tar_bytes([("/pg_tblspc/16400/PG_15/1/2", b"t")]),
+            tablespaces={"16400": str(location)})
+    assert (location / "PG_15" / "1" / "2").read_bytes() == b"t"
+
+
+def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
+    """Garbage instead of a tar stream gives a clear IntegrityError naming the part."""
+    with pytest.raises(IntegrityError, match="part_001.tar is not a valid tar stream"):
+        extract(tmp_path, b"\x01" * 3000)
+
+
+def test_pure_helpers() -> None:
+    """member_name strips the leading '/'; destination maps tablespaces."""
+    assert member_name("/base/1/2") == "base/1/2"
+    assert member_name("base/") == "base"
+    assert destination("pg_tblspc/5/x", "/r", {"5": "/ts"}) == ("/ts", "/ts/x")
+    assert destination("pg_tblspc/6/x", "/r", {"5": "/ts"}) == ("/r", "/r/pg_tblspc/6/x")
