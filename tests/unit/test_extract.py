@@ -94,7 +94,7 @@ def test_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
         "/b": FileDescription(when, crc32c="00000000"),
     })
     extract(tmp_path / "ok", tar_bytes([("/a", b"expected")]), {"files": files})
-    with pytest.raises(IntegrityError, match="b from part_001.tar does not match its checksum"):
+    with pytest.raises(IntegrityError, match=r"b from part_001\.tar does not match its checksum"):
         extract(tmp_path / "bad", tar_bytes([("/b", b"tampered")]), {"files": files})
 
 
@@ -111,7 +111,7 @@ def test_tablespace_files_go_to_their_location(tmp_path: Path) -> None:
 
 def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
     """Garbage instead of a tar stream gives a clear IntegrityError naming the part."""
-    with pytest.raises(IntegrityError, match="part_001.tar is not a valid tar stream"):
+    with pytest.raises(IntegrityError, match=r"part_001\.tar is not a valid tar stream"):
         extract(tmp_path, b"\x01" * 3000)
 
 
