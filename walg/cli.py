@@ -99,6 +99,12 @@ def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "backup_name", metavar="NAME", help="backup name, or LATEST for the newest backup"
     )
+    parser.add_argument(
+        "--tablespace-map",
+        metavar="OID=DIR",
+        action="append",
+        help="restore tablespace OID (or old location) into DIR instead; repeatable",
+    )
 
 
 def _backup_list_args(parser: argparse.ArgumentParser) -> None:

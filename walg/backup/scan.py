@@ -71,10 +71,17 @@ class Entry:
 
 @dataclass(frozen=True)
 class Part:
-    """One tar part: its number (from 1) and the files in it, in order."""
+    """One tar part: its number (from 1) and the files in it, in order. ``label`` names
+    the special parts (``pg_control.tar``, ``backup_label.tar``)."""
 
     number: int
     entries: tuple[Entry, ...]
+    label: str = ""
+
+    @property
+    def tar_name(self) -> str:
+        """``part_001.tar`` (or the label), without a compression extension."""
+        return self.label or f"part_{self.number:03d}.tar"
 
     @property
     def size(self) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from walg.commands import not_implemented
-
 if TYPE_CHECKING:
     from walg.config import Settings
 
@@ -14,5 +12,17 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Restore backup ``args.backup_name`` into ``args.destination`` (not implemented yet)."""
-    raise not_implemented("backup-fetch")
+    """Restore ``args.backup_name`` (or LATEST) into ``args.destination``."""
+    from walg.backup.fetch import backup_fetch, parse_tablespace_remap
+    from walg.progress import ProgressReporter
+
+    remap = parse_tablespace_remap(args.tablespace_map or [])
+    reporter = ProgressReporter("extract", "backup-fetch")
+    try:
+        result = backup_fetch(
+            settings, args.destination, args.backup_name, remap=remap, progress=reporter
+        )
+    finally:
+        reporter.finish()
+    print(result.name)
+    return 0

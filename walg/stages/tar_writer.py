@@ -62,7 +62,7 @@ class TarWriter(Stage):
         self.throttle = _Throttle(ctx.shared.get("disk_readers"), ctx.shared.get("disk_rate"))
 
     def process(self, part: Part) -> Iterator[Chunk]:
-        name = f"part_{part.number:03d}.tar" + (f".{self.extension}" if self.extension else "")
+        name = part.tar_name + (f".{self.extension}" if self.extension else "")
         out = _ChunkBuilder(part.number, name)
         files: dict[str, dict[str, Any]] = {}
         for entry in part.entries:

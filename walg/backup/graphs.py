@@ -1,0 +1,135 @@
+"""The stage graphs of backup-push and backup-fetch, declared as data.
+
+push:  parts -> tar (disk readers) -> compress -> [encrypt] -> upload
+fetch: objects -> download -> [decrypt] -> decompress -> extract
+
+Every stage after the first is keyed by part, so each object's chunks stay in order on
+one worker per stage; parallelism comes from several parts in flight at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from walg import compression
+from walg.backup.scan import Part
+from walg.config import Settings
+from walg.pipeline import Graph, Stage, StageSpec, WorkerContext
+from walg.stages.chunks import by_part
+from walg.stages.codecs import Compress, Decompress, Decrypt, Encrypt
+from walg.stages.download import Downloader, ObjectRef
+from walg.stages.extract import Extractor
+from walg.stages.tar_writer import TarWriter
+from walg.stages.transform import PartTransform
+from walg.stages.upload import Uploader
+
+__all__ = ["Items", "fetch_graph", "parts_in_flight", "push_graph"]
+
+
+class Items(Stage):
+    """Source: emits the items it was given (parts to write, objects to fetch)."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = list(items)
+
+    def open(self, ctx: WorkerContext) -> None:
+        self.mine = self.items[ctx.index :: ctx.workers]
+
+    def generate(self) -> Iterator[Any]:
+        yield from self.mine
+
+
+def parts_in_flight(settings: Settings, parts: int) -> int:
+    """How many objects are processed at once: enough for every core to compress (or for
+    the configured concurrency), never more than there are objects."""
+    want = max(
+        settings.concurrency.upload_disk,
+        min(settings.concurrency.upload, os.cpu_count() or 1),
+    )
+    return max(1, min(want, parts))
+
+
+def push_graph(settings: Settings, folder: str, parts: Sequence[Part], width: int) -> Graph:
+    """Write ``parts`` as compressed (and encrypted) tar objects under ``folder``."""
+    method = settings.compression.method
+    ext = compression.extension(method)
+    bound = 4
+    stages = [
+        StageSpec("parts", functools.partial(Items, list(parts))),
+        StageSpec("tar", functools.partial(TarWriter, ext), workers=width, queue_bound=bound),
+        StageSpec(
+            "compress",
+            functools.partial(PartTransform, Compress(method)),
+            workers=width,
+            queue_bound=bound,
+            key=by_part,
+        ),
+    ]
+    if settings.crypto.enabled:
+        stages.append(
+            StageSpec(
+                "encrypt",
+                functools.partial(PartTransform, Encrypt(settings.crypto)),
+                workers=width,
+                queue_bound=bound,
+                key=by_part,
+            )
+        )
+    stages.append(
+        StageSpec(
+            "upload",
+            functools.partial(Uploader, settings, folder),
+            workers=width,
+            queue_bound=bound,
+            key=by_part,
+        )
+    )
+    return Graph.chain(*stages)
+
+
+def fetch_graph(
+    settings: Settings,
+    objects: Sequence[ObjectRef],
+    method: str,
+    encrypted: bool,
+    target: str,
+    tablespaces: dict[str, str],
+    width: int,
+) -> Graph:
+    """Download ``objects``, decrypt if ``encrypted``, decompress with ``method`` and extract
+    them into ``target``."""
+    bound = 4
+    stages = [
+        StageSpec("objects", functools.partial(Items, list(objects))),
+        StageSpec("download", functools.partial(Downloader, settings), workers=width),
+    ]
+    if encrypted:
+        stages.append(
+            StageSpec(
+                "decrypt",
+                functools.partial(PartTransform, Decrypt(settings.crypto)),
+                workers=width,
+                queue_bound=bound,
+                key=by_part,
+            )
+        )
+    stages += [
+        StageSpec(
+            "decompress",
+            functools.partial(PartTransform, Decompress(method)),
+            workers=width,
+            queue_bound=bound,
+            key=by_part,
+        ),
+        StageSpec(
+            "extract",
+            functools.partial(Extractor, target, tablespaces),
+            workers=width,
+            queue_bound=bound,
+            key=by_part,
+        ),
+    ]
+    return Graph.chain(*stages)

@@ -1,0 +1,232 @@
+"""backup-push: a non-exclusive base backup of a running cluster, as WAL-G stores it.
+
+Order of events (the sentinel is the only commit point; a crash before it leaves objects
+that no command treats as a backup, and ``delete garbage`` removes them):
+
+1. connect, check PGDATA is the server's data directory, pg_backup_start (fast);
+2. scan PGDATA and tablespaces, plan parts, run the push graph (all but pg_control);
+3. store pg_control in its own part, after every other part is stored;
+4. pg_backup_stop; store backup_label (and tablespace_map) in backup_label.tar.<ext>;
+5. metadata.json, files_metadata.json, then the sentinel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from walg.backup import layout
+from walg.backup.graphs import parts_in_flight, push_graph
+from walg.backup.meta import (
+    ExtendedMetadata,
+    FileDescription,
+    FilesMetadata,
+    Sentinel,
+    TablespaceSpec,
+)
+from walg.backup.scan import PG_CONTROL, Entry, Part, plan_parts, scan
+from walg.config import Settings
+from walg.errors import PostgresError
+from walg.pipeline import ProcessRuntime, StageProgress
+from walg.postgres.connection import BackupStart, PgConnection, connect
+from walg.stages.chunks import PartDone
+from walg.storage import Storage, open_storage
+
+__all__ = ["PushResult", "backup_push", "choose_part_size"]
+
+_log = structlog.get_logger("walg")
+_MIN_PART = 64 << 20
+
+ProgressSink = Callable[[Mapping[str, StageProgress], int], None]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    name: str
+    sentinel: Sentinel
+    parts: int
+
+
+def choose_part_size(threshold: int, total: int, width: int) -> int:
+    """Parts of at most ``threshold`` bytes, but small enough that ``width`` workers all get
+    work (about four parts each) on a small database; never below 64 MiB."""
+    return max(min(threshold, total // max(1, width * 4)), min(threshold, _MIN_PART))
+
+
+def backup_push(
+    settings: Settings,
+    pgdata: str,
+    *,
+    permanent: bool = False,
+    progress: ProgressSink | None = None,
+) -> PushResult:
+    """Take a full base backup of the cluster at ``pgdata``; return its name."""
+    storage = open_storage(settings)
+    with connect(settings.postgres) as pg:
+        data_dir = _check_data_directory(pg, pgdata)
+        tablespaces = {str(t.oid): t.location for t in pg.tablespaces()}
+        system_id = pg.system_identifier()
+        started_at = datetime.now(UTC)
+        start = pg.start_backup(f"walg backup {started_at.isoformat()}", fast=True)
+        name = layout.backup_name(start.wal_file_name)
+        _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
+        done = _store_data(settings, name, data_dir, tablespaces, progress)
+        stop = pg.stop_backup()
+        done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
+    sentinel = dataclasses.replace(
+        _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, done),
+        start_time=started_at,
+        finish_time=datetime.now(UTC),
+        is_permanent=permanent,
+    )
+    _commit(storage, name, sentinel, done)
+    _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(done))
+    return PushResult(name, sentinel, len(done))
+
+
+def _check_data_directory(pg: PgConnection, pgdata: str) -> str:
+    given = os.path.realpath(pgdata)
+    served = os.path.realpath(pg.data_directory())
+    if given != served:
+        raise PostgresError(
+            f"{pgdata} is not the data directory of the server walg connected to ({served})",
+            hint="pass the server's data directory, or point PGHOST/PGPORT at its server",
+        )
+    if not os.path.isfile(os.path.join(given, PG_CONTROL)):
+        raise PostgresError(
+            f"{given} has no {PG_CONTROL}", hint="is this a PostgreSQL data directory?"
+        )
+    return given
+
+
+def _store_data(
+    settings: Settings,
+    name: str,
+    data_dir: str,
+    tablespaces: dict[str, str],
+    progress: ProgressSink | None,
+) -> list[PartDone]:
+    entries = list(scan(data_dir, tablespaces))
+    total = sum(e.size for e in entries if e.kind == "file")
+    width = parts_in_flight(settings, max(1, total // _MIN_PART))
+    size = choose_part_size(settings.backup.tar_size_threshold, total, width)
+    parts = plan_parts(entries, size)
+    _log.info("backup planned", files=len(entries), bytes=total, parts=len(parts), workers=width)
+    done = _run(settings, name, parts, width, total, progress)
+    control = [e for e in entries if e.name == PG_CONTROL]
+    if not control:
+        raise PostgresError(f"{PG_CONTROL} vanished during the backup")
+    last = Part(len(parts) + 1, tuple(control), layout.PG_CONTROL_PART)
+    done += _run(settings, name, [last], 1, 0, None)
+    return done
+
+
+def _run(
+    settings: Settings,
+    name: str,
+    parts: list[Part],
+    width: int,
+    total: int,
+    progress: ProgressSink | None,
+) -> list[PartDone]:
+    on_progress = None if progress is None else (lambda p: progress(p, total))
+    runtime = ProcessRuntime(on_progress=on_progress, log_level=_level(settings))
+    graph = push_graph(settings, layout.parts_prefix(name), parts, width)
+    result = runtime.run(graph, shared=_shared(settings))
+    return list(result.outputs["upload"])
+
+
+def _level(settings: Settings) -> int:
+    import logging
+
+    return logging.getLevelNamesMapping()[settings.log.level]
+
+
+def _shared(settings: Settings) -> dict[str, Any]:
+    import multiprocess
+
+    from walg.ratelimit import RateLimiter
+
+    ctx = multiprocess.get_context("fork")
+    shared: dict[str, Any] = {"disk_readers": ctx.Semaphore(settings.concurrency.upload_disk)}
+    if settings.rate_limits.disk:
+        shared["disk_rate"] = RateLimiter(ctx, settings.rate_limits.disk)
+    if settings.rate_limits.network:
+        shared["network_rate"] = RateLimiter(ctx, settings.rate_limits.network)
+    return shared
+
+
+def _store_labels(settings: Settings, name: str, label: str, spcmap: str) -> list[PartDone]:
+    with tempfile.TemporaryDirectory(prefix="walg-label-") as tmp:
+        entries = []
+        now = time.time()
+        for base, text in (("backup_label", label), ("tablespace_map", spcmap)):
+            if base == "tablespace_map" and not text:
+                continue
+            path = os.path.join(tmp, base)
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(text)
+            entries.append(Entry(base, path, "file", len(text.encode()), now, 0o600))
+        part = Part(0, tuple(entries), layout.BACKUP_LABEL_PART)
+        return _run(settings, name, [part], 1, 0, None)
+
+
+def _sentinel(
+    settings: Settings,
+    start: BackupStart,
+    finish_lsn: int,
+    system_id: int,
+    data_dir: str,
+    tablespaces: dict[str, str],
+    done: Iterable[PartDone],
+) -> Sentinel:
+    done = list(done)
+    return Sentinel(
+        start_lsn=start.lsn,
+        finish_lsn=finish_lsn,
+        timeline=start.timeline,
+        pg_version=start.server_version_num,
+        system_identifier=system_id,
+        uncompressed_size=sum(int(d.meta.get("tar_size", 0)) for d in done),
+        compressed_size=sum(d.stored_bytes for d in done),
+        data_catalog_size=sum(
+            f["size"] for d in done for f in d.meta.get("files", {}).values()
+        ),
+        spec=TablespaceSpec(data_dir, tablespaces),
+        user_data=settings.backup.sentinel_user_data,
+        hostname=socket.gethostname(),
+        data_dir=data_dir,
+        compression=settings.compression.method,
+    )
+
+
+def _files_metadata(done: Iterable[PartDone]) -> FilesMetadata:
+    files: dict[str, FileDescription] = {}
+    sets: dict[str, list[str]] = {}
+    for part in done:
+        described = part.meta.get("files", {})
+        sets[part.name] = sorted(described)
+        for fname, info in described.items():
+            mtime = datetime.fromtimestamp(info["mtime"], UTC)
+            files[fname] = FileDescription(mtime, size=info["size"], crc32c=info["crc32c"])
+    return FilesMetadata(files, sets)
+
+
+def _commit(storage: Storage, name: str, sentinel: Sentinel, done: list[PartDone]) -> None:
+    import json
+
+    def put(key: str, doc: Any) -> None:
+        storage.put_object(key, json.dumps(doc, separators=(",", ":")).encode())
+
+    put(layout.metadata_key(name), ExtendedMetadata.from_sentinel(sentinel).to_json())
+    put(layout.files_metadata_key(name), _files_metadata(done).to_json())
+    put(layout.sentinel_key(name), sentinel.to_json())
