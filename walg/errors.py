@@ -12,11 +12,13 @@ __all__ = [
     "EX_INTERRUPTED",
     "EX_NOT_FOUND",
     "EX_USAGE",
+    "BackupNotFound",
     "Cancelled",
     "ConfigError",
     "CryptoError",
     "GraphInvalid",
     "IntegrityError",
+    "NoBackupsFound",
     "NotImplementedYet",
     "ObjectNotFound",
     "PermissionDenied",
@@ -139,6 +141,21 @@ class CryptoError(WalgError):
     """Encryption or decryption failed (missing key, wrong key, bad passphrase)."""
 
     default_hint = "check WALG_PGP_KEY / WALG_PGP_KEY_PATH / WALG_PGP_KEY_PASSPHRASE"
+
+
+class BackupNotFound(WalgError):
+    """No backup of that name (a user error: exit 1, not wal-fetch's 74)."""
+
+    default_hint = "run `wal-g backup-list` to see the backups, or use LATEST"
+
+
+class NoBackupsFound(BackupNotFound):
+    """The storage holds no backup at all."""
+
+    default_hint = (
+        "check that WALG_FILE_PREFIX / WALG_S3_PREFIX / WALG_GS_PREFIX names the storage "
+        "backup-push wrote to, or take a backup first with `wal-g backup-push`"
+    )
 
 
 class NotImplementedYet(WalgError):

@@ -166,7 +166,10 @@ def test_arguments_reach_the_command(walg_env: dict[str, str]) -> None:
     assert args.confirm is True
 
 
-@pytest.mark.parametrize("name", list(SAMPLE_ARGV))
+UNBUILT = ["backup-mark", "delete", "wal-push", "wal-fetch"]
+
+
+@pytest.mark.parametrize("name", UNBUILT)
 def test_unbuilt_commands_say_so(
     name: str, walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

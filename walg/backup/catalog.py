@@ -30,7 +30,7 @@ import structlog
 
 from walg.backup import layout
 from walg.backup.meta import ExtendedMetadata, FilesMetadata, Sentinel, parse_time
-from walg.errors import IntegrityError, ObjectNotFound, WalgError
+from walg.errors import BackupNotFound, IntegrityError, NoBackupsFound, ObjectNotFound
 from walg.storage.base import ObjectInfo, Storage
 
 __all__ = [
@@ -55,21 +55,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _log = structlog.get_logger("walg.backup.catalog")
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class BackupNotFound(WalgError):
-    """No backup of that name (a user error: exit 1, not wal-fetch's 74)."""
-
-    default_hint = "run `wal-g backup-list` to see the backups, or use LATEST"
-
-
-class NoBackupsFound(BackupNotFound):
-    """The storage holds no backup at all."""
-
-    default_hint = (
-        "check that WALG_FILE_PREFIX / WALG_S3_PREFIX / WALG_GS_PREFIX names the storage "
-        "backup-push wrote to, or take a backup first with `wal-g backup-push`"
-    )
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,18 @@
-"""``wal-g backup-list``: list the backups in storage."""
+"""``wal-g backup-list [--detail] [--json] [--pretty]``: list the backups in storage.
+
+The list goes to stdout (formats in :mod:`walg.backup.listing`). An empty storage is not an
+error, as in WAL-G: "No backups found" goes to stderr, the exit code is 0, and ``--json``
+still prints ``[]`` so that scripts always get valid JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
-from walg.commands import not_implemented
+from walg.backup import catalog, listing
+from walg.storage import open_storage
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -14,5 +21,14 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the backups in storage (not implemented yet)."""
-    raise not_implemented("backup-list")
+    """Print the backups in the configured storage, oldest first; return 0."""
+    storage = open_storage(settings)
+    backups = catalog.list_backups(
+        storage, with_metadata=args.detail, workers=settings.concurrency.download
+    )
+    if not backups:
+        print(listing.NO_BACKUPS, file=sys.stderr)
+    text = listing.render(backups, detail=args.detail, as_json=args.json, pretty=args.pretty)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0

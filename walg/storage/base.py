@@ -331,7 +331,9 @@ class _ResumingReader(io.RawIOBase):
         self._retries += 1
         _log.warning("storage read resumed", key=self._key, offset=self._position, error=err.msg)
         self._stream.close()
-        self._stream = self._storage._read(self._key, self._position)
+        self._stream = policy.call(
+            f"reopen {self._key}", lambda: self._storage._read(self._key, self._position)
+        )
 
     def close(self) -> None:
         if not self.closed:
