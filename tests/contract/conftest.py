@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from servers.gcs import gcs_emulator, make_gcs_storage  # noqa: F401
+from servers.s3 import make_s3_storage, moto_server  # noqa: F401
 
 from walg.storage import RetryPolicy, Storage
 from walg.storage.file import FileStorage
@@ -14,7 +15,7 @@ from walg.storage.memory import MemoryStorage
 
 FAST_RETRY = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01)
 
-BACKENDS = ["memory", "file", "gcs"]  # s3 joins when its server is wired in
+BACKENDS = ["memory", "file", "s3", "gcs"]
 
 
 def _make(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Storage:

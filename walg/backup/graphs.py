@@ -9,6 +9,7 @@ one worker per stage; parallelism comes from several parts in flight at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Iterator, Sequence
@@ -78,10 +79,16 @@ def push_graph(settings: Settings, folder: str, parts: Sequence[Part], width: in
                 key=by_part,
             )
         )
+    # Each uploader process uploads one object at a time; share the configured upload
+    # concurrency (S3 multipart threads, each holding a part in memory) among them.
+    per_worker = dataclasses.replace(
+        settings.concurrency, upload=max(1, settings.concurrency.upload // width)
+    )
+    uploader_settings = dataclasses.replace(settings, concurrency=per_worker)
     stages.append(
         StageSpec(
             "upload",
-            functools.partial(Uploader, settings, folder),
+            functools.partial(Uploader, uploader_settings, folder),
             workers=width,
             queue_bound=bound,
             key=by_part,

@@ -1,0 +1,141 @@
+"""Translation of boto3/botocore/urllib3 errors into the storage errors of walg.
+
+Imported only by :mod:`walg.storage.s3` (so only when S3 storage is opened). Messages name
+the operation, the bucket and the key; they never contain credentials (S3's error
+``Message`` carries none, and request signatures are not part of botocore's exceptions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from botocore import exceptions as bce
+from urllib3 import exceptions as u3e
+
+from walg.errors import (
+    ObjectNotFound,
+    PermissionDenied,
+    StorageError,
+    StorageUnavailable,
+    WalgError,
+)
+
+__all__ = ["RETRYABLE_CODES", "Where", "client_error", "delete_error", "translate", "translated"]
+
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "403",
+    }
+)
+RETRYABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "OperationAborted",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+    }
+)
+_CREDENTIALS_HINT = (
+    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or AWS_PROFILE and "
+    "~/.aws/credentials), and that they may access the bucket"
+)
+# Transport failures: the request may not have reached S3, or its answer was cut.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    bce.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+    bce.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError
+    bce.IncompleteReadError,
+    u3e.ProtocolError,
+    u3e.TimeoutError,
+    ConnectionError,  # ConnectionResetError, BrokenPipeError, ...
+    TimeoutError,
+)
+
+
+class Where:
+    """The bucket, and how the user named it (for hints): ``WALG_S3_PREFIX`` etc."""
+
+    def __init__(self, bucket: str, variable: str) -> None:
+        self.bucket = bucket
+        self.variable = variable
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+def translate(err: BaseException, op: str, key: str, where: Where) -> StorageError:
+    """The walg error for ``err``, raised by S3 operation ``op`` on ``key``."""
+    target = where.url(key)
+    if isinstance(err, StorageError):
+        return err
+    if isinstance(err, bce.ClientError):
+        return client_error(err.response, op, key, where)
+    if isinstance(err, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return PermissionDenied(f"S3 {op} of {target}: no AWS credentials", _CREDENTIALS_HINT)
+    if isinstance(err, bce.SSLError) and "certificate" in str(err).lower():
+        return StorageError(
+            f"S3 {op} of {target}: TLS certificate of the endpoint not trusted",
+            hint="check AWS_ENDPOINT and the system's CA certificates",
+        )
+    if isinstance(err, _TRANSIENT):
+        return StorageUnavailable(f"S3 {op} of {target} failed: {type(err).__name__}: {err}")
+    return StorageError(f"S3 {op} of {target} failed: {type(err).__name__}: {err}")
+
+
+def client_error(response: dict[str, Any], op: str, key: str, where: Where) -> StorageError:
+    """The walg error for an S3 error answer (a ClientError's ``response``)."""
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or "")
+    message = str(error.get("Message") or "")[:200]
+    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    target = where.url(key)
+    detail = f"{code or status}" + (f": {message}" if message else "")
+    if code == "NoSuchBucket":
+        return StorageError(
+            f"S3 bucket {where.bucket!r} does not exist ({op} of {target})",
+            hint=f"check the bucket name in {where.variable}, and AWS_ENDPOINT / AWS_REGION",
+        )
+    if code in NOT_FOUND_CODES or (status == 404 and code not in ("NoSuchUpload",)):
+        return ObjectNotFound(f"no object {target}")
+    if code in DENIED_CODES or status == 403:
+        return PermissionDenied(f"S3 {op} of {target} denied: {detail}", _CREDENTIALS_HINT)
+    if code in RETRYABLE_CODES or status >= 500 or status == 429:
+        return StorageUnavailable(f"S3 {op} of {target} failed: {detail} (HTTP {status})")
+    return StorageError(f"S3 {op} of {target} failed: {detail} (HTTP {status})")
+
+
+def delete_error(errors: list[dict[str, Any]], asked: int, where: Where) -> StorageError:
+    """The error for the per-key ``Errors`` of a DeleteObjects answer (by the first one)."""
+    first = errors[0]
+    status = 503 if str(first.get("Code", "")) in RETRYABLE_CODES else 0
+    response = {"Error": first, "ResponseMetadata": {"HTTPStatusCode": status}}
+    op = f"delete ({len(errors)} of {asked} objects failed)"
+    return client_error(response, op, str(first.get("Key", "")), where)
+
+
+@contextlib.contextmanager
+def translated(op: str, key: str, where: Where) -> Iterator[None]:
+    """Raise the walg error for any exception escaping the block (walg's own errors, and
+    BaseExceptions such as KeyboardInterrupt, pass through)."""
+    try:
+        yield
+    except WalgError:
+        raise
+    except Exception as err:
+        raise translate(err, op, key, where) from err
