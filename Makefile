@@ -12,7 +12,7 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 PG_BIN := /usr/lib/postgresql/15/bin
-APT_PACKAGES := postgresql gnupg python3-venv python3-dev make
+APT_PACKAGES := postgresql gnupg python3-venv python3-dev make lz4 xz-utils brotli
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps $(VENV) test lint typecheck unit demo clean
@@ -27,6 +27,7 @@ deps:  ## install the Debian packages walg needs (PostgreSQL 15, gpg, python3-ve
 	[ -x $(PYTHON) ] && dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv); \
 	dpkg -s python3-dev >/dev/null 2>&1 || missing+=(python3-dev); \
 	command -v make >/dev/null || missing+=(make); \
+	for tool in lz4 xz brotli; do command -v $$tool >/dev/null || missing+=($$tool); done; \
 	if [ $${#missing[@]} -gt 0 ]; then \
 		echo "deps: missing $${missing[*]}; installing $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update; \

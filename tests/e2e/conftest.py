@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import pytest
-
+from conftest_helpers import WALG, scrubbed_env  # type: ignore[import-not-found]
 from servers.postgres import PgCluster, pg_cluster, pg_cluster_factory  # noqa: F401
 
-WALG = str(Path(sys.executable).parent / "wal-g")
-
 WalgRunner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def scrubbed_env() -> dict[str, str]:
-    """This process's environment without anything walg reads."""
-    prefixes = ("WALG_", "WALE_", "AWS_", "GOOGLE_", "PG")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from servers.postgres import PgCluster
 
 WalgRunner = Any
@@ -53,7 +52,8 @@ def test_push_fetch_restores_the_data(pg_cluster_factory, walg: WalgRunner, meth
     name = pushed.stdout.strip().splitlines()[-1]
     assert name.startswith("base_")
     assert (storage / "basebackups_005" / f"{name}_backup_stop_sentinel.json").exists()
-    parts = sorted(p.name for p in (storage / "basebackups_005" / name / "tar_partitions").iterdir())
+    folder = storage / "basebackups_005" / name / "tar_partitions"
+    parts = sorted(p.name for p in folder.iterdir())
     ext = _ext(method)
     assert parts == [f"backup_label.tar.{ext}", f"part_001.tar.{ext}", f"pg_control.tar.{ext}"]
     source.psql("SELECT pg_switch_wal()")
