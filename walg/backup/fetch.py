@@ -88,7 +88,7 @@ def backup_fetch(
         )
     objects = _objects(storage, info)
     method = _method(objects, info)
-    encrypted = _check_encryption(storage, settings, objects)
+    encrypted = _check_encryption(storage, settings, objects, info.sentinel.encrypted)
     path = prepare_target(target)
     tablespaces = _tablespaces(info, path, remap or {})
     files = read_files_metadata(storage, info.name)
@@ -131,12 +131,17 @@ def _method(objects: list[ObjectRef], info: BackupInfo) -> str:
     return method
 
 
-def _check_encryption(storage: Storage, settings: Settings, objects: list[ObjectRef]) -> bool:
-    from walg.crypto import looks_encrypted
+def _check_encryption(
+    storage: Storage, settings: Settings, objects: list[ObjectRef], recorded: bool | None
+) -> bool:
+    """Whether the backup's objects are encrypted: as its sentinel records (ours do), else
+    guessed from the first object's first bytes (backups written by WAL-G)."""
+    if recorded is None:
+        from walg.crypto import looks_encrypted
 
-    with storage.read_object(objects[0].key) as stream:
-        head = stream.read(64)
-    encrypted = looks_encrypted(head)
+        with storage.read_object(objects[0].key) as stream:
+            recorded = looks_encrypted(stream.read(64))
+    encrypted = bool(recorded)
     if encrypted and not settings.crypto.enabled:
         raise CryptoError(
             f"{objects[0].key} is encrypted and no key is configured",

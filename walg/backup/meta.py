@@ -106,6 +106,7 @@ class Sentinel:
     data_dir: str = ""
     is_permanent: bool = False
     compression: str | None = None
+    encrypted: bool | None = None
     files_metadata_disabled: bool = False
 
     @property
@@ -144,6 +145,8 @@ class Sentinel:
             doc["FilesMetadataDisabled"] = True
         if self.compression is not None:
             doc["WalgCompression"] = self.compression
+        if self.encrypted is not None:
+            doc["WalgEncrypted"] = self.encrypted
         return doc
 
     @classmethod
@@ -170,6 +173,7 @@ class Sentinel:
                 data_dir=str(doc.get("DataDir") or ""),
                 is_permanent=bool(doc.get("IsPermanent", False)),
                 compression=doc.get("WalgCompression"),
+                encrypted=doc.get("WalgEncrypted"),
                 files_metadata_disabled=bool(doc.get("FilesMetadataDisabled", False)),
             )
         except (KeyError, TypeError, ValueError) as err:

@@ -206,6 +206,7 @@ def _sentinel(
         hostname=socket.gethostname(),
         data_dir=data_dir,
         compression=settings.compression.method,
+        encrypted=settings.crypto.enabled,
     )
 
 

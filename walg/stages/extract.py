@@ -11,6 +11,7 @@ them back while later files are extracted, instead of one synchronous flush per 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
@@ -27,6 +28,7 @@ from walg.stages.pipe import StreamFeeder
 __all__ = ["Extractor", "destination", "member_name"]
 
 _COPY = 1 << 20
+_WRITEBACK = 32 << 20
 
 
 def member_name(raw: str) -> str:
@@ -57,6 +59,18 @@ def _check_no_symlink_parents(path: str, root: str) -> None:
         if os.path.islink(current):
             raise IntegrityError(f"refusing to write {path!r} through the symlink {current!r}")
         current = os.path.dirname(current)
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing this file's dirty pages now (asynchronously).
+
+    With lots of RAM, Linux would otherwise keep a whole restore dirty in memory and write
+    it all during the final fsyncs; starting writeback early overlaps the disk with the
+    rest of the work, so the fsyncs find little left to do. (POSIX_FADV_DONTNEED starts
+    writeback of dirty pages and drops only pages that are already clean.)
+    """
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _fsync_path(path: str) -> None:
@@ -144,11 +158,18 @@ class Extractor(Stage):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         fd = os.open(path, flags, member.mode & 0o7777 or 0o600)
         with os.fdopen(fd, "wb") as out:
+            unflushed = 0
             while data := source.read(_COPY):
                 crc.update(data)
                 out.write(data)
                 self.ctx.progress(nbytes=len(data))
+                unflushed += len(data)
+                if unflushed >= _WRITEBACK:
+                    out.flush()
+                    _start_writeback(fd)
+                    unflushed = 0
             out.flush()
+            _start_writeback(fd)
         os.utime(path, (member.mtime, member.mtime))
         self.ctx.progress(items=1)
         self._verify(name, crc.hexdigest(), part)
