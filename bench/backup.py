@@ -145,7 +145,7 @@ def bench_pgbackrest(cluster: PgCluster, n: int) -> tuple[float, float]:
 
     def restore_once() -> tuple[float, int, int]:
         target = cluster.make_dir(f"pgbr-restore-{n}")
-        result = timed([*base, f"--pg1-path={target}", "--set=latest", "restore"], env)
+        result = timed([*base, f"--pg1-path={target}", "restore"], env)
         drop_restored(target)
         return result
 

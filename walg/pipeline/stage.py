@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -42,21 +43,26 @@ class WorkerContext:
         self._bytes = 0
         self._items = 0
         self._last = clock()
+        self._lock = threading.Lock()  # stages may report from their own threads
 
     def progress(self, nbytes: int = 0, items: int = 0) -> None:
         """Count ``nbytes`` and ``items`` of work done; reported to the parent in batches."""
-        self._bytes += nbytes
-        self._items += items
-        now = self._clock()
-        if now - self._last >= self._interval:
-            self.flush_progress()
+        with self._lock:
+            self._bytes += nbytes
+            self._items += items
+            now = self._clock()
+            if now - self._last < self._interval:
+                return
             self._last = now
+        self.flush_progress()
 
     def flush_progress(self) -> None:
         """Report what has been counted and not yet reported."""
-        if self._bytes or self._items:
-            self._report(self.stage, self._bytes, self._items)
+        with self._lock:
+            nbytes, items = self._bytes, self._items
             self._bytes = self._items = 0
+        if nbytes or items:
+            self._report(self.stage, nbytes, items)
 
 
 class Stage:

@@ -13,6 +13,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -137,8 +138,12 @@ def _emitter(plan: WorkerPlan, send: Send) -> Callable[[Any], None]:
 
 
 def _sender(conn: Any) -> Send:
+    lock = threading.Lock()  # stage threads (and their log lines) share the one pipe
+
     def send(message: tuple[Any, ...]) -> None:
-        conn.send_bytes(pickle.dumps(message, protocol=5))
+        payload = pickle.dumps(message, protocol=5)
+        with lock:
+            conn.send_bytes(payload)
 
     return send
 

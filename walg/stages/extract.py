@@ -4,31 +4,28 @@ Member names are accepted with and without WAL-G's leading '/'. A name that woul
 outside the target (``..``, or a path through a symlink) is refused, and so is a symlink
 member pointing outside PGDATA except where PostgreSQL itself keeps one. Files under
 ``pg_tblspc/<oid>/`` go to that tablespace's location. Every regular file is written,
-CRC-32C checked against the backup's files metadata when it has one, and fsynced before
-the part is reported done (all of a part's files at its end, so that the kernel writes
-them back while later files are extracted, instead of one synchronous flush per file).
+CRC-32C checked against the backup's files metadata when it has one (see filewriter for
+how bodies are written), and fsynced before the part is reported done.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import posixpath
 import tarfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from walg.checksum import Crc32c
 from walg.errors import IntegrityError
 from walg.pipeline import Stage, WorkerContext
 from walg.stages.chunks import Chunk, PartDone
+from walg.stages.filewriter import FileWriter, fsync_path
 from walg.stages.pipe import StreamFeeder
 
 __all__ = ["Extractor", "destination", "member_name"]
 
-_COPY = 1 << 20
-_WRITEBACK = 32 << 20
 
 
 def member_name(raw: str) -> str:
@@ -61,24 +58,14 @@ def _check_no_symlink_parents(path: str, root: str) -> None:
         current = os.path.dirname(current)
 
 
-def _start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing this file's dirty pages now (asynchronously).
+@dataclass
+class _Job:
+    """One part being extracted: what it wrote, with its own aligned buffer."""
 
-    With lots of RAM, Linux would otherwise keep a whole restore dirty in memory and write
-    it all during the final fsyncs; starting writeback early overlaps the disk with the
-    rest of the work, so the fsyncs find little left to do. (POSIX_FADV_DONTNEED starts
-    writeback of dirty pages and drops only pages that are already clean.)
-    """
-    with contextlib.suppress(OSError):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    part: str
+    writer: FileWriter
+    names: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
 
 
 class Extractor(Stage):
@@ -111,22 +98,25 @@ class Extractor(Stage):
         for feeder in getattr(self, "active", {}).values():
             feeder.abort()
 
+
     def _extract(self, stream: BinaryIO, part: str) -> list[str]:
-        written: list[str] = []
-        paths: list[str] = []
+        """Runs in the part's own thread (a worker may extract several parts at once), so
+        everything mutable here is the part's own: its file writer and its file list."""
+        job = _Job(part, FileWriter())
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
-                    written.append(self._member(tar, member, part, paths))
+                    job.names.append(self._member(tar, member, job))
         except tarfile.TarError as err:
             raise IntegrityError(f"{part} is not a valid tar stream: {err}") from err
-        for path in paths:
-            _fsync_path(path)
-        return written
+        finally:
+            job.writer.close()
+        for path in job.paths:
+            fsync_path(path)
+        return job.names
 
-    def _member(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, part: str, paths: list[str]
-    ) -> str:
+    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo, job: _Job) -> str:
+        part = job.part
         name = member_name(member.name)
         root, path = destination(name, self.target, self.tablespaces)
         _check_no_symlink_parents(path, root)
@@ -138,8 +128,8 @@ class Extractor(Stage):
         elif member.isfile():
             source = tar.extractfile(member)
             assert source is not None
-            self._write_file(name, source, path, member, part)
-            paths.append(path)
+            self._write_file(name, source, path, member, job)
+            job.paths.append(path)
         else:
             raise IntegrityError(f"{part}: unsupported tar member type for {name!r}")
         return name
@@ -151,28 +141,14 @@ class Extractor(Stage):
         os.symlink(link, path)
 
     def _write_file(
-        self, name: str, source: Any, path: str, member: tarfile.TarInfo, part: str
+        self, name: str, source: Any, path: str, member: tarfile.TarInfo, job: _Job
     ) -> None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        crc = Crc32c()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        fd = os.open(path, flags, member.mode & 0o7777 or 0o600)
-        with os.fdopen(fd, "wb") as out:
-            unflushed = 0
-            while data := source.read(_COPY):
-                crc.update(data)
-                out.write(data)
-                self.ctx.progress(nbytes=len(data))
-                unflushed += len(data)
-                if unflushed >= _WRITEBACK:
-                    out.flush()
-                    _start_writeback(fd)
-                    unflushed = 0
-            out.flush()
-            _start_writeback(fd)
+        mode = member.mode & 0o7777 or 0o600
+        crc = job.writer.write(path, source, mode, lambda n: self.ctx.progress(nbytes=n))
         os.utime(path, (member.mtime, member.mtime))
         self.ctx.progress(items=1)
-        self._verify(name, crc.hexdigest(), part)
+        self._verify(name, crc, job.part)
 
     def _verify(self, name: str, crc: str, part: str) -> None:
         if self.expected is None:
