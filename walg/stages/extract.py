@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -23,6 +22,7 @@ from walg.pipeline import Stage, WorkerContext
 from walg.stages.chunks import Chunk, PartDone
 from walg.stages.filewriter import FileWriter, fsync_path
 from walg.stages.pipe import StreamFeeder
+from walg.stages.tarstream import Member, TarStream
 
 __all__ = ["Extractor", "destination", "member_name"]
 
@@ -104,18 +104,16 @@ class Extractor(Stage):
         everything mutable here is the part's own: its file writer and its file list."""
         job = _Job(part, FileWriter())
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
-                    job.names.append(self._member(tar, member, job))
-        except tarfile.TarError as err:
-            raise IntegrityError(f"{part} is not a valid tar stream: {err}") from err
+            tar = TarStream(stream, part)
+            for member in tar.members():
+                job.names.append(self._member(tar, member, job))
         finally:
             job.writer.close()
         for path in job.paths:
             fsync_path(path)
         return job.names
 
-    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo, job: _Job) -> str:
+    def _member(self, tar: TarStream, member: Member, job: _Job) -> str:
         part = job.part
         name = member_name(member.name)
         root, path = destination(name, self.target, self.tablespaces)
@@ -126,9 +124,7 @@ class Extractor(Stage):
         elif member.issym():
             self._symlink(name, member.linkname, path)
         elif member.isfile():
-            source = tar.extractfile(member)
-            assert source is not None
-            self._write_file(name, source, path, member, job)
+            self._write_file(name, tar.body, path, member, job)
             job.paths.append(path)
         else:
             raise IntegrityError(f"{part}: unsupported tar member type for {name!r}")
@@ -141,7 +137,7 @@ class Extractor(Stage):
         os.symlink(link, path)
 
     def _write_file(
-        self, name: str, source: Any, path: str, member: tarfile.TarInfo, job: _Job
+        self, name: str, source: Any, path: str, member: Member, job: _Job
     ) -> None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         mode = member.mode & 0o7777 or 0o600
