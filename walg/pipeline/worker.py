@@ -68,6 +68,7 @@ class _Cancel(BaseException):
 def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
     """Entry point of a worker process."""
     _install_signals(plan.parent_pid)
+    _keep_freed_memory()
     for other in foreign:
         other.close()
     send = _sender(conn)
@@ -151,6 +152,24 @@ def _sender(conn: Any) -> Send:
 def _on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let close() run undisturbed
     raise _Cancel()
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed 1 MiB buffers instead of returning them to the kernel.
+
+    By default each 1 MiB buffer a worker allocates may come fresh from mmap and be faulted
+    in page by page (~2 GB/s); a restore of 1.1 GB took 292k page faults and 1.5 s of
+    system time, 48k and 1.1 s with these two settings (bench/backup.py, backup-fetch).
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):
+        pass
 
 
 def _install_signals(parent_pid: int) -> None:
