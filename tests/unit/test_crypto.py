@@ -135,16 +135,19 @@ def decrypt(crypter: Crypter, data: bytes) -> bytes:
 
 
 def children() -> list[tuple[int, str]]:
-    """(pid, state) of every process whose parent is this one, zombies included."""
+    """(pid, state) of every gpg process whose parent is this one, zombies included (other
+    children, such as test servers started by session fixtures, are not ours to count)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            stat = Path(f"/proc/{name}/stat").read_text()
+        except OSError:
             continue
-        if int(fields[1]) == os.getpid():
+        command, _, rest = stat.partition("(")[2].rpartition(")")
+        fields = rest.split()
+        if fields and int(fields[1]) == os.getpid() and command.startswith("gpg"):
             found.append((int(name), fields[0]))
     return found
 
