@@ -46,7 +46,7 @@ OWNER=$([ "$(id -u)" = 0 ] && echo postgres || id -un)
 
 step "initdb + start a cluster on port $PORT, socket in $DEMO_DIR/run"
 install -d -o "$OWNER" -m 700 "$DEMO_DIR/data"
-install -d -o "$OWNER" -m 755 "$DEMO_DIR/archive"
+install -d -o "$OWNER" -m 755 "$DEMO_DIR/archive" "$DEMO_DIR/log"
 as_server "$PG_BIN/initdb" -D "$DEMO_DIR/data" --auth=trust -U postgres --no-sync >/dev/null
 cat >>"$DEMO_DIR/data/postgresql.conf" <<CONF
 port = $PORT
@@ -56,7 +56,7 @@ wal_level = replica
 archive_mode = on
 archive_command = 'cp %p $DEMO_DIR/archive/%f'
 CONF
-as_server "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/data.log" -w start >/dev/null
+as_server "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/log/data.log" -w start >/dev/null
 
 export PGHOST="$DEMO_DIR/run" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres
 export WALG_FILE_PREFIX="$DEMO_DIR/storage"
@@ -64,7 +64,7 @@ step "pgbench -i -s $DEMO_SCALE"
 "$PG_BIN/pgbench" -i -q -s "$DEMO_SCALE" 2>&1 | tail -1
 CHECK="SELECT count(*) || ' accounts, balance ' || sum(abalance) || ', md5 ' || md5(string_agg(aid::text || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts"
 "$PG_BIN/pgbench" -n -T 3 -c 2 >/dev/null
-BEFORE=$("$PG_BIN/psql" -XAtc "$CHECKPOINT" -c "$CHECK" 2>/dev/null || "$PG_BIN/psql" -XAtc "$CHECK")
+BEFORE=$("$PG_BIN/psql" -XAtc "$CHECK")
 echo "original:  $BEFORE"
 
 step "wal-g backup-push $DEMO_DIR/data"
@@ -87,7 +87,7 @@ archive_mode = off
 CONF
 touch "$DEMO_DIR/restore/recovery.signal"
 [ "$(id -u)" = 0 ] && chown -R postgres "$DEMO_DIR/restore"
-as_server "$PG_BIN/pg_ctl" -D "$DEMO_DIR/restore" -l "$DEMO_DIR/restore.log" -w start >/dev/null
+as_server "$PG_BIN/pg_ctl" -D "$DEMO_DIR/restore" -l "$DEMO_DIR/log/restore.log" -w start >/dev/null
 AFTER=$(PGPORT=$RESTORE_PORT "$PG_BIN/psql" -XAtc "$CHECK")
 echo "original:  $BEFORE"
 echo "restored:  $AFTER"
@@ -99,5 +99,6 @@ cat <<TEXT
 Everything is in $DEMO_DIR:
   data/      the original cluster (port $PORT)      storage/   what wal-g stored (WALG_FILE_PREFIX)
   restore/   the restored cluster (port $RESTORE_PORT)   archive/   WAL archived by archive_command
+  log/       both servers' logs
 Servers are stopped on exit; run with DEMO_KEEP=1 to keep them (then: scripts/demo.sh stop).
 TEXT
