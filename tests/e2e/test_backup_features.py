@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_helpers import archive_now  # type: ignore[import-not-found]
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server  # noqa: F401
 
@@ -71,7 +72,7 @@ def test_encrypted_backup_round_trip(pg_cluster_factory: Any, walg: Any,
     refused = walg("backup-fetch", "/tmp/walg-never-created", "LATEST", env=no_key, check=False)
     assert refused.returncode == 1 and "WALG_PGP_KEY" in refused.stderr
     assert not os.path.exists("/tmp/walg-never-created")
-    source.psql("SELECT pg_switch_wal()")
+    archive_now(source)
     base = PgCluster.make_base()
     walg("backup-fetch", str(base / "data"), "LATEST", env=env)
     restored = start_restored(pg_cluster_factory, base / "data", base, archive)
@@ -91,7 +92,7 @@ def test_tablespace_is_restored_and_can_be_moved(pg_cluster_factory: Any, walg: 
     storage = source.make_dir("storage")
     env = {**source.env, "WALG_FILE_PREFIX": str(storage)}
     walg("backup-push", str(source.data_dir), env=env)
-    source.psql("SELECT pg_switch_wal()")
+    archive_now(source)
     sentinel = json.loads(next(storage.glob("basebackups_005/*_sentinel.json")).read_text())
     assert sentinel["Spec"]["tablespaces"] == [oid]
     assert sentinel["Spec"][oid]["loc"].rstrip("/") == str(location)
@@ -121,8 +122,38 @@ def test_backup_on_s3(pg_cluster_factory: Any, walg: Any, make_s3_storage: Any) 
     assert f"cluster1/basebackups_005/{name}_backup_stop_sentinel.json" in keys
     assert f"cluster1/basebackups_005/{name}/tar_partitions/pg_control.tar.br" in keys
     assert name in walg("backup-list", env=env).stdout
-    source.psql("SELECT pg_switch_wal()")
+    archive_now(source)
     base = PgCluster.make_base()
     walg("backup-fetch", str(base / "data"), name, env=env)
     restored = start_restored(pg_cluster_factory, base / "data", base, archive)
     assert restored.psql("SELECT sum(abalance), count(*) FROM pgbench_accounts") == expected
+
+
+def test_backup_from_a_standby(pg_cluster_factory: Any, walg: Any) -> None:
+    """backup-push runs on a hot standby, and the backup restores with the primary's WAL."""
+    primary = pg_cluster_factory()
+    archive = archived(primary)
+    primary.psql("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) "
+                 "FROM generate_series(1, 10000) g")
+    base = PgCluster.make_base()
+    subprocess.run(
+        [str(primary.bin / "pg_basebackup"), "-D", str(base / "data"), "-R", "-X", "stream",
+         "-c", "fast", "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", "postgres",
+         "--no-sync"],
+        check=True, capture_output=True, timeout=120,
+    )
+    standby = pg_cluster_factory(adopt=base / "data", base=base, archive_command=None)
+    assert standby.psql("SELECT pg_is_in_recovery()") == "t"
+    expected = primary.psql(CHECK.format(table="t"))
+    storage = standby.make_dir("storage")
+    env = {**standby.env, "WALG_FILE_PREFIX": str(storage)}
+    name = walg("backup-push", str(standby.data_dir), env=env).stdout.strip()
+    label = subprocess.run(["lz4", "-dc", str(next(storage.glob(
+        f"basebackups_005/{name}/tar_partitions/backup_label.tar.lz4")))],
+        capture_output=True, check=True).stdout
+    assert b"BACKUP FROM: standby" in label
+    archive_now(primary)
+    restored_base = PgCluster.make_base()
+    walg("backup-fetch", str(restored_base / "data"), name, env=env)
+    restored = start_restored(pg_cluster_factory, restored_base / "data", restored_base, archive)
+    assert restored.psql(CHECK.format(table="t")) == expected

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_helpers import archive_now  # type: ignore[import-not-found]
 from servers.postgres import PgCluster
 
 WalgRunner = Any
@@ -56,8 +57,7 @@ def test_push_fetch_restores_the_data(pg_cluster_factory, walg: WalgRunner, meth
     parts = sorted(p.name for p in folder.iterdir())
     ext = _ext(method)
     assert parts == [f"backup_label.tar.{ext}", f"part_001.tar.{ext}", f"pg_control.tar.{ext}"]
-    source.psql("SELECT pg_switch_wal()")
-    source.psql("CHECKPOINT")
+    archive_now(source)
     restored = restore(pg_cluster_factory, walg, env, archive)
     assert restored.psql(TABLE_SUMS) == expected
 
@@ -77,7 +77,7 @@ def test_backup_during_writes(pg_cluster_factory, walg: WalgRunner) -> None:
            "WALG_TAR_SIZE_THRESHOLD": "1048576"}
     walg("backup-push", str(source.data_dir), env=env)
     bench.stop()
-    source.psql("SELECT pg_switch_wal()")
+    archive_now(source)
     restored = restore(pg_cluster_factory, walg, env, archive)
     assert restored.psql("SELECT md5(string_agg(v, ',' ORDER BY id)) FROM marker") == marker
     assert restored.psql("SELECT count(*) FROM pgbench_accounts") == "200000"
