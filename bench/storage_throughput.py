@@ -1,6 +1,6 @@
 """Upload and download throughput of each storage backend.
 
-A 256 MiB object (incompressible bytes, made on the fly) is put and read back through the
+A 256 MiB object (bytes made on the fly; storage does not compress) is put and read back through the
 Storage interface on: file storage (a temp dir), S3 on a local moto server, and GCS on the
 local gcp-storage-emulator, started here as the tests start them. Each backend runs with
 one stream (WALG_UPLOAD_CONCURRENCY=1) and with WALG_UPLOAD_CONCURRENCY=4 (S3: four
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,29 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from servers.streams import PatternStream
+
 from walg.config.settings import S3Settings, Secret
 from walg.storage import RetryPolicy, Storage
 from walg.storage.file import FileStorage
 
 MIB = 1 << 20
-
-
-class Pattern(io.RawIOBase):
-    """``size`` bytes of a repeating random 1 MiB block, produced as they are read."""
-
-    def __init__(self, size: int, block: bytes) -> None:
-        super().__init__()
-        self.left, self.block, self.offset = size, block, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = min(len(buffer), self.left, len(self.block) - self.offset)
-        buffer[:n] = self.block[self.offset : self.offset + n]
-        self.offset = (self.offset + n) % len(self.block)
-        self.left -= n
-        return n
 
 
 @contextmanager
@@ -92,20 +74,10 @@ def s3_backend(endpoint: str, concurrency: int) -> Iterator[Storage]:
 
 @contextmanager
 def gcs() -> Iterator[str]:
-    from servers.gcs import _stop, _wait_until_up, free_port
+    from servers.gcs import running_emulator
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    script = Path(__file__).resolve().parent.parent / "tests" / "servers" / "gcs.py"
-    command = [sys.executable, str(script), "start", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--in-memory", "--quiet"]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_until_up(process, endpoint, log)
-            yield endpoint
-        finally:
-            _stop(process)
+    with running_emulator() as endpoint:
+        yield endpoint
 
 
 @contextmanager
@@ -119,7 +91,7 @@ def gcs_backend(endpoint: str, concurrency: int) -> Iterator[Storage]:
     yield GcsStorage(GcsOptions(bucket=bucket, emulator_host=endpoint), "bench", RetryPolicy())
 
 
-def measure(storage: Storage, size: int, concurrency: int, block: bytes) -> tuple[float, float]:
+def measure(storage: Storage, size: int, concurrency: int) -> tuple[float, float]:
     """(upload MB/s, download MB/s) for ``size`` bytes in ``concurrency`` streams."""
     # S3 parallelizes inside one object (multipart parts); the others by object.
     streams = 1 if type(storage).__name__ == "S3Storage" else concurrency
@@ -127,7 +99,7 @@ def measure(storage: Storage, size: int, concurrency: int, block: bytes) -> tupl
     keys = [f"object-{i}" for i in range(streams)]
 
     def put(key: str) -> None:
-        storage.put_object(key, Pattern(each, block))
+        storage.put_object(key, PatternStream(each))
 
     def get(key: str) -> int:
         digest, total = hashlib.md5(usedforsecurity=False), 0
@@ -162,20 +134,19 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=["file", "s3", "gcs"])
     args = parser.parse_args()
     size = args.mib * MIB
-    block = bytes(hashlib.sha256(str(i).encode()).digest()[0] for i in range(MIB))
     print(f"{args.mib} MiB per run; MB/s (10^6 bytes per second)")
     print(f"{'backend':<8} {'streams':>7} {'upload':>9} {'download':>9}")
     for name in args.only:
         for concurrency in (1, 4):
             if name == "file":
                 with file_backend(concurrency) as storage:
-                    up, down = measure(storage, size, concurrency, block)
+                    up, down = measure(storage, size, concurrency)
             elif name == "s3":
                 with moto() as endpoint, s3_backend(endpoint, concurrency) as storage:
-                    up, down = measure(storage, size, concurrency, block)
+                    up, down = measure(storage, size, concurrency)
             else:
                 with gcs() as endpoint, gcs_backend(endpoint, concurrency) as storage:
-                    up, down = measure(storage, size, concurrency, block)
+                    up, down = measure(storage, size, concurrency)
             print(f"{name:<8} {concurrency:>7} {up:9.1f} {down:9.1f}", flush=True)
 
 

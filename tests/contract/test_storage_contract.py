@@ -9,37 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from servers.streams import PatternStream, pattern_digest
 
 from walg.errors import EX_NOT_FOUND, ObjectNotFound, StorageError
 from walg.storage import Storage
-
-
-class PatternStream(io.RawIOBase):
-    """A non-seekable stream of ``size`` pseudo-random bytes, made on the fly."""
-
-    def __init__(self, size: int, seed: bytes = b"walg") -> None:
-        super().__init__()
-        self.left = size
-        self.block = hashlib.sha256(seed).digest() * 2048  # 64 KiB
-        self.offset = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = min(len(buffer), self.left, len(self.block) - self.offset)
-        buffer[:n] = self.block[self.offset : self.offset + n]
-        self.offset = (self.offset + n) % len(self.block)
-        self.left -= n
-        return n
-
-
-def pattern_digest(size: int) -> str:
-    digest = hashlib.sha256()
-    stream = PatternStream(size)
-    while chunk := stream.read(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def test_put_then_read_bytes(storage: Storage) -> None:

@@ -22,6 +22,7 @@ import pytest
 import requests
 from servers.faults import FaultProxy, SeenRequest
 from servers.gcs import FAST_RETRY, gcs_emulator, make_gcs_storage
+from servers.streams import PatternStream
 
 from walg.config import load
 from walg.errors import (
@@ -44,29 +45,14 @@ BUDGET = FAST_RETRY.max_retries  # 3 retries: 4 attempts in all
 Maker = Callable[..., GcsStorage]
 
 
-class PatternStream(io.RawIOBase):
-    """A non-seekable stream of ``size`` reproducible bytes, made on the fly."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.left = size
-        self.block = hashlib.sha256(b"gcs").digest() * 2048  # 64 KiB
-        self.offset = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = min(len(buffer), self.left, len(self.block) - self.offset)
-        buffer[:n] = self.block[self.offset : self.offset + n]
-        self.offset = (self.offset + n) % len(self.block)
-        self.left -= n
-        return n
+def gcs_pattern(size: int) -> PatternStream:
+    """The pattern stream of these tests (seeded apart from the contract suite's)."""
+    return PatternStream(size, b"gcs")
 
 
 def pattern(size: int) -> bytes:
     """All the bytes of ``PatternStream(size)``."""
-    stream = PatternStream(size)
+    stream = gcs_pattern(size)
     return b"".join(iter(lambda: stream.read(MiB), b""))
 
 
@@ -125,7 +111,7 @@ def test_large_object_goes_up_resumably_byte_exact(
     request an exact multiple needs) and reads back byte-exact."""
     size = 40 * MiB
     storage = make_gcs_storage(emulator_host=proxy.url, chunk_size=MiB)
-    storage.put_object("big", PatternStream(size))
+    storage.put_object("big", gcs_pattern(size))
     ranges = [content_range(r) for r in proxy.requests if r.method == "PUT"]
     assert len(ranges) == 41
     assert ranges[0] == f"bytes 0-{MiB - 1}/*"
@@ -217,7 +203,7 @@ def test_chunk_failures_resume_from_what_the_server_has(
     storage = make_gcs_storage(emulator_host=proxy.url, chunk_size=MiB)
     second_chunk = f"bytes {MiB}-"
     proxy.fail_next(BUDGET, 503, match=lambda r: content_range(r).startswith(second_chunk))
-    storage.put_object("k", PatternStream(3 * MiB + 100))
+    storage.put_object("k", gcs_pattern(3 * MiB + 100))
     assert proxy.faults == BUDGET
     assert sum(content_range(r) == "bytes */*" for r in proxy.requests) == BUDGET
     assert sum(r.method == "POST" for r in proxy.requests) == 1  # one session
@@ -233,7 +219,7 @@ def test_failed_resumable_upload_leaves_the_old_object(
     storage.put_object("k", b"old version")
     proxy.drop_next(BUDGET + 1, match=lambda r: content_range(r).startswith(f"bytes {MiB}-"))
     with pytest.raises(StorageUnavailable):
-        storage.put_object("k", PatternStream(3 * MiB))
+        storage.put_object("k", gcs_pattern(3 * MiB))
     proxy.clear()
     assert storage.read_bytes("k") == b"old version"
     assert [o.name for o in storage.list_objects()] == ["k"]
@@ -244,7 +230,7 @@ def test_failed_first_upload_leaves_no_object(make_gcs_storage: Maker, proxy: Fa
     storage = make_gcs_storage(emulator_host=proxy.url, chunk_size=MiB)
     proxy.fail_next(100, 500, match=r"^PUT ")
     with pytest.raises(StorageUnavailable, match="HTTP 500"):
-        storage.put_object("k", PatternStream(2 * MiB))
+        storage.put_object("k", gcs_pattern(2 * MiB))
     proxy.clear()
     assert not storage.exists("k")
     assert list(storage.list_objects()) == []
@@ -259,7 +245,7 @@ def test_lost_answer_to_the_last_chunk_is_checked_not_resent(
     proxy.cut_next(
         1, 0, match=lambda r: r.method == "PUT" and content_range(r).endswith("/3145828")
     )
-    storage.put_object("k", PatternStream(3 * MiB + 100))
+    storage.put_object("k", gcs_pattern(3 * MiB + 100))
     assert proxy.faults == 1
     assert sum(r.method == "POST" for r in proxy.requests) == 1
     assert storage.read_bytes("k") == pattern(3 * MiB + 100)

@@ -75,6 +75,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """The endpoint URL (``http://127.0.0.1:<port>``) of an in-memory GCS emulator."""
+    with running_emulator() as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def running_emulator() -> Iterator[str]:
+    """Start an in-memory emulator on a free loopback port; yield its URL; stop it."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, __file__, "start", "--host", "127.0.0.1"]

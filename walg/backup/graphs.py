@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from walg import compression
@@ -53,31 +53,26 @@ def parts_in_flight(settings: Settings, parts: int) -> int:
     return max(1, min(want, parts))
 
 
+_BOUND = 4  # slots per stage input: a few 1 MiB chunks in flight per stage
+
+
+def _keyed(name: str, factory: Callable[[], Stage], width: int) -> StageSpec:
+    """A stage of ``width`` workers whose input is keyed by part."""
+    return StageSpec(name, factory, workers=width, queue_bound=_BOUND, key=by_part)
+
+
 def push_graph(settings: Settings, folder: str, parts: Sequence[Part], width: int) -> Graph:
     """Write ``parts`` as compressed (and encrypted) tar objects under ``folder``."""
     method = settings.compression.method
     ext = compression.extension(method)
-    bound = 4
     stages = [
         StageSpec("parts", functools.partial(Items, list(parts))),
-        StageSpec("tar", functools.partial(TarWriter, ext), workers=width, queue_bound=bound),
-        StageSpec(
-            "compress",
-            functools.partial(PartTransform, Compress(method)),
-            workers=width,
-            queue_bound=bound,
-            key=by_part,
-        ),
+        StageSpec("tar", functools.partial(TarWriter, ext), workers=width, queue_bound=_BOUND),
+        _keyed("compress", functools.partial(PartTransform, Compress(method)), width),
     ]
     if settings.crypto.enabled:
         stages.append(
-            StageSpec(
-                "encrypt",
-                functools.partial(PartTransform, Encrypt(settings.crypto)),
-                workers=width,
-                queue_bound=bound,
-                key=by_part,
-            )
+            _keyed("encrypt", functools.partial(PartTransform, Encrypt(settings.crypto)), width)
         )
     # Each uploader process uploads one object at a time; share the configured upload
     # concurrency (S3 multipart threads, each holding a part in memory) among them.
@@ -85,15 +80,7 @@ def push_graph(settings: Settings, folder: str, parts: Sequence[Part], width: in
         settings.concurrency, upload=max(1, settings.concurrency.upload // width)
     )
     uploader_settings = dataclasses.replace(settings, concurrency=per_worker)
-    stages.append(
-        StageSpec(
-            "upload",
-            functools.partial(Uploader, uploader_settings, folder),
-            workers=width,
-            queue_bound=bound,
-            key=by_part,
-        )
-    )
+    stages.append(_keyed("upload", functools.partial(Uploader, uploader_settings, folder), width))
     return Graph.chain(*stages)
 
 
@@ -108,35 +95,16 @@ def fetch_graph(
 ) -> Graph:
     """Download ``objects``, decrypt if ``encrypted``, decompress with ``method`` and extract
     them into ``target``."""
-    bound = 4
     stages = [
         StageSpec("objects", functools.partial(Items, list(objects))),
         StageSpec("download", functools.partial(Downloader, settings), workers=width),
     ]
     if encrypted:
         stages.append(
-            StageSpec(
-                "decrypt",
-                functools.partial(PartTransform, Decrypt(settings.crypto)),
-                workers=width,
-                queue_bound=bound,
-                key=by_part,
-            )
+            _keyed("decrypt", functools.partial(PartTransform, Decrypt(settings.crypto)), width)
         )
     stages += [
-        StageSpec(
-            "decompress",
-            functools.partial(PartTransform, Decompress(method)),
-            workers=width,
-            queue_bound=bound,
-            key=by_part,
-        ),
-        StageSpec(
-            "extract",
-            functools.partial(Extractor, target, tablespaces),
-            workers=width,
-            queue_bound=bound,
-            key=by_part,
-        ),
+        _keyed("decompress", functools.partial(PartTransform, Decompress(method)), width),
+        _keyed("extract", functools.partial(Extractor, target, tablespaces), width),
     ]
     return Graph.chain(*stages)
