@@ -5,6 +5,11 @@ go to stderr (stdout belongs to command output such as ``backup-list``): one JSO
 line when stderr is not a terminal (cron, archive_command, journald), a readable line on a
 terminal. Worker processes send their event dicts to the parent, which re-logs them with
 ``emit`` so that one process owns the output stream.
+
+structlog (with the asyncio it pulls in) costs ~35 ms to import, too much for a command
+that runs once per WAL segment. So nothing here imports it until a log line is actually
+written: ``get_logger`` returns a lazy logger, and ``configure`` only records its settings
+until structlog is loaded (or applies them at once if something already loaded it).
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = ["LEVELS", "configure", "emit", "get_logger"]
 
@@ -25,14 +30,16 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 # Level names a worker may send that are spelled differently from our method names.
 _LEVEL_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical"}
 
-_timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+_pending: dict[str, Any] | None = None  # configure() arguments not applied yet
 
 
 def _add_timestamp(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """Stamp the event with ISO UTC time, keeping a timestamp a worker already set."""
     if "timestamp" in event_dict:
         return event_dict
-    return _timestamper(logger, method, event_dict)
+    import structlog
+
+    return structlog.processors.TimeStamper(fmt="iso", utc=True)(logger, method, event_dict)
 
 
 def _level_number(level: str) -> int:
@@ -55,6 +62,8 @@ def _wants_json(stream: TextIO) -> bool:
 
 def _processors(json: bool) -> list[Processor]:
     """The processor chain shared by both output formats, ending in the renderer."""
+    import structlog
+
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -77,6 +86,21 @@ def configure(level: str, *, stream: TextIO | None = None, json: bool | None = N
     ``CRITICAL``; any case). ``stream`` defaults to ``sys.stderr``. ``json`` forces the
     output format; by default it is JSON unless ``stream`` is a terminal.
     """
+    global _pending
+    _pending = {"level": level, "stream": stream, "json": json}
+    if "structlog" in sys.modules:
+        _apply()
+
+
+def _apply() -> None:
+    """Configure structlog with what configure() recorded (imports structlog)."""
+    global _pending
+    if _pending is None:
+        return
+    level, stream, json = _pending["level"], _pending["stream"], _pending["json"]
+    _pending = None
+    import structlog
+
     out = sys.stderr if stream is None else stream
     use_json = _wants_json(out) if json is None else json
     structlog.configure(
@@ -89,9 +113,26 @@ def configure(level: str, *, stream: TextIO | None = None, json: bool | None = N
     )
 
 
-def get_logger(**initial_values: Any) -> Any:
-    """Return a structlog logger bound to ``initial_values``."""
-    return structlog.get_logger(**initial_values)
+class _LazyLogger:
+    """A logger that imports and configures structlog only when it first logs."""
+
+    def __init__(self, args: tuple[Any, ...], bound: dict[str, Any]) -> None:
+        self._args = args
+        self._bound = bound
+
+    def bind(self, **values: Any) -> _LazyLogger:
+        return _LazyLogger(self._args, {**self._bound, **values})
+
+    def __getattr__(self, method: str) -> Any:
+        _apply()
+        import structlog
+
+        return getattr(structlog.get_logger(*self._args).bind(**self._bound), method)
+
+
+def get_logger(*args: Any, **initial_values: Any) -> Any:
+    """A logger bound to ``initial_values``; structlog is loaded on its first use."""
+    return _LazyLogger(args, initial_values)
 
 
 def emit(event_dict: Mapping[str, Any]) -> None:
@@ -107,4 +148,7 @@ def emit(event_dict: Mapping[str, Any]) -> None:
         fields["worker_level"] = raw_level
         level = "info"
     event = fields.pop("event", "")
+    _apply()
+    import structlog
+
     getattr(structlog.get_logger(), level)(event, **fields)

@@ -18,17 +18,16 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import BinaryIO, Final, Protocol, cast
 
-import structlog
-
 from walg.config.settings import CryptoSettings
 from walg.crypto._keys import Keyring, open_keyring
 from walg.crypto._process import GpgOutcome, GpgStream, Judge
 from walg.crypto._verdict import DecryptContext, judge_decrypt, judge_encrypt
+from walg.logs import get_logger
 
 __all__ = ["DEFAULT_CHUNK", "Crypter", "StreamTransform"]
 
 DEFAULT_CHUNK: Final = 1 << 20
-_log = structlog.get_logger("walg.crypto")
+_log = get_logger("walg.crypto")
 
 
 class StreamTransform(Protocol):

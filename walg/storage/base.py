@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, TypeVar, cast
 
-import structlog
-
 from walg.errors import ObjectNotFound, StorageError
+from walg.logs import get_logger
 
 __all__ = [
     "DELETE_BATCH",
@@ -48,7 +47,7 @@ DELETE_BATCH = 1000
 """Keys per delete request (the S3 limit)."""
 
 T = TypeVar("T")
-_log = structlog.get_logger("walg.storage")
+_log = get_logger("walg.storage")
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ import re
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-import structlog
-
 from walg.errors import IntegrityError, StorageError, StorageUnavailable
+from walg.logs import get_logger
 from walg.storage.base import RetryPolicy
 from walg.storage.gcs_http import sdk_errors, status_error, translated
 
@@ -35,7 +34,7 @@ OCTET_STREAM = "application/octet-stream"
 _RANGE = re.compile(r"bytes=0-(\d+)$")
 _CANCEL_TIMEOUT = (5.0, 5.0)
 _CRC_PIECE = 1 << 20
-_log = structlog.get_logger("walg.storage")
+_log = get_logger("walg.storage")
 
 
 def read_up_to(source: BinaryIO, size: int) -> bytes:

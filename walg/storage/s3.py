@@ -20,13 +20,13 @@ from datetime import UTC
 from typing import Any, BinaryIO, cast
 
 import boto3
-import structlog
 from botocore import exceptions as bce
 from botocore.config import Config
 
 from walg import __version__
 from walg.config.settings import S3Settings, StorageSettings
 from walg.errors import ConfigError, StorageError
+from walg.logs import get_logger
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage
 from walg.storage.s3_errors import Where, delete_error, translate, translated
 from walg.storage.s3_multipart import DEFAULT_PART_SIZE, MultipartUpload, PartSource
@@ -34,7 +34,7 @@ from walg.storage.s3_multipart import DEFAULT_PART_SIZE, MultipartUpload, PartSo
 __all__ = ["DEFAULT_PART_SIZE", "S3Options", "S3Storage"]
 
 DEFAULT_REGION = "us-east-1"
-_log = structlog.get_logger("walg.storage")
+_log = get_logger("walg.storage")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
-import structlog
-
 from walg.errors import StorageError
+from walg.logs import get_logger
 from walg.storage.base import RetryPolicy
 from walg.storage.s3_errors import Where, translated
 
@@ -46,7 +45,7 @@ GROW_EVERY = 1000
 """The part size doubles after every this many parts."""
 
 _READ_SLICE = 1 << 20
-_log = structlog.get_logger("walg.storage")
+_log = get_logger("walg.storage")
 
 
 class _Cancelled(Exception):
