@@ -105,6 +105,21 @@ def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="restore tablespace OID (or old location) into DIR instead; repeatable",
     )
+    recovery = parser.add_argument_group(
+        "recovery settings (written only when one of these is given)",
+        "restore_command = this wal-g with this configuration, plus recovery.signal",
+    )
+    recovery.add_argument(
+        "--standby", action="store_true", help="write standby.signal: follow the archive"
+    )
+    recovery.add_argument("--target-time", metavar="TIME", help="recovery_target_time")
+    recovery.add_argument("--target-lsn", metavar="LSN", help="recovery_target_lsn")
+    recovery.add_argument("--target-name", metavar="NAME", help="recovery_target_name")
+    recovery.add_argument(
+        "--target-action",
+        choices=("pause", "promote", "shutdown"),
+        help="recovery_target_action",
+    )
 
 
 def _backup_list_args(parser: argparse.ArgumentParser) -> None:

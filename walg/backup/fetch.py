@@ -18,6 +18,7 @@ from walg import compression
 from walg.backup import layout
 from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
 from walg.backup.graphs import fetch_graph
+from walg.backup.recovery import RecoveryOptions, write_recovery
 from walg.config import Settings
 from walg.errors import ConfigError, CryptoError, IntegrityError, NotImplementedYet, WalgError
 from walg.pipeline import ProcessRuntime, StageProgress
@@ -77,8 +78,12 @@ def backup_fetch(
     *,
     remap: Mapping[str, str] | None = None,
     progress: ProgressSink | None = None,
+    recovery: RecoveryOptions | None = None,
 ) -> FetchResult:
-    """Restore backup ``name`` (or LATEST) into ``target``."""
+    """Restore backup ``name`` (or LATEST) into ``target``; with ``recovery``, also write
+    the settings that make PostgreSQL recover from the WAL archive."""
+    if recovery is not None:
+        recovery.check()
     storage = open_storage(settings)
     info = find_backup(storage, name)
     if info.sentinel.is_delta:
@@ -98,6 +103,8 @@ def backup_fetch(
     control = _named(objects, layout.PG_CONTROL_PART)
     for batch in (data, label, control):  # pg_control last
         _run(settings, batch, method, encrypted, path, tablespaces, files, progress, total)
+    if recovery is not None and recovery.requested:
+        write_recovery(path, recovery, settings)
     _fsync_tree(path)
     _log.info("backup fetched", backup=info.name, target=path)
     return FetchResult(info.name, path, tablespaces)

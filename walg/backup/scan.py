@@ -51,6 +51,7 @@ _FILES_EXCLUDED_TOP = frozenset(
         "backup_label.old",
         "tablespace_map",
         "tablespace_map.old",
+        "walg_restore.json",  # wal-g's restore_command configuration (may hold keys)
     }
 )
 

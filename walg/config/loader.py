@@ -86,6 +86,16 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
         postgres=_postgres(reader),
         config_file=config_file,
         unknown=_unknown(values),
+        given=_given(values),
+    )
+
+
+def _given(values: Mapping[str, str]) -> tuple[tuple[str, Secret], ...]:
+    """Known variables other than PG*, as secrets (they may hold keys)."""
+    return tuple(
+        (name, Secret(value))
+        for name, value in sorted(values.items())
+        if name in KNOWN_NAMES and not name.startswith("PG")
     )
 
 

@@ -240,6 +240,9 @@ class Settings:
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     config_file: str | None = None
     unknown: tuple[str, ...] = ()  # WALG_*/WALE_* names given that walg does not know
+    # The storage, crypto and tuning variables as given (not PG*), hidden from repr: what a
+    # restore_command needs to run wal-fetch with the same configuration.
+    given: tuple[tuple[str, Secret], ...] = ()
 
     def require_storage(self) -> StorageSettings:
         """The one configured storage; ConfigError if none or several are configured."""
