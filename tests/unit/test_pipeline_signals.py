@@ -89,3 +89,26 @@ def test_unflushed_parent_output_is_not_repeated_by_workers() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["before-run", "10"]
+
+
+def test_failing_workers_print_no_tracebacks() -> None:
+    """When several workers fail at once, the losers are cancelled while reporting; none of
+    them may print a traceback to the terminal (stderr holds only what the parent says)."""
+    code = (
+        "import functools, pipeline_stages as ps\n"
+        "from walg.pipeline import Graph, ProcessRuntime, StageSpec\n"
+        "for _ in range(15):\n"
+        "    g = Graph.chain(StageSpec('s', functools.partial(ps.Numbers, 64), workers=2),\n"
+        "                    StageSpec('f', functools.partial(ps.FailAfter, 1), workers=3))\n"
+        "    try:\n"
+        "        ProcessRuntime(grace=5).run(g)\n"
+        "    except ps.Boom:\n"
+        "        pass\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{HERE}:{ROOT}")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    assert "Traceback" not in out.stderr, out.stderr

@@ -8,6 +8,7 @@ Messages are pickled tuples: ("log", event), ("progress", stage, bytes, items),
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pickle
@@ -66,12 +67,19 @@ class _Cancel(BaseException):
 
 
 def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
-    """Entry point of a worker process."""
-    _install_signals(plan.parent_pid)
-    _keep_freed_memory()
-    for other in foreign:
-        other.close()
-    send = _sender(conn)
+    """Entry point of a worker process. Nothing escapes it but SystemExit: a traceback
+    printed by the process machinery would reach the user's terminal."""
+    try:
+        _install_signals(plan.parent_pid)
+        _keep_freed_memory()
+        for other in foreign:
+            other.close()
+        _work(plan, _sender(conn))
+    except _Cancel:  # cancelled, possibly while reporting: the parent knows why
+        sys.exit(EXIT_CANCELLED)
+
+
+def _work(plan: WorkerPlan, send: Send) -> None:
     _forward_logs(send, plan.log_level)
     ctx = WorkerContext(
         plan.spec.name,
@@ -84,10 +92,11 @@ def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
     try:
         _run_stage(plan, ctx, send)
     except _Cancel:
-        sys.exit(EXIT_CANCELLED)
+        raise
     except BaseException as exc:
         payload, text = remote.pack(exc)
-        send(("error", payload, text))
+        with contextlib.suppress(OSError):  # the parent may be gone already
+            send(("error", payload, text))
         sys.exit(1)
     send(("done",))
 
