@@ -34,6 +34,8 @@ from walg.pipeline.worker import Outlet, WorkerPlan, worker_main
 
 __all__ = ["ProcessRuntime"]
 
+_WORKER_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
 
 @dataclass
 class _Worker:
@@ -131,7 +133,13 @@ class ProcessRuntime:
                     args=(plan, writer, foreign),
                     name=f"walg:{plan.spec.name}:{plan.index}",
                 )
-                process.start()
+                # The child starts with SIGTERM/SIGINT blocked and unblocks them once its
+                # own handlers are in place: a signal in between must not run ours there.
+                previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
+                try:
+                    process.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
                 workers.append(_Worker(plan, process, reader))
         except BaseException:
             for _reader, writer in pipes:

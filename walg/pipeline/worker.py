@@ -67,19 +67,36 @@ class _Cancel(BaseException):
 
 
 def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
-    """Entry point of a worker process. Nothing escapes it but SystemExit: a traceback
-    printed by the process machinery would reach the user's terminal."""
+    """Entry point of a worker process. It ends with os._exit, and no exception leaves it:
+    a traceback printed by the process machinery would reach the user's terminal. The
+    SIGTERM handler raises at most once (it then ignores SIGTERM), so the outer handler
+    below catches the one _Cancel that may arrive at any point, even during cleanup."""
+    try:
+        code = _guarded(plan, conn, foreign)
+    except BaseException:
+        code = EXIT_CANCELLED
+    os._exit(code)
+
+
+def _guarded(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> int:
     try:
         _install_signals(plan.parent_pid)
         _keep_freed_memory()
         for other in foreign:
             other.close()
-        _work(plan, _sender(conn))
-    except _Cancel:  # cancelled, possibly while reporting: the parent knows why
-        sys.exit(EXIT_CANCELLED)
+        code = _work(plan, _sender(conn))
+    except _Cancel:  # cancelled, possibly while reporting
+        code = EXIT_CANCELLED
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return code
 
 
-def _work(plan: WorkerPlan, send: Send) -> None:
+def _work(plan: WorkerPlan, send: Send) -> int:
+    """Run the stage and report how it ended; return the exit code."""
     _forward_logs(send, plan.log_level)
     ctx = WorkerContext(
         plan.spec.name,
@@ -97,8 +114,9 @@ def _work(plan: WorkerPlan, send: Send) -> None:
         payload, text = remote.pack(exc)
         with contextlib.suppress(OSError):  # the parent may be gone already
             send(("error", payload, text))
-        sys.exit(1)
+        return 1
     send(("done",))
+    return 0
 
 
 def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
@@ -185,6 +203,8 @@ def _install_signals(parent_pid: int) -> None:
     # The parent owns Ctrl-C: it cancels the workers itself, with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # the parent forked us with both blocked (see ProcessRuntime._start)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     try:  # if the parent dies (even by SIGKILL), the kernel sends us SIGTERM
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
