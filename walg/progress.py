@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-import structlog
-
+from walg.logs import get_logger
 from walg.pipeline import StageProgress
 
 __all__ = ["ProgressReporter", "format_bytes"]
@@ -65,7 +64,7 @@ class ProgressReporter:
         rate = self.done / elapsed
         eta = (total - self.done) / rate if rate > 0 and total > self.done else 0.0
         if not self.tty:
-            structlog.get_logger("walg").info(
+            get_logger("walg").info(
                 "progress", task=self.what, bytes=self.done, total=total,
                 rate_bytes_per_s=int(rate), eta_s=round(eta, 1),
             )

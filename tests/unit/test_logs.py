@@ -149,3 +149,24 @@ def test_emit_with_an_unknown_level_logs_at_info() -> None:
         {"event": "odd", "log_level": "info", "worker_level": "notice"},
         {"event": "warned", "log_level": "warning"},
     ]
+
+
+def test_lazy_logging_goes_to_stderr_once_used() -> None:
+    """configure() before structlog is loaded still decides where the first line goes:
+    stderr (stdout carries command output such as a backup's name)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from walg import logs\n"
+        "logs.configure('INFO')\n"
+        "assert 'structlog' not in sys.modules\n"
+        "logs.get_logger('walg').info('hello', n=1)\n"
+        "print('result')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "result\n"
+    assert '"event": "hello"' in done.stderr

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
 
-import structlog
-
 from walg.backup import layout
 from walg.backup.meta import ExtendedMetadata, FilesMetadata, Sentinel, parse_time
 from walg.errors import BackupNotFound, IntegrityError, NoBackupsFound, ObjectNotFound
+from walg.logs import get_logger
 from walg.storage.base import ObjectInfo, Storage
 
 __all__ = [
@@ -52,7 +51,7 @@ DEFAULT_WORKERS = 8
 _SHOWN_NAMES = 10  # how many available backups an unknown-name error lists
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_log = structlog.get_logger("walg.backup.catalog")
+_log = get_logger("walg.backup.catalog")
 T = TypeVar("T")
 R = TypeVar("R")
 

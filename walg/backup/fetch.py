@@ -12,8 +12,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from walg import compression
 from walg.backup import layout
 from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
@@ -21,13 +19,14 @@ from walg.backup.graphs import fetch_graph
 from walg.backup.recovery import RecoveryOptions, write_recovery
 from walg.config import Settings
 from walg.errors import ConfigError, CryptoError, IntegrityError, NotImplementedYet, WalgError
+from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
 from walg.stages.download import ObjectRef
 from walg.storage import ObjectInfo, Storage, open_storage
 
 __all__ = ["FetchResult", "backup_fetch", "parse_tablespace_remap", "prepare_target"]
 
-_log = structlog.get_logger("walg")
+_log = get_logger("walg")
 _SPECIAL = (layout.BACKUP_LABEL_PART, layout.PG_CONTROL_PART)
 
 ProgressSink = Callable[[Mapping[str, StageProgress], int], None]

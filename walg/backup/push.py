@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from walg.backup import layout
 from walg.backup.graphs import parts_in_flight, push_graph
 from walg.backup.meta import (
@@ -36,6 +34,7 @@ from walg.backup.meta import (
 from walg.backup.scan import PG_CONTROL, Entry, Part, plan_parts, scan
 from walg.config import Settings
 from walg.errors import PostgresError
+from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
 from walg.postgres.connection import BackupStart, PgConnection, connect
 from walg.stages.chunks import PartDone
@@ -43,7 +42,7 @@ from walg.storage import Storage, open_storage
 
 __all__ = ["PushResult", "backup_push", "choose_part_size"]
 
-_log = structlog.get_logger("walg")
+_log = get_logger("walg")
 _MIN_PART = 64 << 20
 
 ProgressSink = Callable[[Mapping[str, StageProgress], int], None]

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import structlog
+from walg.logs import get_logger
 
 __all__ = ["Stage", "WorkerContext"]
 
@@ -36,7 +36,7 @@ class WorkerContext:
         self.index = index
         self.workers = workers
         self.shared: Mapping[str, Any] = shared or {}
-        self.log = structlog.get_logger("walg").bind(stage=stage, worker=index)
+        self.log = get_logger("walg").bind(stage=stage, worker=index)
         self._report = report
         self._clock = clock
         self._interval = interval
