@@ -16,7 +16,6 @@ import argparse
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -303,6 +302,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, load_command: Comman
 
 
 def _print_traceback(err: BaseException) -> None:
+    import traceback  # only when a traceback is asked for
+
     traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
 
 

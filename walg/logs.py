@@ -14,7 +14,6 @@ until structlog is loaded (or applies them at once if something already loaded i
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
@@ -26,6 +25,9 @@ __all__ = ["LEVELS", "configure", "emit", "get_logger"]
 
 #: structlog method names, in increasing severity; ``configure`` accepts these (any case).
 LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# stdlib logging's numbers, without importing logging (~2.5 ms on every wal-push)
+_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 # Level names a worker may send that are spelled differently from our method names.
 _LEVEL_ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical"}
@@ -48,7 +50,7 @@ def _level_number(level: str) -> int:
     name = _LEVEL_ALIASES.get(name, name)
     if name not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
-    return logging.getLevelNamesMapping()[name.upper()]
+    return _NUMBERS[name]
 
 
 def _wants_json(stream: TextIO) -> bool:

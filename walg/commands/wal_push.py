@@ -1,11 +1,14 @@
-"""``wal-g wal-push``: archive one WAL file (PostgreSQL's archive_command)."""
+"""``wal-g wal-push``: archive one WAL file (PostgreSQL's archive_command).
+
+Silent on success (a line at DEBUG): logging loads structlog, which would cost more than
+the rest of the call. Failures raise WalgError; ``walg.cli`` prints ERROR/HINT and exits
+non-zero, and PostgreSQL keeps the file and tries again.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
-
-from walg.commands import not_implemented
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -14,5 +17,8 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Archive the WAL file at ``args.wal_path`` (not implemented yet)."""
-    raise not_implemented("wal-push")
+    """Archive the WAL file at ``args.wal_path``; 0 once it is stored."""
+    from walg.wal.push import push_wal
+
+    push_wal(settings, args.wal_path)
+    return 0

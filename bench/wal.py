@@ -1,0 +1,249 @@
+"""WAL archiving figures: wal-push latency, sustained archiving, wal-fetch throughput.
+
+In one run, on a throwaway PostgreSQL 15 cluster (2 cores here):
+
+1. wall time of one `wal-g wal-push` of a 16 MiB segment (real segments of a pgbench run),
+   median of --pushes, on file storage and on S3 (a local moto server), and pgBackRest's
+   `archive-push` of the same segments to a posix repository, as reference;
+2. sustained archiving: archive_command = wal-g wal-push while pgbench writes as fast as
+   it can for --seconds; segments archived per second and the archiver's lag at the end;
+3. wal-fetch: segments/s fetching --fetch-mib of WAL one segment at a time, as a recovery
+   does, with and without prefetch, and pgBackRest's `archive-get` of the same segments.
+
+    .venv/bin/python bench/wal.py [--pushes 12] [--seconds 20] [--fetch-mib 1024]
+
+Runs as root; PostgreSQL, pgBackRest and archive_command run as the postgres user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from servers.postgres import PG_USER, PgCluster
+
+WALG = str(Path(sys.executable).parent / "wal-g")
+SEGMENT = 16 << 20
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    return ["runuser", "-u", PG_USER, "--", *command]
+
+
+def walg_env(extra: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("WALG_", "AWS_", "PG"))}
+    return {**base, "WALG_LOG_LEVEL": "ERROR", **extra}
+
+
+def wrapper(cluster: PgCluster, name: str, env: dict[str, str]) -> str:
+    script = cluster.make_dir("bin") / name
+    exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
+    script.write_text(f"#!/bin/sh\n{exports}exec {WALG} \"$@\"\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def make_segments(cluster: PgCluster, count: int) -> list[Path]:
+    """Generate WAL with pgbench until ``count`` full segments exist; keep copies of them."""
+    keep = cluster.make_dir("segments")
+    wal = cluster.data_dir / "pg_wal"
+    current = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+    while True:
+        done = sorted(p.name for p in wal.iterdir() if len(p.name) == 24 and p.name > current)
+        if len(done) > count:
+            break
+        cluster.pgbench_run(seconds=5, clients=4).wait()
+    cluster.psql("SELECT pg_switch_wal()")
+    names = done[:count]
+    for name in names:
+        shutil.copy(wal / name, keep / name)
+    uid, gid = _postgres_ids()
+    for name in names:
+        os.chown(keep / name, uid, gid)
+    return [keep / n for n in names]
+
+
+def fake_pgdata(cluster: PgCluster) -> Path:
+    """A directory shaped like PGDATA (pg_wal/archive_status) for direct pushes."""
+    pgdata = cluster.make_dir("fakedata")
+    (pgdata / "pg_wal" / "archive_status").mkdir(parents=True, exist_ok=True)
+    uid, gid = _postgres_ids()
+    for path in (pgdata, pgdata / "pg_wal", pgdata / "pg_wal" / "archive_status"):
+        os.chown(path, uid, gid)
+    return pgdata
+
+
+def time_pushes(
+    command: list[str], pgdata: Path, segments: list[Path], cwd_env: dict[str, str]
+) -> float:
+    """Median wall time (s) of pushing each segment once with ``command + [path]``."""
+    times = []
+    for segment in segments:
+        path = pgdata / "pg_wal" / segment.name
+        shutil.copy(segment, path)
+        os.chown(path, *_postgres_ids())
+        started = time.perf_counter()
+        subprocess.run([*command, f"pg_wal/{segment.name}"], cwd=pgdata, env=cwd_env,
+                       check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+        path.unlink()
+    return statistics.median(times)
+
+
+def _postgres_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(PG_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def pgbackrest_config(cluster: PgCluster) -> list[str]:
+    repo = cluster.make_dir("pgbr-repo")
+    conf = cluster.base / "pgbackrest.conf"
+    conf.write_text(
+        f"[global]\nrepo1-path={repo}\nlog-path={cluster.base / 'log'}\n"
+        f"lock-path={cluster.base / 'run'}\ncompress-type=lz4\nlog-level-console=warn\n"
+        f"archive-async=n\n[bench]\npg1-path={cluster.data_dir}\n"
+        f"pg1-socket-path={cluster.socket_dir}\npg1-port={cluster.port}\n"
+    )
+    conf.chmod(0o644)
+    base = as_postgres(["pgbackrest", f"--config={conf}", "--stanza=bench"])
+    subprocess.run([*base, "stanza-create"], check=True, capture_output=True)
+    return base
+
+
+def bench_push(cluster: PgCluster, segments: list[Path], s3_endpoint: str | None) -> None:
+    pgdata = fake_pgdata(cluster)
+    storage = cluster.make_dir("walg-storage")
+    env = walg_env({"WALG_FILE_PREFIX": str(storage)})
+    walg_file = time_pushes(as_postgres(["env", *_env_words(env), WALG, "wal-push"]), pgdata,
+                            segments, os.environ.copy())
+    pgbr = pgbackrest_config(cluster)
+    reference = time_pushes([*pgbr, "archive-push"], pgdata, segments, os.environ.copy())
+    print(f"one 16 MiB wal-push, median of {len(segments)}:")
+    print(f"  walg, file storage        {walg_file * 1000:6.1f} ms")
+    if s3_endpoint:
+        s3 = walg_env({"WALG_S3_PREFIX": "s3://walbench/db", "AWS_ENDPOINT": s3_endpoint,
+                       "AWS_S3_FORCE_PATH_STYLE": "true", "AWS_ACCESS_KEY_ID": "x",
+                       "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"})
+        walg_s3 = time_pushes(as_postgres(["env", *_env_words(s3), WALG, "wal-push"]), pgdata,
+                              segments, os.environ.copy())
+        print(f"  walg, S3 (moto)           {walg_s3 * 1000:6.1f} ms")
+    print(f"  pgBackRest archive-push   {reference * 1000:6.1f} ms   "
+          f"(walg/pgBackRest on file storage: {walg_file / reference:4.2f})")
+
+
+def _env_words(env: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in env.items() if k.startswith(("WALG_", "AWS_", "PATH"))]
+
+
+def bench_sustained(seconds: int) -> None:
+    cluster = PgCluster.create(settings={"max_wal_size": "1GB", "wal_compression": "off"})
+    try:
+        storage = cluster.make_dir("storage")
+        script = wrapper(cluster, "walg.sh", walg_env({"WALG_FILE_PREFIX": str(storage)}))
+        cluster.archive_command = f"{script} wal-push %p"
+        cluster.configure()
+        cluster.start()
+        cluster.pgbench_init(scale=20)
+        before = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver"))
+        started = time.monotonic()
+        cluster.pgbench_run(seconds=seconds, clients=4).wait()
+        elapsed = time.monotonic() - started
+        archived = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver")) - before
+        ready = len(list((cluster.data_dir / "pg_wal" / "archive_status").glob("*.ready")))
+        failed = cluster.psql("SELECT failed_count FROM pg_stat_archiver")
+        print(f"sustained archiving, pgbench -c 4 for {seconds} s: {archived} segments archived "
+              f"({archived / elapsed:.1f}/s, {archived * 16 / elapsed:.0f} MiB/s of WAL); "
+              f"lag at the end: {ready} segments waiting; failures: {failed}")
+    finally:
+        cluster.cleanup()
+
+
+def bench_fetch(cluster: PgCluster, segments: list[Path]) -> None:
+    storage = cluster.make_dir("fetch-storage")
+    env = walg_env({"WALG_FILE_PREFIX": str(storage), "WALG_DOWNLOAD_CONCURRENCY": "4"})
+    pgdata = fake_pgdata(cluster)
+    for segment in segments:  # archive them once with wal-push
+        path = pgdata / "pg_wal" / segment.name
+        shutil.copy(segment, path)
+        subprocess.run([WALG, "wal-push", f"pg_wal/{segment.name}"], cwd=pgdata, env=env,
+                       check=True, capture_output=True)
+        path.unlink()
+    mib = len(segments) * 16
+    for label, extra in (("with prefetch", []), ("without prefetch", ["--no-prefetch"])):
+        target = Path(tempfile.mkdtemp(prefix="walg-fetch-"))
+        started = time.perf_counter()
+        for segment in segments:
+            subprocess.run([WALG, "wal-fetch", *extra, segment.name, str(target / "RECOVERYXLOG")],
+                           env=env, check=True, capture_output=True)
+        elapsed = time.perf_counter() - started
+        shutil.rmtree(target)
+        print(f"wal-fetch {label:<17} {len(segments) / elapsed:6.1f} segments/s "
+              f"({mib / elapsed:6.1f} MiB/s, {mib} MiB)")
+    pgbr = pgbackrest_config(cluster)
+    for segment in segments:
+        path = pgdata / "pg_wal" / segment.name
+        shutil.copy(segment, path)
+        os.chown(path, *_postgres_ids())
+        subprocess.run([*pgbr, "archive-push", f"{path}"], check=True, capture_output=True)
+        path.unlink()
+    target = cluster.make_dir("pgbr-fetch")
+    started = time.perf_counter()
+    for segment in segments:
+        subprocess.run([*pgbr, "archive-get", segment.name, str(target / "RECOVERYXLOG")],
+                       check=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    print(f"pgBackRest archive-get     {len(segments) / elapsed:6.1f} segments/s "
+          f"({mib / elapsed:6.1f} MiB/s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pushes", type=int, default=12)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--fetch-mib", type=int, default=1024)
+    parser.add_argument("--no-s3", action="store_true")
+    args = parser.parse_args()
+    cluster = PgCluster.create(settings={"wal_keep_size": "4GB", "max_wal_size": "4GB"})
+    try:
+        cluster.start()
+        cluster.pgbench_init(scale=10)
+        segments = make_segments(cluster, max(args.pushes, args.fetch_mib // 16))
+        s3 = None if args.no_s3 else _moto()
+        try:
+            bench_push(cluster, segments[: args.pushes], s3[1] if s3 else None)
+        finally:
+            if s3:
+                _stop_moto(s3[0])
+        bench_fetch(cluster, segments[: max(1, args.fetch_mib // 16)])
+    finally:
+        cluster.cleanup()
+    bench_sustained(args.seconds)
+
+
+def _moto():  # type: ignore[no-untyped-def]
+    from servers.s3 import raw_client, start_moto
+
+    process, endpoint = start_moto(Path(tempfile.mkdtemp()) / "moto.log")
+    raw_client(endpoint).create_bucket(Bucket="walbench")
+    return process, endpoint
+
+
+def _stop_moto(process) -> None:  # type: ignore[no-untyped-def]
+    from servers.s3 import stop_moto
+
+    stop_moto(process)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,537 @@
+"""wal-push on file storage, in a fake pg_wal: keys, content, encryption, overwrite
+prevention, background uploads of ready segments and walg's markers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from structlog.testing import capture_logs
+
+from walg import config
+from walg.cli import main
+from walg.compression import method_for_extension, open_decompressed
+from walg.config import Settings
+from walg.config.settings import CryptoSettings, Secret
+from walg.crypto import Crypter, looks_encrypted
+from walg.errors import StorageError, WalgError
+from walg.storage.file import TEMP_MARK, FileStorage
+from walg.wal import names
+from walg.wal.markers import TEMP_MAX_AGE, ArchiveStatus, marker_text
+from walg.wal.push import Outcome, push_wal
+
+SEG = [f"00000001000000000000000{i}" for i in range(1, 8)]  # ...01 .. ...07
+SIZE = (1 << 20) + 300_000  # more than one read chunk
+
+
+def wal_bytes(seed: int, size: int = SIZE) -> bytes:
+    """Segment-like content: random records between runs of zeros (compressible, unique)."""
+    rng = random.Random(seed)
+    parts, total = [], 0
+    while total < size:
+        part = rng.randbytes(rng.randrange(100, 3000)) + bytes(rng.randrange(0, 3000))
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)[:size]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def pg_wal(tmp_path: Path) -> Path:
+    """An empty pg_wal with its archive_status folder."""
+    path = tmp_path / "pgdata" / "pg_wal"
+    (path / "archive_status").mkdir(parents=True)
+    return path
+
+
+def settings_for(store: Path, **env: str) -> Settings:
+    return config.load({"WALG_FILE_PREFIX": str(store), "WALG_UPLOAD_CONCURRENCY": "1", **env})
+
+
+def add_wal(pg_wal: Path, name: str, data: bytes | None = None, ready: bool = True) -> Path:
+    """Write WAL file ``name`` (content from its name unless given), marked ready."""
+    path = pg_wal / name
+    path.write_bytes(wal_bytes(hash(name) & 0xFFFF) if data is None else data)
+    if ready:
+        (pg_wal / "archive_status" / f"{name}.ready").touch()
+    return path
+
+
+def stored(store: Path, key: str, crypter: Crypter | None = None) -> bytes:
+    """The plain content of object ``key``: decrypted if needed, then decompressed."""
+    method = method_for_extension(key.rsplit(".", 1)[-1]) or "none"
+    with open(store / key, "rb") as raw:
+        source: BinaryIO = raw
+        if crypter is not None:
+            source = crypter.open_decrypted(raw)
+        with open_decompressed(source, method, key) as plain:
+            return plain.read()
+
+
+def markers(pg_wal: Path) -> list[str]:
+    folder = pg_wal / "walg_data" / "walg_archive_status"
+    return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+
+def objects(store: Path) -> list[str]:
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file())
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "key"),
+    [
+        ("lz4", "wal_005/000000010000000000000001.lz4"),
+        ("lzma", "wal_005/000000010000000000000001.lzma"),
+        ("brotli", "wal_005/000000010000000000000001.br"),
+        ("none", "wal_005/000000010000000000000001"),
+    ],
+)
+def test_wal_key_per_method(method: str, key: str) -> None:
+    """The object key is wal_005/<name> plus the method's extension, as WAL-G names it."""
+    assert names.wal_key(SEG[0], method) == key
+
+
+def test_candidate_keys_start_with_the_preferred_method() -> None:
+    """Keys to look for come with their method, the configured one first."""
+    assert names.candidate_keys("00000002.history", "brotli") == [
+        ("wal_005/00000002.history.br", "brotli"),
+        ("wal_005/00000002.history.lz4", "lz4"),
+        ("wal_005/00000002.history.lzma", "lzma"),
+        ("wal_005/00000002.history", "none"),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "..", "."])
+def test_wal_key_refuses_paths(bad: str) -> None:
+    """Only a plain file name makes a key."""
+    with pytest.raises(ValueError):
+        names.wal_key(bad, "lz4")
+
+
+def test_ahead_candidates_selection() -> None:
+    """Only later plain segments of the same timeline, not skipped, oldest first, bounded."""
+    ready = [
+        SEG[5], SEG[0], SEG[3], SEG[2], "000000020000000000000005",
+        "00000002.history", f"{SEG[4]}.partial", f"{SEG[4]}.00000028.backup", SEG[1],
+    ]  # fmt: skip
+    assert names.ahead_candidates(SEG[1], ready, {SEG[3]}, 10) == [SEG[2], SEG[5]]
+    assert names.ahead_candidates(SEG[1], ready, set(), 2) == [SEG[2], SEG[3]]
+    assert names.ahead_candidates(SEG[1], ready, set(), 0) == []
+    assert names.ahead_candidates("00000001.history", ready, set(), 5) == []
+
+
+# --- storing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "ext"), [("lz4", "lz4"), ("lzma", "lzma"), ("brotli", "br")])
+def test_push_stores_compressed_segment(store: Path, pg_wal: Path, method: str, ext: str) -> None:
+    """A segment is stored as wal_005/<name>.<ext> and decompresses to the local bytes."""
+    path = add_wal(pg_wal, SEG[0])
+    result = push_wal(settings_for(store, WALG_COMPRESSION_METHOD=method), str(path))
+    key = f"wal_005/{SEG[0]}.{ext}"
+    assert (result.outcome, result.key) == (Outcome.STORED, key)
+    assert objects(store) == [key]
+    assert stored(store, key) == path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "name", ["00000002.history", f"{SEG[2]}.00000028.backup", f"{SEG[3]}.partial"]
+)
+def test_push_stores_history_backup_and_partial_files(store: Path, pg_wal: Path, name: str) -> None:
+    """Timeline history, backup history and partial files are stored under their own name."""
+    path = add_wal(pg_wal, name, b"1\t0/3000000\tno recovery target specified\n")
+    result = push_wal(settings_for(store), str(path))
+    assert result.key == f"wal_005/{name}.lz4"
+    assert stored(store, f"wal_005/{name}.lz4") == path.read_bytes()
+
+
+def test_push_relative_path_from_pgdata(
+    store: Path, pg_wal: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """%p is relative to the data directory, where PostgreSQL runs archive_command."""
+    add_wal(pg_wal, SEG[0])
+    monkeypatch.chdir(pg_wal.parent)
+    assert push_wal(settings_for(store), f"pg_wal/{SEG[0]}").outcome is Outcome.STORED
+    assert objects(store) == [f"wal_005/{SEG[0]}.lz4"]
+
+
+def test_push_of_other_name_warns_and_stores(store: Path, tmp_path: Path) -> None:
+    """A file that is not named like a WAL file is still pushed (as WAL-G does), with a warning."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"hello")
+    with capture_logs() as logs:
+        result = push_wal(settings_for(store), str(path))
+    assert result.key == "wal_005/notes.txt.lz4"
+    assert [e["log_level"] for e in logs] == ["warning"]
+    assert "not a WAL file name" in logs[0]["event"]
+
+
+def test_missing_file_is_one_line_error(
+    store: Path, pg_wal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing file fails with exit 1, one ERROR line and a HINT, and stores nothing."""
+    path = pg_wal / SEG[0]
+    with pytest.raises(WalgError, match="does not exist"):
+        push_wal(settings_for(store), str(path))
+    code = main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(store)})
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[0] == f"ERROR: WAL file {path} does not exist"
+    assert err[1].startswith("HINT: ") and len(err) == 2
+    assert objects(store) == []
+
+
+def test_storage_error_is_clear_and_non_zero(
+    tmp_path: Path, pg_wal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the storage cannot be written, wal-push names the file and exits non-zero."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = add_wal(pg_wal, SEG[0])
+    code = main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(blocker)})
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[0].startswith(f"ERROR: cannot archive {SEG[0]}: ")
+    assert err[1].startswith("HINT: ")
+    assert markers(pg_wal) == []
+
+
+def test_cli_push_succeeds_silently(
+    store: Path, pg_wal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wal-g wal-push PATH` exits 0 and prints nothing at the default log level."""
+    path = add_wal(pg_wal, SEG[0])
+    assert main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(store)}) == 0
+    assert capsys.readouterr() == ("", "")
+    assert objects(store) == [f"wal_005/{SEG[0]}.lz4"]
+
+
+# --- encryption -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pgp_key() -> Iterator[str]:
+    """A throwaway armored private key (ed25519/cv25519, no passphrase)."""
+    gpg = shutil.which("gpg")
+    if gpg is None:
+        pytest.skip("gpg is not installed")
+    home = tempfile.mkdtemp(prefix="walg-test-walpush-")
+    base = [gpg, "--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback"]
+    try:
+        generate = ["--passphrase", "", "--quick-gen-key", "walg wal-push test", "future-default"]
+        subprocess.run([*base, *generate, "default", "never"], check=True, capture_output=True)
+        done = subprocess.run(
+            [*base, "--armor", "--export-secret-keys"], check=True, capture_output=True
+        )
+        yield done.stdout.decode()
+    finally:
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_push_encrypts_with_configured_key(store: Path, pg_wal: Path, pgp_key: str) -> None:
+    """With WALG_PGP_KEY the object is OpenPGP-encrypted, under the same key name."""
+    path = add_wal(pg_wal, SEG[0])
+    push_wal(settings_for(store, WALG_PGP_KEY=pgp_key), str(path))
+    key = f"wal_005/{SEG[0]}.lz4"
+    assert looks_encrypted((store / key).read_bytes()[:64])
+    with Crypter(CryptoSettings(pgp_key=Secret(pgp_key))) as crypter:
+        assert stored(store, key, crypter) == path.read_bytes()
+
+
+def test_overwrite_check_decrypts(store: Path, pg_wal: Path, pgp_key: str) -> None:
+    """An encrypted archived copy is decrypted for the comparison: identical succeeds."""
+    path = add_wal(pg_wal, SEG[0])
+    settings = settings_for(store, WALG_PGP_KEY=pgp_key, WALG_PREVENT_WAL_OVERWRITE="true")
+    push_wal(settings, str(path))
+    assert push_wal(settings, str(path)).outcome is Outcome.IDENTICAL
+    path.write_bytes(wal_bytes(99))
+    with pytest.raises(WalgError, match="other content"):
+        push_wal(settings, str(path))
+
+
+# --- overwrite prevention ---------------------------------------------------------------------
+
+
+def test_identical_copy_is_not_uploaded_again(store: Path, pg_wal: Path) -> None:
+    """With WALG_PREVENT_WAL_OVERWRITE an identical archived copy succeeds without a write."""
+    path = add_wal(pg_wal, SEG[0])
+    settings = settings_for(store, WALG_PREVENT_WAL_OVERWRITE="true")
+    push_wal(settings, str(path))
+    obj = store / f"wal_005/{SEG[0]}.lz4"
+    before = obj.stat().st_mtime_ns, obj.stat().st_ino
+    assert push_wal(settings, str(path)).outcome is Outcome.IDENTICAL
+    assert (obj.stat().st_mtime_ns, obj.stat().st_ino) == before
+
+
+def test_different_copy_fails_and_is_kept(
+    store: Path, pg_wal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A different archived copy makes the push fail (exit 1, ERROR and HINT) and stays."""
+    path = add_wal(pg_wal, SEG[0])
+    env = {"WALG_FILE_PREFIX": str(store), "WALG_PREVENT_WAL_OVERWRITE": "true"}
+    assert main(["wal-push", str(path)], environ=env) == 0
+    original = (store / f"wal_005/{SEG[0]}.lz4").read_bytes()
+    path.write_bytes(wal_bytes(7))
+    assert main(["wal-push", str(path)], environ=env) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"ERROR: wal_005/{SEG[0]}.lz4 is already archived with other")
+    assert err[1].startswith("HINT: ") and len(err) == 2
+    assert (store / f"wal_005/{SEG[0]}.lz4").read_bytes() == original
+
+
+def test_copy_with_other_extension_is_compared(store: Path, pg_wal: Path) -> None:
+    """A copy stored with another compression counts: identical succeeds, different fails."""
+    path = add_wal(pg_wal, SEG[0])
+    push_wal(settings_for(store, WALG_COMPRESSION_METHOD="lzma"), str(path))
+    settings = settings_for(store, WALG_PREVENT_WAL_OVERWRITE="true")
+    result = push_wal(settings, str(path))
+    assert (result.outcome, result.key) == (Outcome.IDENTICAL, f"wal_005/{SEG[0]}.lzma")
+    path.write_bytes(path.read_bytes()[:-1])  # a prefix of the archived content
+    with pytest.raises(WalgError, match="other content"):
+        push_wal(settings, str(path))
+    assert objects(store) == [f"wal_005/{SEG[0]}.lzma"]
+
+
+def test_segment_is_overwritten_without_the_setting(store: Path, pg_wal: Path) -> None:
+    """Without WALG_PREVENT_WAL_OVERWRITE a segment is simply stored again (WAL-G's default)."""
+    path = add_wal(pg_wal, SEG[0])
+    push_wal(settings_for(store), str(path))
+    path.write_bytes(b"other")
+    assert push_wal(settings_for(store), str(path)).outcome is Outcome.STORED
+    assert stored(store, f"wal_005/{SEG[0]}.lz4") == b"other"
+
+
+def test_history_file_is_always_checked(store: Path, pg_wal: Path) -> None:
+    """A .history file is compared even without the setting: identical ok, different fails."""
+    path = add_wal(pg_wal, "00000002.history", b"1\t0/3000000\tno recovery target\n")
+    push_wal(settings_for(store), str(path))
+    assert push_wal(settings_for(store), str(path)).outcome is Outcome.IDENTICAL
+    path.write_bytes(b"1\t0/5000000\tno recovery target\n")
+    with pytest.raises(WalgError, match="other content"):
+        push_wal(settings_for(store), str(path))
+
+
+def test_corrupt_archived_copy_fails_the_comparison(store: Path, pg_wal: Path) -> None:
+    """An archived copy that cannot be decompressed fails the push with a clear message."""
+    path = add_wal(pg_wal, SEG[0])
+    settings = settings_for(store, WALG_PREVENT_WAL_OVERWRITE="true")
+    push_wal(settings, str(path))
+    obj = store / f"wal_005/{SEG[0]}.lz4"
+    obj.write_bytes(obj.read_bytes()[:-100])
+    with pytest.raises(WalgError, match="cannot be read to compare"):
+        push_wal(settings, str(path))
+
+
+# --- background uploads and markers -----------------------------------------------------------
+
+
+def ready_segments(pg_wal: Path, count: int) -> list[Path]:
+    return [add_wal(pg_wal, name) for name in SEG[:count]]
+
+
+def test_background_uploads_ready_siblings(store: Path, pg_wal: Path) -> None:
+    """Later ready segments are uploaded too (concurrency - 1 of them) and marked done."""
+    paths = ready_segments(pg_wal, 5)
+    add_wal(pg_wal, "000000020000000000000009")  # another timeline: never ahead
+    settings = settings_for(store, WALG_UPLOAD_CONCURRENCY="3")
+    result = push_wal(settings, str(paths[1]))
+    assert result.ahead == (SEG[2], SEG[3]) and result.ahead_failed == ()
+    assert objects(store) == [f"wal_005/{SEG[i]}.lz4" for i in (1, 2, 3)]
+    assert markers(pg_wal) == [f"{SEG[2]}.done", f"{SEG[3]}.done"]
+    marker = pg_wal / "walg_data" / "walg_archive_status" / f"{SEG[2]}.done"
+    assert marker.read_text() == marker_text(str(store), f"wal_005/{SEG[2]}.lz4")
+    for i in (2, 3):
+        assert stored(store, f"wal_005/{SEG[i]}.lz4") == paths[i].read_bytes()
+    assert sorted(os.listdir(pg_wal / "archive_status")) == sorted(
+        f"{n}.ready" for n in [*SEG[:5], "000000020000000000000009"]
+    )  # PostgreSQL's status files are never touched
+
+
+class RecordingStorage(FileStorage):
+    """FileStorage that records whether a marker existed while each object was stored."""
+
+    def __init__(self, directory: str, pg_wal: Path) -> None:
+        super().__init__(directory)
+        self.status = ArchiveStatus(str(pg_wal))
+        self.seen: list[tuple[str, bool, bool]] = []
+
+    def _put(self, key: str, source: BinaryIO) -> None:
+        name = key.split("/")[-1].split(".")[0]
+        before = self.status.is_marked(name, self.directory)
+        time.sleep(0.05)
+        super()._put(key, source)
+        self.seen.append((name, before, self.status.is_marked(name, self.directory)))
+
+
+def test_markers_are_written_only_after_storing(store: Path, pg_wal: Path) -> None:
+    """No marker exists while a segment is being stored; it appears after the put returned."""
+    paths = ready_segments(pg_wal, 4)
+    storage = RecordingStorage(str(store), pg_wal)
+    push_wal(settings_for(store, WALG_UPLOAD_CONCURRENCY="4"), str(paths[0]), storage=storage)
+    assert sorted(storage.seen) == [(SEG[i], False, False) for i in range(4)]
+    assert markers(pg_wal) == [f"{SEG[i]}.done" for i in (1, 2, 3)]
+
+
+class ExplodingStorage(FileStorage):
+    """Storage that fails the test if anything is read, written or listed."""
+
+    def _put(self, key: str, source: BinaryIO) -> None:
+        raise AssertionError(f"put {key}")
+
+    def _stat(self, key: str) -> object:  # type: ignore[override]
+        raise AssertionError(f"stat {key}")
+
+
+def test_marked_segment_returns_at_once(store: Path, pg_wal: Path) -> None:
+    """A segment uploaded ahead is not read or stored again; its marker is removed."""
+    paths = ready_segments(pg_wal, 3)
+    settings = settings_for(store, WALG_UPLOAD_CONCURRENCY="3", WALG_PREVENT_WAL_OVERWRITE="1")
+    push_wal(settings, str(paths[0]))
+    obj = store / f"wal_005/{SEG[1]}.lz4"
+    before = obj.stat().st_mtime_ns
+    result = push_wal(settings, str(paths[1]), storage=ExplodingStorage(str(store)))
+    assert result.outcome is Outcome.UPLOADED_AHEAD and result.key is None
+    assert obj.stat().st_mtime_ns == before
+    assert markers(pg_wal) == [f"{SEG[2]}.done"]
+
+
+FAST_PROBE = """
+import json, sys
+from walg.cli import main
+code = main(["wal-push", sys.argv[1]])
+print(json.dumps([code, sorted(sys.modules)]))
+"""
+
+
+def test_marked_segment_loads_no_storage_or_codec(
+    store: Path, pg_wal: Path, clean_env: dict[str, str]
+) -> None:
+    """The call for a segment uploaded ahead imports no storage, codec or crypto module."""
+    paths = ready_segments(pg_wal, 2)
+    push_wal(settings_for(store, WALG_UPLOAD_CONCURRENCY="2"), str(paths[0]))
+    env = {**clean_env, "WALG_FILE_PREFIX": str(store)}
+    done = subprocess.run(
+        [sys.executable, "-c", FAST_PROBE, str(paths[1])],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    code, modules = json.loads(done.stdout.splitlines()[-1])
+    assert code == 0 and markers(pg_wal) == []
+    heavy = ("walg.storage", "walg.compression", "walg.crypto", "lz4", "structlog")
+    assert [m for m in modules if m.startswith(heavy)] == []
+
+
+def test_marker_for_another_storage_is_ignored(store: Path, tmp_path: Path, pg_wal: Path) -> None:
+    """A marker naming another storage does not count: the segment is pushed, marker removed."""
+    paths = ready_segments(pg_wal, 2)
+    other = tmp_path / "other"
+    push_wal(settings_for(other, WALG_UPLOAD_CONCURRENCY="2"), str(paths[0]))
+    assert markers(pg_wal) == [f"{SEG[1]}.done"]
+    result = push_wal(settings_for(store), str(paths[1]))
+    assert result.outcome is Outcome.STORED
+    assert objects(store) == [f"wal_005/{SEG[1]}.lz4"]
+    assert markers(pg_wal) == []
+
+
+def test_incomplete_marker_is_not_trusted(store: Path, pg_wal: Path) -> None:
+    """A marker cut short (no final newline) does not count as uploaded."""
+    path = add_wal(pg_wal, SEG[0])
+    folder = pg_wal / "walg_data" / "walg_archive_status"
+    folder.mkdir(parents=True)
+    (folder / f"{SEG[0]}.done").write_text(marker_text(str(store), "wal_005/x.lz4")[:-1])
+    assert push_wal(settings_for(store), str(path)).outcome is Outcome.STORED
+    assert markers(pg_wal) == []
+
+
+class FailingStorage(FileStorage):
+    """FileStorage that fails to store one key."""
+
+    def __init__(self, directory: str, failing: str) -> None:
+        super().__init__(directory)
+        self.failing = failing
+
+    def _put(self, key: str, source: BinaryIO) -> None:
+        if key == self.failing:
+            raise StorageError(f"injected failure for {key}")
+        super()._put(key, source)
+
+
+def test_failed_background_uploads_do_not_fail_the_push(store: Path, pg_wal: Path) -> None:
+    """Background failures (an unreadable file, a storage error) are logged, not marked."""
+    paths = ready_segments(pg_wal, 2)
+    (pg_wal / SEG[2]).mkdir()  # ready, but cannot be read as a file
+    (pg_wal / "archive_status" / f"{SEG[2]}.ready").touch()
+    add_wal(pg_wal, SEG[3])
+    storage = FailingStorage(str(store), f"wal_005/{SEG[3]}.lz4")
+    settings = settings_for(store, WALG_UPLOAD_CONCURRENCY="8")
+    with capture_logs() as logs:
+        result = push_wal(settings, str(paths[0]), storage=storage)
+    assert result.outcome is Outcome.STORED
+    assert (result.ahead, result.ahead_failed) == ((SEG[1],), (SEG[2], SEG[3]))
+    assert markers(pg_wal) == [f"{SEG[1]}.done"]
+    assert objects(store) == [f"wal_005/{SEG[i]}.lz4" for i in (0, 1)]
+    warned = sorted(e["segment"] for e in logs if e["log_level"] == "warning")
+    assert warned == [SEG[2], SEG[3]]
+
+
+def test_foreground_failure_cancels_background_uploads(store: Path, pg_wal: Path) -> None:
+    """When the file itself fails, slow background uploads stop at once, unmarked and
+    leaving no partial object."""
+    big = [add_wal(pg_wal, n, random.Random(i).randbytes(8 << 20)) for i, n in enumerate(SEG[:3])]
+    settings = settings_for(
+        store,
+        WALG_UPLOAD_CONCURRENCY="3",
+        WALG_PREVENT_WAL_OVERWRITE="true",
+        WALG_NETWORK_RATE_LIMIT="1048576",
+    )
+    (store / "wal_005").mkdir()
+    (store / "wal_005" / f"{SEG[0]}").write_bytes(b"an older, different segment")
+    started = time.monotonic()
+    with pytest.raises(WalgError, match="other content"):
+        push_wal(settings, str(big[0]))
+    assert time.monotonic() - started < 5  # an upload at this rate would take ~8 s
+    assert markers(pg_wal) == []
+    assert objects(store) == [f"wal_005/{SEG[0]}"]
+    assert not any(TEMP_MARK in p.name for p in store.rglob("*"))
+
+
+def test_stale_markers_and_temporary_files_are_swept(store: Path, pg_wal: Path) -> None:
+    """Markers whose .ready file is gone, and old temporary marker files, are removed."""
+    paths = ready_segments(pg_wal, 3)
+    status = ArchiveStatus(str(pg_wal))
+    status.mark(SEG[1], str(store), "k")  # still ready: kept
+    status.mark(SEG[5], str(store), "k")  # archived some other way: stale
+    temp = Path(status.marker_dir) / f".tmp-{SEG[6]}.1.abcd"
+    temp.write_text("")
+    old = time.time() - TEMP_MAX_AGE - 10
+    os.utime(temp, (old, old))
+    push_wal(settings_for(store), str(paths[0]))
+    assert markers(pg_wal) == [f"{SEG[1]}.done"]
+
+
+def test_no_background_uploads_outside_pg_wal(store: Path, tmp_path: Path) -> None:
+    """A file in a folder without archive_status is pushed alone and no marker folder appears."""
+    path = tmp_path / SEG[0]
+    path.write_bytes(b"x")
+    (tmp_path / SEG[1]).write_bytes(b"y")
+    result = push_wal(settings_for(store, WALG_UPLOAD_CONCURRENCY="4"), str(path))
+    assert result.ahead == () and not (tmp_path / "walg_data").exists()
