@@ -59,9 +59,13 @@ unit: $(STAMP)  ## pytest (configured in setup.cfg)
 test: deps $(STAMP)  ## everything CI runs: ruff, mypy, pytest
 	$(VENV)/bin/ruff check walg tests bench
 	$(VENV)/bin/mypy
+	@# Byte-compile now: archive_command runs wal-g as the postgres user, who cannot write
+	@# __pycache__ here, and would otherwise recompile walg on every WAL segment.
+	$(VENV)/bin/python -m compileall -q walg
 	$(VENV)/bin/pytest
 
-demo: deps $(STAMP)  ## show what walg does today
+demo: deps $(STAMP)  ## back up a throwaway PostgreSQL cluster and restore it
+	$(VENV)/bin/python -m compileall -q walg
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo.sh
 
 clean:  ## remove the venv and caches
