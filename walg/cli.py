@@ -144,6 +144,11 @@ def _wal_push_args(parser: argparse.ArgumentParser) -> None:
 def _wal_fetch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("wal_name", metavar="NAME", help="WAL file name to fetch (%%f)")
     parser.add_argument("destination", metavar="DEST", help="path to write it to (%%p)")
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="fetch only this file: no prefetch cache, no background prefetcher",
+    )
 
 
 def _modifier(parser: argparse.ArgumentParser, choices: tuple[str, ...], help_text: str) -> None:

@@ -126,10 +126,23 @@ class _LazyLogger:
         return _LazyLogger(self._args, {**self._bound, **values})
 
     def __getattr__(self, method: str) -> Any:
+        if "structlog" not in sys.modules and _NUMBERS.get(method, 100) < _threshold():
+            return _ignore  # filtered out anyway: don't pay for importing structlog
         _apply()
         import structlog
 
         return getattr(structlog.get_logger(*self._args).bind(**self._bound), method)
+
+
+def _ignore(*_args: Any, **_fields: Any) -> None:
+    return None
+
+
+def _threshold() -> int:
+    """The level below which lines are dropped, as configured so far (info by default)."""
+    if _pending is not None:
+        return _level_number(str(_pending["level"]))
+    return _NUMBERS["info"]
 
 
 def get_logger(*args: Any, **initial_values: Any) -> Any:

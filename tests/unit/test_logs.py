@@ -170,3 +170,20 @@ def test_lazy_logging_goes_to_stderr_once_used() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "result\n"
     assert '"event": "hello"' in done.stderr
+
+
+def test_filtered_lines_do_not_load_structlog() -> None:
+    """A debug line below the configured level costs nothing: structlog stays unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from walg import logs\n"
+        "logs.configure('INFO')\n"
+        "logs.get_logger('walg').debug('quiet', n=1)\n"
+        "print('structlog' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout == "False\n" and done.stderr == ""

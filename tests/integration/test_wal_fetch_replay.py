@@ -1,0 +1,134 @@
+"""wal-fetch as PostgreSQL 15's restore_command: a restored base backup replays archived WAL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from servers.postgres import ClusterFactory, PgCluster, pg_cluster_factory  # noqa: F401
+
+from walg.compression import EXTENSIONS, compress_stream
+from walg.postgres.wal import is_segment_name
+from walg.storage.file import FileStorage
+
+WALG = str(Path(sys.executable).parent / "wal-g")
+METHODS = ("lz4", "brotli", "lzma", "none")  # archived segments rotate through all of them
+
+
+def push_archive(archive: Path, storage: Path) -> list[str]:
+    """Store every file of a ``cp`` archive in walg's layout, compressed with rotating
+    methods (as if WALG_COMPRESSION_METHOD had changed over time); return the names."""
+    store = FileStorage(str(storage))
+    names = sorted(os.listdir(archive))
+    for i, name in enumerate(names):
+        method = METHODS[i % len(METHODS)]
+        ext = EXTENSIONS[method]
+        with open(archive / name, "rb") as src:
+            data = b"".join(compress_stream(src, method))
+        store.put_object(f"wal_005/{name}.{ext}" if ext else f"wal_005/{name}", data)
+    for root, dirs, files in os.walk(storage):  # the postgres user reads the storage
+        for entry in dirs:
+            os.chmod(os.path.join(root, entry), 0o755)
+        for entry in files:
+            os.chmod(os.path.join(root, entry), 0o644)
+    os.chmod(storage, 0o755)
+    return names
+
+
+def write_wrapper(path: Path, storage: Path, calls: Path) -> None:
+    """A restore_command wrapper: runs ``wal-g wal-fetch`` with the storage configured and
+    logs each call's exit code, name, and whether the prefetch cache had the file."""
+    path.write_text(
+        "#!/bin/sh\n"
+        f"export WALG_FILE_PREFIX='{storage}' WALG_DOWNLOAD_CONCURRENCY=3\n"
+        'cache=no; [ -e "$(dirname "$3")/.wal-g/prefetch/$2" ] && cache=yes\n'
+        f'{WALG} "$@"\n'
+        "rc=$?\n"
+        f'echo "$rc $2 $cache" >> {calls}/calls.log\n'
+        "exit $rc\n"
+    )
+    path.chmod(0o755)
+
+
+def wait_archived(cluster: PgCluster, segment: str, timeout: float = 60) -> None:
+    """Wait until the archiver reports ``segment`` (or a later one) archived."""
+    deadline = time.monotonic() + timeout
+    while cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
+        assert time.monotonic() < deadline, f"{segment} not archived\n{cluster.log_tail()}"
+        time.sleep(0.1)
+
+
+def make_history(cluster: PgCluster, rounds: int) -> int:
+    """Write rows across ``rounds`` WAL segments (switching after each); return the count."""
+    for i in range(rounds):
+        cluster.psql(f"INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {i + 1}000) g")
+        segment = cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
+    wait_archived(cluster, segment)
+    return int(cluster.psql("SELECT count(*) FROM t"))
+
+
+def base_backup(cluster: PgCluster, target: Path) -> None:
+    """``pg_basebackup -X none``: the backup's WAL must come from the archive."""
+    command = [str(cluster.bin / "pg_basebackup"), "-D", str(target), "-X", "none", "-c", "fast"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    subprocess.run(command, env={**env, **cluster.env}, check=True, timeout=120)
+
+
+def wait_promoted(cluster: PgCluster, timeout: float = 120) -> None:
+    """Wait until the restored server has finished recovery and accepts writes."""
+    deadline = time.monotonic() + timeout
+    while cluster.psql("SELECT pg_is_in_recovery()") != "f":
+        assert time.monotonic() < deadline, f"recovery did not end\n{cluster.log_tail()}"
+        time.sleep(0.1)
+
+
+def test_restored_cluster_replays_archive_through_wal_fetch(
+    pg_cluster_factory: ClusterFactory,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A base backup started with restore_command = wal-g wal-fetch replays every archived
+    segment (several from the prefetch cache), ends recovery on exit 74, and has the data."""
+    base = PgCluster.make_base()
+    archive = base / "archive"
+    source = pg_cluster_factory(base=base, archive_command=f"cp %p {archive}/%f", start=False)
+    source.make_dir("archive")
+    source.start()
+    source.psql("CREATE TABLE t (id int, v text)")
+    restored = PgCluster.make_base()
+    base_backup(source, restored / "data")
+    expected = make_history(source, rounds=6)
+    source.stop()
+
+    storage = restored / "storage"
+    names = push_archive(archive, storage)
+    calls = restored / "calls"
+    wrapper = restored / "wal-g-restore.sh"
+    write_wrapper(wrapper, storage, calls)
+    (restored / "data" / "recovery.signal").touch()
+    cluster = pg_cluster_factory(
+        adopt=restored / "data",
+        base=restored,
+        start=False,
+        archive_command=None,
+        restore_command=f"{wrapper} wal-fetch %f %p",
+        settings={"recovery_target_timeline": "'latest'", "recovery_target_action": "'promote'"},
+    )
+    cluster.make_dir("calls")
+    cluster.start()
+    wait_promoted(cluster)
+
+    assert int(cluster.psql("SELECT count(*) FROM t")) == expected
+    log = [line.split() for line in (calls / "calls.log").read_text().splitlines()]
+    fetched = [name for rc, name, _ in log if rc == "0" and is_segment_name(name)]
+    assert fetched, cluster.log_tail()
+    assert set(fetched) <= set(names)
+    last = max(n for n in names if is_segment_name(n))
+    assert max(fetched) == last  # replayed to the end of the archive
+    assert any(cached == "yes" for _, _, cached in log)  # served from the prefetch cache
+    missing = [name for rc, name, _ in log if rc == "74"]
+    assert any(is_segment_name(n) and n > last for n in missing)  # recovery ended on 74
+    assert {rc for rc, _, _ in log} <= {"0", "74"}, log
+    prefetch = restored / "data" / "pg_wal" / ".wal-g" / "prefetch"
+    assert not any(is_segment_name(n) for n in os.listdir(prefetch / "running"))

@@ -1,0 +1,259 @@
+"""Fetch one archived WAL file from storage into a local file (``wal-g wal-fetch``).
+
+The object is ``wal_005/<name>.<ext>`` with whatever compression it was pushed with: the
+configured method's key is tried first, then the others (lz4, lzma, brotli, none). Each try
+opens the object directly, which costs what a stat would (one ``open``, one GET's headers)
+and needs no listing. The stored bytes are compress-then-encrypt, so an OpenPGP message is
+recognised from the object's first bytes, decrypted, then decompressed.
+
+The result is written to a temporary file in the destination's directory, fsynced, renamed
+over the destination and the directory fsynced; on any failure the temporary file is removed,
+so the destination is never partial or corrupt. Memory stays bounded by one 1 MiB buffer
+plus the decompressor's state, whatever the object's size.
+
+A missing WAL file raises :class:`~walg.errors.ObjectNotFound` (exit 74: recovery then ends
+normally). An object stored with a method walg cannot read (zstd, gzip, lzo from WAL-G)
+raises ConfigError instead, so that recovery does not silently stop early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
+
+from walg.backup.layout import WAL
+from walg.compression import extension, open_decompressed
+from walg.errors import IntegrityError, ObjectNotFound, WalgError
+from walg.wal.names import candidate_keys
+from walg.wal.prefetch import fsync_dir
+
+if TYPE_CHECKING:
+    from walg.config import Settings
+    from walg.config.settings import CryptoSettings
+    from walg.crypto import Crypter
+    from walg.storage import Storage
+
+__all__ = ["CHUNK", "HEAD_SIZE", "SharedCrypter", "download", "fetch_wal", "open_wal"]
+
+CHUNK: Final = 1 << 20
+HEAD_SIZE: Final = 64
+"""How many leading bytes of the fetched file :func:`download_to_fd` returns."""
+
+_SNIFF: Final = 64  # bytes of the stored object looked at to recognise OpenPGP
+# Methods WAL-G may have pushed with that walg recognises but cannot read: method -> extension.
+_UNREADABLE: Final = {"zstd": "zst", "gzip": "gz", "lzo": "lzo"}
+
+
+class _ReadInto(Protocol):
+    def readinto(self, buffer: memoryview) -> int: ...
+
+
+class SharedCrypter:
+    """One :class:`~walg.crypto.Crypter`, opened on first need and shared by threads.
+
+    Opening imports the key (a gpg run), so it happens only if an encrypted object is met;
+    each decryption still runs its own gpg process.
+    """
+
+    def __init__(self, settings: CryptoSettings) -> None:
+        self.settings = settings
+        self._crypter: Crypter | None = None
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Crypter:
+        """The open Crypter; CryptoError naming object ``name`` if no key is configured."""
+        if not self.settings.enabled:
+            from walg.crypto import missing_key_error
+
+            raise missing_key_error(name)
+        with self._lock:
+            if self._crypter is None:
+                from walg.crypto import Crypter
+
+                self._crypter = Crypter(self.settings).open()
+            return self._crypter
+
+    def close(self) -> None:
+        """Close the Crypter if it was opened. Idempotent."""
+        with self._lock:
+            if self._crypter is not None:
+                self._crypter.close()
+                self._crypter = None
+
+
+def open_wal(storage: Storage, name: str, preferred: str) -> tuple[BinaryIO, str, str]:
+    """``(stream, key, method)`` of the archived copy of WAL file ``name``.
+
+    Keys are tried with ``preferred`` (the configured method) first. Raises ObjectNotFound
+    when no copy exists, ConfigError when only a copy walg cannot read exists.
+    """
+    try:
+        candidates = candidate_keys(name, preferred)
+    except ValueError:
+        raise WalgError(
+            f"invalid WAL file name {name!r}",
+            hint="restore_command passes %f, a file name such as 000000010000000000000001",
+        ) from None
+    for key, method in candidates:
+        with contextlib.suppress(ObjectNotFound):
+            return storage.read_object(key), key, method
+    for method, ext in _UNREADABLE.items():
+        if storage.exists(f"{WAL}/{name}.{ext}"):
+            extension(method)  # raises ConfigError: "compression method ... not supported"
+    tried = ", ".join(key for key, _ in candidates)
+    raise ObjectNotFound(
+        f"WAL file {name} is not in the archive at {storage.url} (tried {tried})",
+        hint="at the end of recovery this is expected; otherwise check that the storage "
+        "prefix names the archive wal-push writes to",
+    )
+
+
+class _Prepended:
+    """A read-only stream: ``head`` followed by the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        if size < 0:
+            data, self._head = self._head + self._stream.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _looks_encrypted(head: bytes) -> bool:
+    """walg.crypto.looks_encrypted, without importing walg.crypto (~15 ms) for the common
+    case: an OpenPGP message starts with a packet tag (high bit set) or with armor."""
+    if not head or not (head[0] & 0x80 or head.lstrip().startswith(b"-----")):
+        return False
+    from walg.crypto import looks_encrypted
+
+    return looks_encrypted(head)
+
+
+@contextlib.contextmanager
+def _decoded(
+    stream: BinaryIO, key: str, method: str, crypters: SharedCrypter
+) -> Iterator[BinaryIO]:
+    """The plain bytes of stored object ``key``: decrypted if it is OpenPGP, decompressed."""
+    head = stream.read(_SNIFF)
+    source = cast(BinaryIO, _Prepended(head, stream))
+    if not _looks_encrypted(head):
+        with open_decompressed(source, method, key) as out:
+            yield out
+        return
+    if method == "brotli" and not crypters.settings.enabled:
+        # Brotli has no magic: a plain stream may look like OpenPGP. Decide by decoding it.
+        try:
+            with open_decompressed(source, method, key) as out:
+                yield out
+        except IntegrityError as err:
+            from walg.crypto import missing_key_error
+
+            raise missing_key_error(key) from err
+        return
+    plain = crypters.get(key).open_decrypted(source, CHUNK, name=key)
+    try:
+        with open_decompressed(plain, method, key) as out:
+            yield out
+    finally:
+        plain.close()
+
+
+def _copy(src: BinaryIO, fd: int) -> bytes:
+    """Write everything ``src`` gives to ``fd``; return its first HEAD_SIZE bytes."""
+    buffer = memoryview(bytearray(CHUNK))
+    reader = cast(_ReadInto, src)
+    head = b""
+    while n := reader.readinto(buffer):
+        if len(head) < HEAD_SIZE:
+            head += bytes(buffer[: HEAD_SIZE - len(head)])
+        data = buffer[:n]
+        while data:
+            data = data[os.write(fd, data) :]
+    return head
+
+
+def download(
+    storage: Storage,
+    settings: Settings,
+    name: str,
+    path: str,
+    crypters: SharedCrypter,
+    *,
+    label: str | None = None,
+    exclusive: bool = True,
+) -> bytes:
+    """Write WAL file ``name`` from storage, decrypted and decompressed, to the file
+    ``path``, fsynced; return its first :data:`HEAD_SIZE` bytes (for page header checks).
+
+    ``path`` is created only once the object is found; it must not exist if ``exclusive``,
+    else it is truncated. On any failure it is removed. ``label`` names it in messages.
+    """
+    label = label or path
+    stream, key, method = open_wal(storage, name, settings.compression.method)
+    with stream:
+        fd = _create(path, label, exclusive)
+        try:
+            with _decoded(stream, key, method, crypters) as plain:
+                head = _copy(plain, fd)
+            os.fsync(fd)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            if isinstance(err, OSError):
+                raise _local_error(label, err) from err
+            raise
+        finally:
+            os.close(fd)
+    return head
+
+
+def fetch_wal(storage: Storage, settings: Settings, name: str, destination: str) -> bytes:
+    """Fetch WAL file ``name`` to ``destination`` atomically; return its first bytes.
+
+    Raises ObjectNotFound if it is not archived; on any failure nothing is left behind.
+    """
+    folder = os.path.dirname(destination) or "."
+    base = os.path.basename(destination)
+    temp = os.path.join(folder, f".{base}.walg-tmp-{os.urandom(4).hex()}")
+    crypters = SharedCrypter(settings.crypto)
+    try:
+        head = download(storage, settings, name, temp, crypters, label=destination)
+    finally:
+        crypters.close()
+    try:
+        os.replace(temp, destination)
+        fsync_dir(folder)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(err, OSError):
+            raise _local_error(destination, err) from err
+        raise
+    return head
+
+
+def _create(path: str, label: str, exclusive: bool) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    try:
+        return os.open(path, flags, 0o666)
+    except OSError as err:
+        raise _local_error(label, err) from err
+
+
+def _local_error(path: str, err: OSError) -> WalgError:
+    return WalgError(
+        f"cannot write {path}: {err.strerror or err}",
+        hint="check the free space and the permissions of the directory",
+    )
