@@ -23,6 +23,7 @@ SAMPLE_ARGV: dict[str, list[str]] = {
     "delete": ["delete", "retain", "FULL", "3", "--confirm"],
     "wal-push": ["wal-push", "pg_wal/000000010000000000000001"],
     "wal-fetch": ["wal-fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"],
+    "daemon": ["daemon", "/run/walg.sock"],
 }
 
 

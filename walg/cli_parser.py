@@ -1,0 +1,265 @@
+"""The ``wal-g`` command line's grammar: every command, its arguments and help.
+
+Kept apart from :mod:`walg.cli` so that ``wal-g wal-push`` handed to a running daemon
+never pays for argparse and dataclasses (~15 ms per WAL segment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from walg import __version__
+
+if TYPE_CHECKING:
+    from walg.config import Settings
+
+__all__ = [
+    "COMMANDS",
+    "DELETE_MODES",
+    "PROG",
+    "Command",
+    "CommandLoader",
+    "CommandRunner",
+    "build_parser",
+    "import_command",
+]
+
+#: A command's entry point: ``run(args, settings) -> exit code``.
+CommandRunner = Callable[[argparse.Namespace, "Settings"], int]
+#: Turns a command name into its runner; :func:`import_command` unless a test passes its own.
+CommandLoader = Callable[[str], CommandRunner]
+
+PROG = "wal-g"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with room for the longest command name on one line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+        # argparse measures subcommand names without their extra indent, so the longest one
+        # ("backup-fetch") would wrap; start the help column far enough right for it.
+        self._action_max_length = 18
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``wal-g`` command: its name, one-line help, and how to declare its arguments."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+    @property
+    def module(self) -> str:
+        """The module that implements the command, e.g. ``walg.commands.wal_push``."""
+        return "walg.commands." + self.name.replace("-", "_")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _backup_push_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pgdata", metavar="PGDATA", help="data directory of the running cluster")
+    parser.add_argument(
+        "-f", "--full", action="store_true", help="take a full backup even if deltas are enabled"
+    )
+    parser.add_argument(
+        "--delta-from-name", metavar="NAME", help="take a delta backup based on this backup"
+    )
+    parser.add_argument(
+        "-p", "--permanent", action="store_true", help="mark the new backup permanent"
+    )
+
+
+def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("destination", metavar="DIR", help="empty directory to restore into")
+    parser.add_argument(
+        "backup_name", metavar="NAME", help="backup name, or LATEST for the newest backup"
+    )
+    parser.add_argument(
+        "--tablespace-map",
+        metavar="OID=DIR",
+        action="append",
+        help="restore tablespace OID (or old location) into DIR instead; repeatable",
+    )
+    recovery = parser.add_argument_group(
+        "recovery settings (written only when one of these is given)",
+        "restore_command = this wal-g with this configuration, plus recovery.signal",
+    )
+    recovery.add_argument(
+        "--standby", action="store_true", help="write standby.signal: follow the archive"
+    )
+    recovery.add_argument("--target-time", metavar="TIME", help="recovery_target_time")
+    recovery.add_argument("--target-lsn", metavar="LSN", help="recovery_target_lsn")
+    recovery.add_argument("--target-name", metavar="NAME", help="recovery_target_name")
+    recovery.add_argument(
+        "--target-action",
+        choices=("pause", "promote", "shutdown"),
+        help="recovery_target_action",
+    )
+
+
+def _backup_list_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detail", action="store_true", help="show more fields per backup")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--pretty", action="store_true", help="indent the output for humans")
+
+
+def _backup_mark_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("backup_name", metavar="NAME", help="backup to mark")
+    parser.add_argument(
+        "-i",
+        "--impermanent",
+        action="store_true",
+        help="remove the permanent mark instead of setting it",
+    )
+
+
+def _wal_push_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("wal_path", metavar="PATH", help="WAL file to archive (%%p)")
+
+
+def _daemon_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "socket", metavar="SOCKET", help="unix socket to listen on (WALG_DAEMON_SOCKET of wal-push)"
+    )
+
+
+def _wal_fetch_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("wal_name", metavar="NAME", help="WAL file name to fetch (%%f)")
+    parser.add_argument("destination", metavar="DEST", help="path to write it to (%%p)")
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="fetch only this file: no prefetch cache, no background prefetcher",
+    )
+
+
+def _modifier(parser: argparse.ArgumentParser, choices: tuple[str, ...], help_text: str) -> None:
+    """WAL-G's optional upper-case word before a delete mode's main argument."""
+    parser.add_argument(
+        "modifier", nargs="?", choices=choices, metavar="|".join(choices), help=help_text
+    )
+
+
+_FIND_FULL = "FIND_FULL: also keep the full backups that kept deltas depend on"
+
+
+def _delete_retain_args(parser: argparse.ArgumentParser) -> None:
+    _modifier(parser, ("FULL", "FIND_FULL"), "FULL: count only full backups; " + _FIND_FULL)
+    parser.add_argument("count", metavar="COUNT", type=_positive_int, help="backups to keep")
+
+
+def _delete_before_args(parser: argparse.ArgumentParser) -> None:
+    _modifier(parser, ("FIND_FULL",), _FIND_FULL)
+    parser.add_argument(
+        "target", metavar="NAME|TIME", help="backup name, or a time such as 2024-01-31T23:59:59Z"
+    )
+
+
+def _delete_everything_args(parser: argparse.ArgumentParser) -> None:
+    _modifier(parser, ("FORCE",), "FORCE: delete permanent backups too")
+
+
+def _delete_target_args(parser: argparse.ArgumentParser) -> None:
+    _modifier(parser, ("FIND_FULL",), "FIND_FULL: for a delta, delete from its full base on")
+    parser.add_argument("target", metavar="NAME", help="backup name")
+
+
+def _delete_garbage_args(parser: argparse.ArgumentParser) -> None:
+    _modifier(parser, ("ARCHIVES", "BACKUPS"), "only WAL archives, or only backups (default: both)")
+
+
+#: The modes of ``wal-g delete``, each a sub-command with its own arguments and ``--confirm``.
+DELETE_MODES: tuple[Command, ...] = (
+    Command("retain", "keep the newest COUNT backups, delete older ones", _delete_retain_args),
+    Command("before", "delete backups (and WAL) older than a name or time", _delete_before_args),
+    Command("everything", "delete every backup and WAL file", _delete_everything_args),
+    Command("target", "delete one backup (and the deltas based on it)", _delete_target_args),
+    Command("garbage", "delete unfinished backups and unneeded WAL", _delete_garbage_args),
+)
+
+
+def _add_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: Sequence[Command],
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> None:
+    """Declare ``commands`` (with their arguments) as choices of ``subparsers``."""
+    for command in commands:
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            parents=list(parents),
+            formatter_class=_HelpFormatter,
+        )
+        command.add_arguments(sub)
+
+
+def _delete_args(parser: argparse.ArgumentParser) -> None:
+    confirm = argparse.ArgumentParser(add_help=False)
+    confirm.add_argument(
+        "--confirm", action="store_true", help="really delete (without it: only show the plan)"
+    )
+    modes = parser.add_subparsers(dest="delete_mode", metavar="MODE", title="modes", required=True)
+    _add_commands(modes, DELETE_MODES, parents=[confirm])
+
+
+#: Every command, in the order ``wal-g --help`` lists them.
+COMMANDS: tuple[Command, ...] = (
+    Command("backup-push", "take a base backup of a running PostgreSQL", _backup_push_args),
+    Command("backup-fetch", "restore a base backup into an empty directory", _backup_fetch_args),
+    Command("backup-list", "list the backups in storage", _backup_list_args),
+    Command("backup-mark", "mark a backup permanent (or impermanent)", _backup_mark_args),
+    Command("delete", "delete old backups and WAL (retain, before, ...)", _delete_args),
+    Command("wal-push", "archive one WAL file (archive_command)", _wal_push_args),
+    Command(
+        "wal-fetch", "fetch one WAL file (restore_command; exit 74 if absent)", _wal_fetch_args
+    ),
+    Command("daemon", "serve wal-push from a warm process on a unix socket", _daemon_args),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``wal-g`` argument parser with every command in :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Backup and restore for PostgreSQL, compatible with WAL-G.",
+        epilog="Configuration comes from the environment (WALG_*, AWS_*, PG*); see README.md.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s (walg) {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON file with settings (default: ~/.walg.json if it exists; the environment wins)",
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands", required=True
+    )
+    _add_commands(commands, COMMANDS)
+    return parser
+
+
+def import_command(name: str) -> CommandRunner:
+    """Import the module of command ``name`` and return its ``run``."""
+    by_name = {command.name: command for command in COMMANDS}
+    module = importlib.import_module(by_name[name].module)
+    run: CommandRunner = module.run
+    return run
+
+

@@ -1,0 +1,304 @@
+"""``wal-g daemon SOCKET``: a warm process that serves ``wal-push`` over a unix socket.
+
+A direct ``wal-g wal-push`` spends most of its time starting: the interpreter, walg's
+imports, the settings, the storage client. The daemon pays that once; archive_command stays
+``wal-g wal-push %p`` with ``WALG_DAEMON_SOCKET=SOCKET`` in its environment, and
+:mod:`walg.wal.daemon_client` hands the request over before importing the rest of walg.
+
+Semantics are those of a direct push, because the daemon runs the same
+:func:`walg.wal.push.push_wal` (overwrite checks, background uploads, markers) with the
+settings and storage it loaded at start: the answer is exit 0 only after push_wal returned,
+i.e. after the object is durably stored; any failure is a non-zero exit code and the
+ERROR/HINT lines the client prints. The client falls back to a direct push only when no
+daemon accepts its connection; once a request is sent, the daemon's answer (or a non-zero
+exit if none comes) is final, and PostgreSQL retries as usual.
+
+Storage identity: the client sends its storage prefix variables (and HOME and ``--config``,
+for the config file); the daemon resolves them as ``walg.config`` would and refuses (exit 2,
+a clear ERROR) a request configured for another storage, or for none, rather than archive
+it somewhere else. Other settings (compression, encryption, overwrite prevention,
+concurrency) are the daemon's own; run the daemon with the same configuration as the
+cluster's archive_command.
+
+The socket is created mode 0600 (the daemon's user only). A start is refused while a live
+daemon answers on the socket, or while another daemon holds ``SOCKET.lock`` (an flock; the
+file is left in place); a stale socket file is removed. SIGTERM/SIGINT stop accepting,
+remove the socket, and wait up to STOP_GRACE for requests in flight (a second signal stops
+at once); a request still running when the process exits is answered by EOF, which the
+client reports as a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+from typing import TYPE_CHECKING, Final
+
+from walg.errors import EX_GENERAL, ConfigError, WalgError
+from walg.logs import get_logger
+from walg.wal.daemon_client import IDENTITY_VARIABLES, MAGIC
+from walg.wal.push import push_wal
+
+if TYPE_CHECKING:
+    from walg.config import Settings
+    from walg.storage import Storage
+
+__all__ = ["MAX_CLIENTS", "STOP_GRACE", "WalDaemon", "format_error", "serve"]
+
+MAX_CLIENTS: Final = 8
+"""Requests served at once; more connections wait in the listen backlog."""
+STOP_GRACE: Final = 60.0
+"""Seconds a stopping daemon waits for requests in flight."""
+_READ_TIMEOUT: Final = 30.0
+_MAX_REQUEST: Final = 1 << 16
+_POLL: Final = 0.2
+
+_log = get_logger("walg.daemon")
+
+
+def format_error(err: WalgError) -> str:
+    """The ERROR/HINT lines ``walg.cli`` prints for ``err``."""
+    return f"ERROR: {err.msg}" + (f"\nHINT: {err.hint}" if err.hint else "")
+
+
+class _BadRequest(WalgError):
+    exit_code = 2
+
+
+class WalDaemon:
+    """Serves wal-push requests on ``socket_path`` with one settings and storage."""
+
+    def __init__(self, settings: Settings, socket_path: str, storage: Storage | None = None):
+        self.settings = settings
+        self.socket_path = os.path.abspath(socket_path)
+        self.storage_url = settings.require_storage().url
+        if storage is None:
+            from walg.storage import open_storage
+
+            storage = open_storage(settings)
+        self.storage = storage
+        self.stop = threading.Event()
+        self.force = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._lock_fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+
+    # -- start and stop ------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Take the lock, remove a stale socket file, and listen (mode 0600)."""
+        path = self.socket_path
+        self._lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another walg daemon is running on {path} (it holds {path}.lock)",
+                hint="stop it first, or give this daemon another socket path",
+            ) from None
+        self._remove_stale(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            listener.bind(path)
+        except OSError as err:
+            listener.close()
+            raise ConfigError(f"cannot listen on {path}: {err.strerror}") from err
+        finally:
+            os.umask(old_umask)
+        listener.listen(64)
+        listener.settimeout(_POLL)
+        info = os.stat(path)
+        self._inode = (info.st_dev, info.st_ino)
+        self._listener = listener
+
+    @staticmethod
+    def _remove_stale(path: str) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise ConfigError(
+                f"{path} exists and is not a socket; not removing it",
+                hint="give the daemon a socket path that is free",
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except OSError:  # refused: nobody listens, the file is stale
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        finally:
+            probe.close()
+        raise ConfigError(
+            f"a daemon already answers on {path}",
+            hint="stop it first, or give this daemon another socket path",
+        )
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file (if it is still ours)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with contextlib.suppress(OSError):
+            info = os.stat(self.socket_path)
+            if (info.st_dev, info.st_ino) == self._inode:
+                os.unlink(self.socket_path)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- serving -------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Accept and serve requests until ``stop`` is set; then wait for those in flight."""
+        assert self._listener is not None, "bind() first"
+        _log.info("daemon: listening", socket=self.socket_path, storage=self.storage_url)
+        while not self.stop.is_set():
+            if not self._slots.acquire(timeout=_POLL):
+                continue
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                self._slots.release()
+                continue
+            except OSError:
+                self._slots.release()
+                if self.stop.is_set():
+                    break
+                raise
+            thread = threading.Thread(target=self._serve_one, args=(conn,), daemon=True)
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+        self.close()
+        self._drain()
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline and not self.force.is_set():
+            with self._lock:
+                if not self._threads:
+                    return
+            time.sleep(0.05)
+        with self._lock:
+            left = len(self._threads)
+        if left:
+            _log.warning("daemon: stopping with requests in flight", requests=left)
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                code, message = self._answer(conn)
+                with contextlib.suppress(OSError):  # the client gave up; PostgreSQL retries
+                    conn.sendall(f"{code}\n{message}".encode("utf-8", "replace"))
+        finally:
+            self._slots.release()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _answer(self, conn: socket.socket) -> tuple[int, str]:
+        """Run one request; its exit code and ERROR/HINT lines."""
+        path = "?"
+        try:
+            path, config_file, env = _read_request(conn)
+            self._check_identity(config_file, env)
+            result = push_wal(self.settings, path, storage=self.storage)
+        except WalgError as err:
+            _log.warning("daemon: wal-push failed", file=path, error=err.msg)
+            return err.exit_code, format_error(err)
+        except Exception as err:
+            _log.error("daemon: wal-push failed", file=path, exc_info=err)
+            return EX_GENERAL, (
+                f"ERROR: internal error in the walg daemon: {type(err).__name__}: {err}\n"
+                "HINT: this is a bug in walg; see the daemon's log for the traceback"
+            )
+        if self.settings.log.levelno <= 10:
+            _log.debug("daemon: wal-push done", file=path, outcome=result.outcome.value)
+        return 0, ""
+
+    def _check_identity(self, config_file: str, env: dict[str, str]) -> None:
+        """ConfigError unless the client is configured for the daemon's storage."""
+        from walg import config
+
+        try:
+            client = config.load(env, config_file or config.find_default_config_file(env))
+            url = client.require_storage().url
+        except WalgError as err:
+            raise ConfigError(
+                f"the walg daemon cannot tell which storage this wal-push is configured for: "
+                f"{err.msg}",
+                hint="configure the same WALG_*_PREFIX for archive_command as for the daemon",
+            ) from err
+        if url != self.storage_url:
+            raise ConfigError(
+                f"the walg daemon at {self.socket_path} archives to {self.storage_url}, "
+                f"but this wal-push is configured for {url}",
+                hint="point WALG_DAEMON_SOCKET at a daemon for that storage, "
+                "or unset it to push directly",
+            )
+
+
+def _read_request(conn: socket.socket) -> tuple[str, str, dict[str, str]]:
+    """``(path, config file, identity variables)`` of a request (see daemon_client)."""
+    conn.settimeout(_READ_TIMEOUT)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = conn.recv(_MAX_REQUEST)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > _MAX_REQUEST:
+            raise _BadRequest("request too large")
+        chunks.append(chunk)
+    fields = b"".join(chunks).decode("utf-8", "surrogateescape").split("\0")
+    if len(fields) < 4 or fields[0] != MAGIC:
+        raise _BadRequest(
+            "the walg daemon does not understand this request",
+            hint="use the same walg version for the daemon and archive_command",
+        )
+    _, command, path, config_file, *variables = fields
+    if command != "wal-push":
+        raise _BadRequest(f"the walg daemon serves wal-push only, not {command!r}")
+    if not os.path.isabs(path):
+        raise _BadRequest(f"the walg daemon needs an absolute path, not {path!r}")
+    env: dict[str, str] = {}
+    for item in variables:
+        name, equals, value = item.partition("=")
+        if equals and name in IDENTITY_VARIABLES:
+            env[name] = value
+    return path, config_file, env
+
+
+def serve(settings: Settings, socket_path: str) -> int:
+    """Run the daemon until SIGTERM/SIGINT; 0 after a clean stop."""
+    daemon = WalDaemon(settings, socket_path)
+    daemon.bind()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if daemon.stop.is_set():
+            daemon.force.set()
+        daemon.stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.serve_forever()
+    finally:
+        daemon.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _log.info("daemon: stopped", socket=daemon.socket_path)
+    return 0
