@@ -19,6 +19,7 @@ from walg.backup.graphs import fetch_graph
 from walg.backup.recovery import RecoveryOptions, write_recovery
 from walg.config import Settings
 from walg.errors import ConfigError, CryptoError, IntegrityError, NotImplementedYet, WalgError
+from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
 from walg.stages.download import ObjectRef
@@ -197,8 +198,4 @@ def _run(
 def _fsync_tree(root: str) -> None:
     """fsync every directory below ``root`` (files were fsynced when written)."""
     for directory, _dirs, _files in os.walk(root):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(directory)

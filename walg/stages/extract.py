@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from walg.errors import IntegrityError
+from walg.fsutil import fsync_path
 from walg.pipeline import Stage, WorkerContext
 from walg.stages.chunks import Chunk, PartDone
-from walg.stages.filewriter import FileWriter, fsync_path
+from walg.stages.filewriter import FileWriter
 from walg.stages.pipe import StreamFeeder
 from walg.stages.tarstream import Member, TarStream
 

@@ -18,19 +18,10 @@ from typing import Any
 
 from walg.checksum import Crc32c
 
-__all__ = ["FileWriter", "fsync_path"]
+__all__ = ["FileWriter"]
 
 _BUFFER = 1 << 20
 _WRITEBACK = 32 << 20
-
-
-def fsync_path(path: str) -> None:
-    """fsync a file by name (its data was written earlier through another handle)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _start_writeback(fd: int) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
+from walg.fsutil import fsync_dir, make_dirs
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage, iter_chunks
 
 __all__ = ["TEMP_MARK", "FileStorage"]
@@ -46,7 +47,7 @@ class FileStorage(Storage):
         temp = os.path.join(folder, f"{TEMP_MARK}{os.path.basename(path)}.{os.urandom(4).hex()}")
         where = self._describe("")
         with _translated(key, where):
-            _make_dirs(folder)
+            make_dirs(folder)
             out = open(temp, "xb")  # noqa: SIM115 - closed below, then renamed
         try:
             with out:
@@ -58,7 +59,7 @@ class FileStorage(Storage):
                     os.fsync(out.fileno())
             with _translated(key, where):
                 os.replace(temp, path)
-                _fsync_dir(folder)
+                fsync_dir(folder)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
@@ -100,7 +101,7 @@ class FileStorage(Storage):
     def _prune(self, folder: str) -> None:
         """fsync ``folder``, then remove it and its parents while they are empty."""
         with contextlib.suppress(OSError):
-            _fsync_dir(folder)
+            fsync_dir(folder)
         while folder.startswith(self.directory + os.sep):
             try:
                 os.rmdir(folder)
@@ -108,7 +109,7 @@ class FileStorage(Storage):
                 return
             folder = os.path.dirname(folder)
             with contextlib.suppress(OSError):
-                _fsync_dir(folder)
+                fsync_dir(folder)
 
 
 def _walk(path: str, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
@@ -125,27 +126,6 @@ def _walk(path: str, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
         elif entry.is_file():
             with contextlib.suppress(FileNotFoundError):
                 yield key, entry.stat()
-
-
-def _make_dirs(folder: str) -> None:
-    """Create ``folder`` and missing parents, fsyncing each parent that gained an entry."""
-    if os.path.isdir(folder):
-        return
-    parent = os.path.dirname(folder)
-    _make_dirs(parent)
-    try:
-        os.mkdir(folder)
-    except FileExistsError:
-        return
-    _fsync_dir(parent)
-
-
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 from walg.backup.layout import WAL
 from walg.compression import extension, open_decompressed
 from walg.errors import IntegrityError, ObjectNotFound, WalgError
+from walg.fsutil import fsync_dir
 from walg.wal.names import candidate_keys
-from walg.wal.prefetch import fsync_dir
 
 if TYPE_CHECKING:
     from walg.config import Settings

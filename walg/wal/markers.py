@@ -32,6 +32,8 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
+from walg.fsutil import fsync_dir, make_dirs
+
 __all__ = ["MARKER_SUFFIX", "READY_SUFFIX", "TEMP_MAX_AGE", "ArchiveStatus"]
 
 READY_SUFFIX: Final = ".ready"
@@ -41,27 +43,6 @@ TEMP_MAX_AGE: Final = 3600.0
 
 _TEMP_PREFIX: Final = ".tmp-"
 _MAX_MARKER: Final = 4096  # bytes read from a marker: a URL and a key
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dir(path: str) -> None:
-    """Create ``path`` (and a missing parent), fsyncing each parent that gained an entry."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    _make_dir(parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        return
-    _fsync_dir(parent)
 
 
 def _entries(directory: str) -> list[str]:
@@ -130,7 +111,7 @@ class ArchiveStatus:
         """Record that ``name`` is stored as ``key`` in ``storage_url``. Call only after
         the storage's put returned: the marker is durable when this returns."""
         data = marker_text(storage_url, key).encode()
-        _make_dir(self.marker_dir)
+        make_dirs(self.marker_dir, 0o700)
         temp = os.path.join(
             self.marker_dir, f"{_TEMP_PREFIX}{name}.{os.getpid()}.{os.urandom(4).hex()}"
         )  # os.urandom, not secrets: importing secrets loads OpenSSL (~4 ms per call)
@@ -148,7 +129,7 @@ class ArchiveStatus:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        _fsync_dir(self.marker_dir)
+        fsync_dir(self.marker_dir)
 
     def unmark(self, name: str) -> None:
         """Remove the marker of ``name`` if there is one (best effort: a marker that

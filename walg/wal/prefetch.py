@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.postgres.wal import (
     check_segment_size,
@@ -58,7 +59,6 @@ __all__ = [
     "PrefetchDirs",
     "cleanup",
     "fetch_with_prefetch",
-    "fsync_dir",
     "next_names",
     "prefetch",
     "prefetcher_running",
@@ -126,15 +126,6 @@ def next_names(name: str, segment_size: int, count: int) -> list[str]:
             break
         names.append(name)
     return names
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a directory, so that a rename in it is durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the foreground: cleanup, serving from the cache, starting a prefetcher ------------------
