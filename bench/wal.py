@@ -53,21 +53,25 @@ def wrapper(cluster: PgCluster, name: str, env: dict[str, str]) -> str:
 
 
 def make_segments(cluster: PgCluster, count: int) -> list[Path]:
-    """Generate WAL with pgbench until ``count`` full segments exist; keep copies of them."""
+    """Generate WAL until ``count`` full segments exist; keep copies of them.
+
+    Inserts of pgbench-like rows (an int and md5 text) make WAL quickly; its lz4 ratio
+    (~2-3x) is close to that of pgbench's own WAL."""
     keep = cluster.make_dir("segments")
     wal = cluster.data_dir / "pg_wal"
     current = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+    cluster.psql("CREATE TABLE IF NOT EXISTS filler (id bigint, a text, b text)")
     while True:
         done = sorted(p.name for p in wal.iterdir() if len(p.name) == 24 and p.name > current)
         if len(done) > count:
             break
-        cluster.pgbench_run(seconds=5, clients=4).wait()
+        cluster.psql("INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
+                     "FROM generate_series(1, 200000) g")
     cluster.psql("SELECT pg_switch_wal()")
     names = done[:count]
-    for name in names:
-        shutil.copy(wal / name, keep / name)
     uid, gid = _postgres_ids()
     for name in names:
+        shutil.copy(wal / name, keep / name)
         os.chown(keep / name, uid, gid)
     return [keep / n for n in names]
 
@@ -83,17 +87,21 @@ def fake_pgdata(cluster: PgCluster) -> Path:
 
 
 def time_pushes(
-    command: list[str], pgdata: Path, segments: list[Path], cwd_env: dict[str, str]
+    command: list[str], pgdata: Path, segments: list[Path], cwd_env: dict[str, str],
+    absolute: bool = False,
 ) -> float:
-    """Median wall time (s) of pushing each segment once with ``command + [path]``."""
+    """Median wall time (s) of pushing each segment once with ``command + [path]``, the
+    path relative to PGDATA as PostgreSQL passes %p (absolute for pgBackRest, which
+    resolves relative paths against its own pg1-path)."""
     times = []
     for segment in segments:
         path = pgdata / "pg_wal" / segment.name
         shutil.copy(segment, path)
         os.chown(path, *_postgres_ids())
         started = time.perf_counter()
-        subprocess.run([*command, f"pg_wal/{segment.name}"], cwd=pgdata, env=cwd_env,
-                       check=True, capture_output=True)
+        argument = str(path) if absolute else f"pg_wal/{segment.name}"
+        subprocess.run([*command, argument], cwd=pgdata, env=cwd_env, check=True,
+                       capture_output=True)
         times.append(time.perf_counter() - started)
         path.unlink()
     return statistics.median(times)
@@ -121,16 +129,48 @@ def pgbackrest_config(cluster: PgCluster) -> list[str]:
     return base
 
 
+def runuser_cost(runs: int = 10) -> float:
+    """Median wall time of `runuser -u postgres -- true`: part of every figure below."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(as_postgres(["true"]), check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def with_daemon(cluster: PgCluster, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `wal-g daemon` as the postgres user on a socket in the cluster's base dir."""
+    socket_path = str(cluster.make_dir("daemon") / "walg.sock")
+    daemon = subprocess.Popen(as_postgres(["env", *_env_words(env), WALG, "daemon", socket_path]))
+    deadline = time.monotonic() + 30
+    while not os.path.exists(socket_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    env["WALG_DAEMON_SOCKET"] = socket_path
+    return daemon
+
+
 def bench_push(cluster: PgCluster, segments: list[Path], s3_endpoint: str | None) -> None:
     pgdata = fake_pgdata(cluster)
     storage = cluster.make_dir("walg-storage")
     env = walg_env({"WALG_FILE_PREFIX": str(storage)})
+    overhead = runuser_cost()
     walg_file = time_pushes(as_postgres(["env", *_env_words(env), WALG, "wal-push"]), pgdata,
                             segments, os.environ.copy())
+    daemon = with_daemon(cluster, env)
+    try:
+        walg_daemon = time_pushes(as_postgres(["env", *_env_words(env), WALG, "wal-push"]),
+                                  pgdata, segments, os.environ.copy())
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
     pgbr = pgbackrest_config(cluster)
-    reference = time_pushes([*pgbr, "archive-push"], pgdata, segments, os.environ.copy())
-    print(f"one 16 MiB wal-push, median of {len(segments)}:")
+    reference = time_pushes([*pgbr, "archive-push"], pgdata, segments, os.environ.copy(),
+                            absolute=True)
+    print(f"one 16 MiB wal-push, median of {len(segments)}; each figure includes "
+          f"{overhead * 1000:.1f} ms of `runuser -u postgres` (all run as PostgreSQL's user):")
     print(f"  walg, file storage        {walg_file * 1000:6.1f} ms")
+    print(f"  walg via `wal-g daemon`   {walg_daemon * 1000:6.1f} ms")
     if s3_endpoint:
         s3 = walg_env({"WALG_S3_PREFIX": "s3://walbench/db", "AWS_ENDPOINT": s3_endpoint,
                        "AWS_S3_FORCE_PATH_STYLE": "true", "AWS_ACCESS_KEY_ID": "x",
@@ -138,12 +178,12 @@ def bench_push(cluster: PgCluster, segments: list[Path], s3_endpoint: str | None
         walg_s3 = time_pushes(as_postgres(["env", *_env_words(s3), WALG, "wal-push"]), pgdata,
                               segments, os.environ.copy())
         print(f"  walg, S3 (moto)           {walg_s3 * 1000:6.1f} ms")
-    print(f"  pgBackRest archive-push   {reference * 1000:6.1f} ms   "
-          f"(walg/pgBackRest on file storage: {walg_file / reference:4.2f})")
+    print(f"  pgBackRest archive-push   {reference * 1000:6.1f} ms   (walg/pgBackRest on file "
+          f"storage: direct {walg_file / reference:4.2f}, daemon {walg_daemon / reference:4.2f})")
 
 
 def _env_words(env: dict[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in env.items() if k.startswith(("WALG_", "AWS_", "PATH"))]
+    return [f"{k}={v}" for k, v in env.items() if k.startswith(("WALG_", "AWS_", "PATH", "PYTHON"))]
 
 
 def bench_sustained(seconds: int) -> None:
@@ -214,6 +254,9 @@ def main() -> None:
     parser.add_argument("--fetch-mib", type=int, default=1024)
     parser.add_argument("--no-s3", action="store_true")
     args = parser.parse_args()
+    # archive_command's user cannot write __pycache__ here: compile once, as an install does
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(WALG).parents[2] / "walg")],
+                   check=True)
     cluster = PgCluster.create(settings={"wal_keep_size": "4GB", "max_wal_size": "4GB"})
     try:
         cluster.start()
