@@ -46,7 +46,16 @@ OWNER=$([ "$(id -u)" = 0 ] && echo postgres || id -un)
 
 step "initdb + start a cluster on port $PORT, socket in $DEMO_DIR/run"
 install -d -o "$OWNER" -m 700 "$DEMO_DIR/data"
-install -d -o "$OWNER" -m 755 "$DEMO_DIR/archive" "$DEMO_DIR/log"
+install -d -o "$OWNER" -m 755 "$DEMO_DIR/log" "$DEMO_DIR/bin"
+chown "$OWNER" "$DEMO_DIR/storage"
+# PostgreSQL runs archive_command/restore_command with its own environment: a wrapper
+# script carries walg's settings (here just the storage) to them.
+cat >"$DEMO_DIR/bin/wal-g" <<SCRIPT
+#!/bin/sh
+export WALG_FILE_PREFIX='$DEMO_DIR/storage'
+exec '$(command -v wal-g)' "\$@"
+SCRIPT
+chmod 755 "$DEMO_DIR/bin/wal-g"
 as_server "$PG_BIN/initdb" -D "$DEMO_DIR/data" --auth=trust -U postgres --no-sync >/dev/null
 cat >>"$DEMO_DIR/data/postgresql.conf" <<CONF
 port = $PORT
@@ -54,7 +63,7 @@ unix_socket_directories = '$DEMO_DIR/run'
 listen_addresses = ''
 wal_level = replica
 archive_mode = on
-archive_command = 'cp %p $DEMO_DIR/archive/%f'
+archive_command = '$DEMO_DIR/bin/wal-g wal-push %p'
 CONF
 as_server "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/log/data.log" -w start >/dev/null
 
@@ -77,10 +86,13 @@ wal-g backup-list --detail
 step "wal-g backup-fetch $DEMO_DIR/restore LATEST"
 wal-g backup-fetch "$DEMO_DIR/restore" LATEST
 
-step "start the restored cluster on port $RESTORE_PORT (replaying archived WAL to the backup's end)"
+step "ls storage/wal_005  (WAL archived by archive_command = wal-g wal-push %p)"
+ls "$DEMO_DIR/storage/wal_005" | head -5
+
+step "start the restored cluster on port $RESTORE_PORT (restore_command = wal-g wal-fetch, to the backup's end)"
 cat >>"$DEMO_DIR/restore/postgresql.conf" <<CONF
 port = $RESTORE_PORT
-restore_command = 'cp $DEMO_DIR/archive/%f %p'
+restore_command = '$DEMO_DIR/bin/wal-g wal-fetch %f %p'
 recovery_target = 'immediate'
 recovery_target_action = 'promote'
 archive_mode = off
@@ -98,7 +110,7 @@ cat <<TEXT
 
 Everything is in $DEMO_DIR:
   data/      the original cluster (port $PORT)      storage/   what wal-g stored (WALG_FILE_PREFIX)
-  restore/   the restored cluster (port $RESTORE_PORT)   archive/   WAL archived by archive_command
+  restore/   the restored cluster (port $RESTORE_PORT)   bin/wal-g  the wrapper archive_command uses
   log/       both servers' logs
 Servers are stopped on exit; run with DEMO_KEEP=1 to keep them (then: scripts/demo.sh stop).
 TEXT
