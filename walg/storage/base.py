@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from walg.errors import ObjectNotFound, StorageError
 from walg.logs import get_logger
@@ -35,6 +35,7 @@ __all__ = [
     "DELETE_BATCH",
     "Listing",
     "ObjectInfo",
+    "ReadStream",
     "RetryPolicy",
     "Storage",
     "check_key",
@@ -287,7 +288,26 @@ def _seekable(stream: BinaryIO) -> bool:
         return False
 
 
-class _ResumingReader(io.RawIOBase):
+class ReadStream(io.RawIOBase):
+    """A readable stream defined by ``read`` alone; ``readinto``/``readall`` derive from it.
+    Backends wrap their SDK's response bodies in one, translating errors in ``read``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise NotImplementedError
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _ResumingReader(ReadStream):
     """A read stream that reopens at its position after a transient error. The retry
     budget applies to consecutive failures without progress, so a long download survives
     occasional resets."""
@@ -300,15 +320,7 @@ class _ResumingReader(io.RawIOBase):
         self._position = 0
         self._retries = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(_CHUNK), b""))
         while True:

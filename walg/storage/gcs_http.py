@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
+from walg.storage.base import ReadStream
 
 __all__ = [
     "CREDENTIALS_HINT",
@@ -126,7 +126,7 @@ def translated(what: str, url: str) -> Iterator[None]:
         raise translate(err, what, url) from err
 
 
-class HttpReader(io.RawIOBase):
+class HttpReader(ReadStream):
     """The body of a streamed HTTP response, read as it arrives.
 
     A connection cut, a timeout or a body shorter than announced raises StorageUnavailable,
@@ -139,21 +139,10 @@ class HttpReader(io.RawIOBase):
         self._raw = response.raw
         self._url = url
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int | None = -1) -> bytes:
         amount = None if size is None or size < 0 else size
         with translated("read", self._url):
             return bytes(self._raw.read(amount, decode_content=False))
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:

@@ -27,7 +27,7 @@ from walg import __version__
 from walg.config.settings import S3Settings, StorageSettings
 from walg.errors import ConfigError, StorageError
 from walg.logs import get_logger
-from walg.storage.base import ObjectInfo, RetryPolicy, Storage
+from walg.storage.base import ObjectInfo, ReadStream, RetryPolicy, Storage
 from walg.storage.s3_errors import Where, delete_error, translate, translated
 from walg.storage.s3_multipart import DEFAULT_PART_SIZE, MultipartUpload, PartSource
 
@@ -195,7 +195,7 @@ def _code(err: StorageError) -> str:
     return ""
 
 
-class _Body(io.RawIOBase):
+class _Body(ReadStream):
     """A GetObject body whose read errors are walg's (so a cut read can be resumed)."""
 
     def __init__(self, body: Any, key: str, where: Where) -> None:
@@ -204,23 +204,12 @@ class _Body(io.RawIOBase):
         self._key = key
         self._where = where
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int | None = -1) -> bytes:
         try:
             data: bytes = self._body.read(None if size is None or size < 0 else size)
         except Exception as err:
             raise translate(err, "read", self._key, self._where) from err
         return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:
