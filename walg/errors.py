@@ -16,6 +16,7 @@ __all__ = [
     "Cancelled",
     "ConfigError",
     "CryptoError",
+    "DeltaBaseError",
     "GraphInvalid",
     "IntegrityError",
     "NoBackupsFound",
@@ -24,6 +25,7 @@ __all__ = [
     "PermissionDenied",
     "PipelineError",
     "PostgresError",
+    "RetentionError",
     "StageFailed",
     "StorageError",
     "StorageUnavailable",
@@ -143,6 +145,13 @@ class CryptoError(WalgError):
     default_hint = "check WALG_PGP_KEY / WALG_PGP_KEY_PATH / WALG_PGP_KEY_PASSPHRASE"
 
 
+class RetentionError(WalgError):
+    """A delete or backup-mark request that would break a backup a kept one needs, or a
+    permanent backup; nothing was deleted or changed."""
+
+    default_hint = "run `wal-g backup-list --detail` to see the backups, their bases and marks"
+
+
 class BackupNotFound(WalgError):
     """No backup of that name (a user error: exit 1, not wal-fetch's 74)."""
 
@@ -156,6 +165,12 @@ class NoBackupsFound(BackupNotFound):
         "check that WALG_FILE_PREFIX / WALG_S3_PREFIX / WALG_GS_PREFIX names the storage "
         "backup-push wrote to, or take a backup first with `wal-g backup-push`"
     )
+
+
+class DeltaBaseError(WalgError):
+    """A delta backup cannot be based on the chosen backup (another cluster, a newer LSN)."""
+
+    default_hint = "pass --full to take a full backup and start a new chain"
 
 
 class NotImplementedYet(WalgError):

@@ -325,6 +325,16 @@ class PgCluster:
         done = self._client(command)
         return done.stdout.strip()
 
+    def dumpall(self) -> str:
+        """``pg_dumpall`` of every database and role: equal dumps mean equal data. The
+        random ``\\restrict`` keys of recent pg_dump versions are left out."""
+        out = self._client([str(self.bin / "pg_dumpall"), "--no-role-passwords"]).stdout
+        return "".join(
+            line
+            for line in out.splitlines(keepends=True)
+            if not line.startswith(("\\restrict ", "\\unrestrict "))
+        )
+
     def pgbench_init(self, scale: int = 1, database: str = "postgres") -> None:
         """``pgbench -i -s scale`` (no vacuum, quiet)."""
         self._client([str(self.bin / "pgbench"), "-i", "-q", "-s", str(scale), database])

@@ -18,15 +18,17 @@ from walg.backup.increment import (
     read_header,
     read_pages,
     select_blocks,
+    select_pages,
 )
 from walg.errors import IntegrityError
-from walg.postgres.pages import BLOCK_SIZE
+from walg.postgres.pages import BLOCK_SIZE, PageKind, classify_page
 
 
 def page(lsn: int, upper: int = 8000, fill: int = 0) -> bytes:
     """A page with a valid header (unless upper is 0 or bogus) and recognisable contents."""
-    header = struct.pack("<IIHHHHHHI", lsn >> 32, lsn & 0xFFFFFFFF, 0, 0, 28, upper, 8192,
-                         8192 + 4, 0)
+    header = struct.pack(
+        "<IIHHHHHHI", lsn >> 32, lsn & 0xFFFFFFFF, 0, 0, 28, upper, 8192, 8192 + 4, 0
+    )
     return header + bytes([fill]) * (BLOCK_SIZE - len(header))
 
 
@@ -102,3 +104,42 @@ def test_apply_without_base_file_fails_clearly(tmp_path: Path) -> None:
     """An increment whose base file was not restored is an integrity error naming it."""
     with pytest.raises(IntegrityError, match="base file is missing"):
         apply_increment(str(tmp_path / "nope"), IncrementHeader(BLOCK_SIZE, ()), [])
+
+
+_HEADER = struct.Struct("<IIHHHHHHI")
+
+
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # xlogid
+            st.integers(0, 2**32 - 1),  # xrecoff
+            st.sampled_from([0, 1, 7, 8]),  # flags
+            st.sampled_from([0, 23, 24, 100, 8192, 9000]),  # lower
+            st.sampled_from([0, 24, 100, 8000, 8192]),  # upper
+            st.sampled_from([24, 8000, 8192, 9000]),  # special
+            st.sampled_from([8196, 8192, 4100]),  # pagesize/version
+        ),
+        max_size=20,
+    ),
+    since=st.integers(0, 2**34),
+    first=st.integers(0, 1000),
+)
+def test_bulk_selection_decides_like_classify_page(
+    headers: list[tuple[int, ...]], since: int, first: int
+) -> None:
+    data = b"".join(
+        _HEADER.pack(xlogid, xrecoff, 0, flags, lower, upper, special, version, 0).ljust(
+            BLOCK_SIZE, b"\x01"
+        )
+        for xlogid, xrecoff, flags, lower, upper, special, version in headers
+    )
+    kinds = [
+        classify_page(data[i : i + BLOCK_SIZE], since) for i in range(0, len(data), BLOCK_SIZE)
+    ]
+    expected: list[int] | None = [
+        first + i for i, kind in enumerate(kinds) if kind in (PageKind.CHANGED, PageKind.NEW)
+    ]
+    if PageKind.INVALID in kinds:
+        expected = None
+    assert select_pages(data, since, first) == expected

@@ -1,4 +1,4 @@
-"""backup-fetch: restore a base backup into an empty directory.
+"""backup-fetch: restore a base backup (a delta with its chain) into an empty directory.
 
 Data parts are downloaded, decrypted, decompressed and extracted in parallel; then
 backup_label.tar; pg_control.tar last, so that an interrupted restore never looks like a
@@ -8,6 +8,7 @@ backup's CRC-32C values; directories are fsynced at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 from walg import compression
 from walg.backup import layout
 from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
+from walg.backup.chain import Selection, parts_needed, plan_restore
 from walg.backup.graphs import fetch_graph
+from walg.backup.meta import FilesMetadata
 from walg.backup.recovery import RecoveryOptions, write_recovery
 from walg.config import Settings
-from walg.errors import ConfigError, CryptoError, IntegrityError, NotImplementedYet, WalgError
+from walg.errors import BackupNotFound, ConfigError, CryptoError, IntegrityError, WalgError
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
@@ -71,6 +74,25 @@ def prepare_target(target: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One backup of the chain being restored, and what to take from it."""
+
+    info: BackupInfo
+    objects: list[ObjectRef]
+    method: str
+    encrypted: bool
+    files: FilesMetadata | None
+    selection: Selection | None  # None: everything (a full backup restored alone)
+
+    def data_objects(self) -> list[ObjectRef]:
+        data = [o for o in self.objects if not o.name.startswith(_SPECIAL)]
+        if self.selection is None or self.files is None:
+            return data
+        needed = parts_needed(self.selection, self.files.tar_file_sets)
+        return data if needed is None else [o for o in data if o.name in needed]
+
+
 def backup_fetch(
     settings: Settings,
     target: str,
@@ -80,34 +102,69 @@ def backup_fetch(
     progress: ProgressSink | None = None,
     recovery: RecoveryOptions | None = None,
 ) -> FetchResult:
-    """Restore backup ``name`` (or LATEST) into ``target``; with ``recovery``, also write
-    the settings that make PostgreSQL recover from the WAL archive."""
+    """Restore backup ``name`` (or LATEST) into ``target`` — a delta with its chain: files
+    from older backups as needed, then increments oldest to newest; with ``recovery``, also
+    write the settings that make PostgreSQL recover from the WAL archive."""
     if recovery is not None:
         recovery.check()
     storage = open_storage(settings)
     info = find_backup(storage, name)
-    if info.sentinel.is_delta:
-        raise NotImplementedYet(
-            f"{info.name} is a delta backup; restoring deltas is not built yet",
-            hint="restore a full backup, or use WAL-G for this one",
-        )
-    objects = _objects(storage, info)
-    method = _method(objects, info)
-    encrypted = _check_encryption(storage, settings, objects, info.sentinel.encrypted)
+    sources = _sources(storage, settings, _chain(storage, info))
     path = prepare_target(target)
     tablespaces = _tablespaces(info, path, remap or {})
-    files = read_files_metadata(storage, info.name)
-    data = [o for o in objects if not o.name.startswith(_SPECIAL)]
-    total = info.sentinel.uncompressed_size
-    label = _named(objects, layout.BACKUP_LABEL_PART)
-    control = _named(objects, layout.PG_CONTROL_PART)
-    for batch in (data, label, control):  # pg_control last
-        _run(settings, batch, method, encrypted, path, tablespaces, files, progress, total)
+    total = sum(s.info.sentinel.uncompressed_size for s in sources)
+    for source in sources[:-1]:
+        _run(settings, source, source.data_objects(), path, tablespaces, progress, total)
+    last = sources[-1]
+    label = _named(last.objects, layout.BACKUP_LABEL_PART)
+    control = _named(last.objects, layout.PG_CONTROL_PART)
+    for batch in (last.data_objects(), label, control):  # pg_control last
+        _run(settings, last, batch, path, tablespaces, progress, total)
     if recovery is not None and recovery.requested:
         write_recovery(path, recovery, settings)
     _fsync_tree(path)
-    _log.info("backup fetched", backup=info.name, target=path)
+    _log.info("backup fetched", backup=info.name, target=path, chain=len(sources))
     return FetchResult(info.name, path, tablespaces)
+
+
+_MAX_CHAIN = 10_000  # a cycle of DeltaFrom names means damaged sentinels
+
+
+def _chain(storage: Storage, info: BackupInfo) -> list[BackupInfo]:
+    """``info`` and the backups it is a delta of, the full backup first."""
+    chain = [info]
+    while chain[-1].sentinel.delta_from:
+        child, base = chain[-1].name, chain[-1].sentinel.delta_from
+        if len(chain) > _MAX_CHAIN or any(b.name == base for b in chain):
+            raise IntegrityError(f"the delta chain of {info.name} loops back to {base}")
+        try:
+            chain.append(find_backup(storage, base))
+        except BackupNotFound as err:
+            raise IntegrityError(
+                f"{child} is a delta of {base}, which is not in {storage.url}",
+                hint="the delta chain is incomplete; restore a backup whose chain is whole",
+            ) from err
+    return chain[::-1]
+
+
+def _sources(storage: Storage, settings: Settings, chain: list[BackupInfo]) -> list[_Source]:
+    """Check every backup of the chain (objects, compression, key) before writing anything."""
+    sources = []
+    for info in chain:
+        objects = _objects(storage, info)
+        method = _method(objects, info)
+        encrypted = _check_encryption(storage, settings, objects, info.sentinel.encrypted)
+        files = read_files_metadata(storage, info.name)
+        if files is None and len(chain) > 1:
+            raise IntegrityError(
+                f"{info.name} has no {layout.FILES_METADATA} and is part of a delta chain",
+                hint="without it the chain's files cannot be put together; restore a full backup",
+            )
+        sources.append(_Source(info, objects, method, encrypted, files, None))
+    if len(chain) > 1:
+        plan = plan_restore([(s.info.name, s.files or FilesMetadata()) for s in sources])
+        sources = [dataclasses.replace(s, selection=p) for s, p in zip(sources, plan, strict=True)]
+    return sources
 
 
 def _objects(storage: Storage, info: BackupInfo) -> list[ObjectRef]:
@@ -177,12 +234,10 @@ def _tablespaces(info: BackupInfo, target: str, remap: Mapping[str, str]) -> dic
 
 def _run(
     settings: Settings,
+    source: _Source,
     objects: list[ObjectRef],
-    method: str,
-    encrypted: bool,
     target: str,
     tablespaces: dict[str, str],
-    files: object,
     progress: ProgressSink | None,
     total: int,
 ) -> None:
@@ -190,8 +245,14 @@ def _run(
         return
     width = max(1, min(settings.concurrency.download, len(objects), os.cpu_count() or 1))
     on_progress = None if progress is None else (lambda p: progress(p, total))
-    graph = fetch_graph(settings, objects, method, encrypted, target, tablespaces, width)
-    shared = {} if files is None else {"files": files}
+    graph = fetch_graph(
+        settings, objects, source.method, source.encrypted, target, tablespaces, width
+    )
+    shared: dict[str, object] = {}
+    if source.files is not None:
+        shared["files"] = source.files
+    if source.selection is not None:
+        shared["select"] = source.selection
     ProcessRuntime(on_progress=on_progress).run(graph, shared=shared)
 
 

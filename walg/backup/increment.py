@@ -18,23 +18,40 @@ import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from walg.errors import IntegrityError
-from walg.postgres.pages import BLOCK_SIZE, PageKind, classify_page
+from walg.postgres.pages import (
+    BLOCK_SIZE,
+    PAGE_HEADER_SIZE,
+    PAGE_LAYOUT_VERSION,
+    PD_VALID_FLAG_BITS,
+)
 
 __all__ = [
     "MAGIC",
     "IncrementHeader",
     "apply_increment",
     "encode_increment",
+    "increment_header",
     "read_header",
     "read_pages",
     "select_blocks",
+    "select_pages",
 ]
 
 MAGIC = b"wi1\x55"
 _SIZES = struct.Struct("<QI")
+# A whole page, of which only the header fields are unpacked: iter_unpack over a buffer of
+# pages then reads every page's header at C speed (~1 GB/s of pages in one process).
+_PAGE = struct.Struct(f"<IIHHHHHHI{BLOCK_SIZE - PAGE_HEADER_SIZE}x")
+_VALID_VERSION = BLOCK_SIZE + PAGE_LAYOUT_VERSION
+
+
+class Reader(Protocol):
+    """Anything with ``read(count)`` returning bytes (a file, a tar member's body)."""
+
+    def read(self, count: int, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -54,17 +71,41 @@ def select_blocks(data: bytes | memoryview, since_lsn: int) -> list[int] | None:
     """Block numbers of the pages of ``data`` (a whole relation file) that a delta based on a
     backup started at ``since_lsn`` must carry; None if the file must be sent whole (a page
     with an invalid header, or a size that is not a whole number of pages)."""
-    view = memoryview(data)
-    if len(view) % BLOCK_SIZE:
+    if len(data) % BLOCK_SIZE:
         return None
+    return select_pages(data, since_lsn)
+
+
+def select_pages(
+    data: bytes | bytearray | memoryview, since_lsn: int, first: int = 0
+) -> list[int] | None:
+    """:func:`select_blocks` for a run of whole pages starting at block ``first``, fast:
+    the same decisions, made from headers unpacked in bulk. None if a page is invalid."""
     chosen = []
-    for blkno in range(len(view) // BLOCK_SIZE):
-        kind = classify_page(view[blkno * BLOCK_SIZE : (blkno + 1) * BLOCK_SIZE], since_lsn)
-        if kind is PageKind.INVALID:
-            return None
-        if kind is not PageKind.UNCHANGED:
+    blkno = first
+    for xlogid, xrecoff, _sum, flags, lower, upper, special, version, _xid in _PAGE.iter_unpack(
+        data
+    ):
+        lsn = (xlogid << 32) | xrecoff
+        if (
+            flags & ~PD_VALID_FLAG_BITS == 0
+            and PAGE_HEADER_SIZE <= lower <= upper <= special <= BLOCK_SIZE
+            and lsn != 0
+            and version == _VALID_VERSION
+        ):
+            if lsn >= since_lsn:
+                chosen.append(blkno)
+        elif upper == 0:
             chosen.append(blkno)
+        else:
+            return None
+        blkno += 1
     return chosen
+
+
+def increment_header(file_size: int, blocks: Sequence[int]) -> bytes:
+    """The bytes before the pages of an increment: magic, sizes and block numbers."""
+    return MAGIC + _SIZES.pack(file_size, len(blocks)) + struct.pack(f"<{len(blocks)}I", *blocks)
 
 
 def encode_increment(
@@ -74,13 +115,12 @@ def encode_increment(
     for blkno, page in pages:
         if len(page) != BLOCK_SIZE or (blkno + 1) * BLOCK_SIZE > file_size:
             raise ValueError(f"block {blkno} is not a whole page inside the file")
-    yield MAGIC + _SIZES.pack(file_size, len(pages))
-    yield struct.pack(f"<{len(pages)}I", *(blkno for blkno, _ in pages))
+    yield increment_header(file_size, [blkno for blkno, _ in pages])
     for _, page in pages:
         yield page
 
 
-def read_header(stream: BinaryIO, name: str = "increment") -> IncrementHeader:
+def read_header(stream: Reader, name: str = "increment") -> IncrementHeader:
     """Parse an increment's header from ``stream``; IntegrityError if it is not one."""
     head = _read_exact(stream, len(MAGIC) + _SIZES.size, name)
     if head[: len(MAGIC)] != MAGIC:
@@ -96,7 +136,7 @@ def read_header(stream: BinaryIO, name: str = "increment") -> IncrementHeader:
 
 
 def read_pages(
-    stream: BinaryIO, header: IncrementHeader, name: str = "increment"
+    stream: Reader, header: IncrementHeader, name: str = "increment"
 ) -> Iterator[tuple[int, bytes]]:
     """The (block number, page) pairs that follow ``header`` in ``stream``."""
     for blkno in header.blocks:
@@ -124,7 +164,7 @@ def apply_increment(path: str, header: IncrementHeader, pages: Iterable[tuple[in
         os.close(fd)
 
 
-def _read_exact(stream: BinaryIO, count: int, name: str) -> bytes:
+def _read_exact(stream: Reader, count: int, name: str) -> bytes:
     data = stream.read(count)
     while len(data) < count:
         more = stream.read(count - len(data))

@@ -17,12 +17,14 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from walg.backup import layout
+from walg.backup.catalog import list_backups, read_files_metadata
+from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
 from walg.backup.graphs import parts_in_flight, push_graph
 from walg.backup.meta import (
     ExtendedMetadata,
@@ -61,35 +63,97 @@ def choose_part_size(threshold: int, total: int, width: int) -> int:
     return max(min(threshold, total // max(1, width * 4)), min(threshold, _MIN_PART))
 
 
+@dataclass(frozen=True)
+class _Delta:
+    """What the disk readers need to know of a delta's base."""
+
+    base: DeltaBase
+    files: Mapping[str, FileDescription]
+
+    def action(self, entry: Entry) -> Action:
+        return file_action(entry, self.files, self.base.backup.sentinel.start_time)
+
+
+@dataclass
+class _Stored:
+    """The objects stored so far, the files a delta skipped, and the size of the data."""
+
+    done: list[PartDone]
+    skipped: list[Entry]
+    catalog_size: int
+
+
 def backup_push(
     settings: Settings,
     pgdata: str,
     *,
     permanent: bool = False,
+    full: bool = False,
+    delta_from_name: str | None = None,
     progress: ProgressSink | None = None,
 ) -> PushResult:
-    """Take a full base backup of the cluster at ``pgdata``; return its name."""
+    """Take a base backup of the cluster at ``pgdata`` (full, or a delta when
+    WALG_DELTA_MAX_STEPS or ``delta_from_name`` ask for one and ``full`` does not); return
+    its name."""
     storage = open_storage(settings)
     with connect(settings.postgres) as pg:
         data_dir = _check_data_directory(pg, pgdata)
         tablespaces = {str(t.oid): t.location for t in pg.tablespaces()}
         system_id = pg.system_identifier()
+        delta = _delta(storage, settings, full, delta_from_name)
         started_at = datetime.now(UTC)
         start = pg.start_backup(f"walg backup {started_at.isoformat()}", fast=True)
-        name = layout.backup_name(start.wal_file_name)
+        if delta is not None:
+            check_base(delta.base, system_id, start.lsn)
+        base_wal = delta.base.backup.wal_file if delta is not None else None
+        name = layout.backup_name(start.wal_file_name, base_wal)
         _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
-        done = _store_data(settings, name, data_dir, tablespaces, progress)
+        stored = _store_data(settings, name, data_dir, tablespaces, progress, delta)
         stop = pg.stop_backup()
-        done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
+        stored.done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
     sentinel = dataclasses.replace(
-        _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, done),
+        _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, stored),
         start_time=started_at,
         finish_time=datetime.now(UTC),
         is_permanent=permanent,
     )
-    _commit(storage, name, sentinel, done)
-    _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(done))
-    return PushResult(name, sentinel, len(done))
+    if delta is not None:
+        sentinel = dataclasses.replace(
+            sentinel,
+            delta_from=delta.base.name,
+            delta_full_name=delta.base.full_name,
+            delta_count=delta.base.count,
+            delta_lsn=delta.base.start_lsn,
+        )
+    _commit(storage, name, sentinel, stored)
+    _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(stored.done))
+    return PushResult(name, sentinel, len(stored.done))
+
+
+def _delta(
+    storage: Storage, settings: Settings, full: bool, from_name: str | None
+) -> _Delta | None:
+    """The base of a delta backup and its files, or None for a full backup."""
+    steps = settings.backup.delta_max_steps
+    if full or (steps <= 0 and not from_name):
+        return None
+    base = choose_base(
+        list_backups(storage),
+        max_steps=steps,
+        origin=settings.backup.delta_origin,
+        from_name=from_name,
+    )
+    if base is None:
+        _log.info("taking a full backup", reason="no base, or the chain is long enough")
+        return None
+    files = read_files_metadata(storage, base.name)
+    if files is None:
+        _log.warning(
+            "the base backup has no files metadata: every file is stored whole",
+            base=base.name,
+        )
+    _log.info("taking a delta backup", base=base.name, count=base.count, full=base.full_name)
+    return _Delta(base, files.files if files is not None else {})
 
 
 def _check_data_directory(pg: PgConnection, pgdata: str) -> str:
@@ -113,20 +177,48 @@ def _store_data(
     data_dir: str,
     tablespaces: dict[str, str],
     progress: ProgressSink | None,
-) -> list[PartDone]:
+    delta: _Delta | None,
+) -> _Stored:
     entries = list(scan(data_dir, tablespaces))
+    catalog_size = sum(e.size for e in entries if e.kind == "file")
+    skipped: list[Entry] = []
+    if delta is not None:
+        entries, skipped = _filter(entries, delta)
     total = sum(e.size for e in entries if e.kind == "file")
     width = parts_in_flight(settings, max(1, total // _MIN_PART))
     size = choose_part_size(settings.backup.tar_size_threshold, total, width)
     parts = plan_parts(entries, size)
-    _log.info("backup planned", files=len(entries), bytes=total, parts=len(parts), workers=width)
+    _log.info(
+        "backup planned",
+        files=len(entries),
+        bytes=total,
+        parts=len(parts),
+        workers=width,
+        skipped=len(skipped),
+    )
     done = _run(settings, name, parts, width, total, progress)
     control = [e for e in entries if e.name == PG_CONTROL]
     if not control:
         raise PostgresError(f"{PG_CONTROL} vanished during the backup")
     last = Part(len(parts) + 1, tuple(control), layout.PG_CONTROL_PART)
     done += _run(settings, name, [last], 1, 0, None)
-    return done
+    return _Stored(done, skipped, catalog_size)
+
+
+def _filter(entries: list[Entry], delta: _Delta) -> tuple[list[Entry], list[Entry]]:
+    """Split a delta's entries into those to store (relation files marked for increments)
+    and the files skipped as unchanged since the base."""
+    kept: list[Entry] = []
+    skipped: list[Entry] = []
+    for entry in entries:
+        action = delta.action(entry) if entry.kind == "file" else Action.WHOLE
+        if action is Action.SKIP:
+            skipped.append(entry)
+        elif action is Action.INCREMENT:
+            kept.append(dataclasses.replace(entry, since_lsn=delta.base.start_lsn))
+        else:
+            kept.append(entry)
+    return kept, skipped
 
 
 def _run(
@@ -186,9 +278,9 @@ def _sentinel(
     system_id: int,
     data_dir: str,
     tablespaces: dict[str, str],
-    done: Iterable[PartDone],
+    stored: _Stored,
 ) -> Sentinel:
-    done = list(done)
+    done = stored.done
     return Sentinel(
         start_lsn=start.lsn,
         finish_lsn=finish_lsn,
@@ -197,9 +289,7 @@ def _sentinel(
         system_identifier=system_id,
         uncompressed_size=sum(int(d.meta.get("tar_size", 0)) for d in done),
         compressed_size=sum(d.stored_bytes for d in done),
-        data_catalog_size=sum(
-            f["size"] for d in done for f in d.meta.get("files", {}).values()
-        ),
+        data_catalog_size=stored.catalog_size,
         spec=TablespaceSpec(data_dir, tablespaces),
         user_data=settings.backup.sentinel_user_data,
         hostname=socket.gethostname(),
@@ -209,24 +299,32 @@ def _sentinel(
     )
 
 
-def _files_metadata(done: Iterable[PartDone]) -> FilesMetadata:
+def _files_metadata(stored: _Stored) -> FilesMetadata:
     files: dict[str, FileDescription] = {}
     sets: dict[str, list[str]] = {}
-    for part in done:
+    for part in stored.done:
         described = part.meta.get("files", {})
         sets[part.name] = sorted(described)
         for fname, info in described.items():
-            mtime = datetime.fromtimestamp(info["mtime"], UTC)
-            files[fname] = FileDescription(mtime, size=info["size"], crc32c=info["crc32c"])
+            files[fname] = FileDescription(
+                datetime.fromtimestamp(info["mtime"], UTC),
+                is_incremented=bool(info.get("incremented", False)),
+                size=info["size"],
+                crc32c=info["crc32c"],
+            )
+    for entry in stored.skipped:
+        files["/" + entry.name] = FileDescription(
+            datetime.fromtimestamp(entry.mtime, UTC), is_skipped=True
+        )
     return FilesMetadata(files, sets)
 
 
-def _commit(storage: Storage, name: str, sentinel: Sentinel, done: list[PartDone]) -> None:
+def _commit(storage: Storage, name: str, sentinel: Sentinel, stored: _Stored) -> None:
     import json
 
     def put(key: str, doc: Any) -> None:
         storage.put_object(key, json.dumps(doc, separators=(",", ":")).encode())
 
     put(layout.metadata_key(name), ExtendedMetadata.from_sentinel(sentinel).to_json())
-    put(layout.files_metadata_key(name), _files_metadata(done).to_json())
+    put(layout.files_metadata_key(name), _files_metadata(stored).to_json())
     put(layout.sentinel_key(name), sentinel.to_json())

@@ -59,7 +59,9 @@ _FILES_EXCLUDED_TOP = frozenset(
 @dataclass(frozen=True)
 class Entry:
     """One thing to store. ``name`` is its path relative to PGDATA ('/'-separated),
-    ``path`` where it is read from (tablespace files live outside PGDATA)."""
+    ``path`` where it is read from (tablespace files live outside PGDATA). With
+    ``since_lsn`` set, a delta backup stores the file as an increment of its pages changed
+    since that LSN (when every page header is valid; else whole)."""
 
     name: str
     path: str
@@ -68,6 +70,7 @@ class Entry:
     mtime: float = 0.0
     mode: int = 0o600
     target: str = ""  # symlinks only
+    since_lsn: int | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ member pointing outside PGDATA except where PostgreSQL itself keeps one. Files u
 ``pg_tblspc/<oid>/`` go to that tablespace's location. Every regular file is written,
 CRC-32C checked against the backup's files metadata when it has one (see filewriter for
 how bodies are written), and fsynced before the part is reported done.
+
+When restoring a delta chain, ``shared['select']`` (a chain.Selection) says which members
+of this backup are wanted; the others are read past. A member that the files metadata
+marks IsIncremented is an increment: its pages are written into the file an older backup
+of the chain restored (increment.apply_increment), its CRC-32C checked like any file's.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from walg.backup.increment import apply_increment, read_header, read_pages
+from walg.backup.meta import FileDescription
+from walg.checksum import Crc32c
 from walg.errors import IntegrityError
 from walg.fsutil import fsync_path
 from walg.pipeline import Stage, WorkerContext
@@ -27,6 +35,23 @@ from walg.stages.tarstream import Member, TarStream
 
 __all__ = ["Extractor", "destination", "member_name"]
 
+
+class _CheckedReader:
+    """``read(n)`` over a member body (which has ``readinto``), with a CRC-32C of all read."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+        self.crc = Crc32c()
+
+    def read(self, count: int) -> bytes:
+        buffer = bytearray(count)
+        view = memoryview(buffer)
+        got = 0
+        while got < count and (n := self._body.readinto(view[got:])):
+            got += n
+        data = bytes(view[:got])
+        self.crc.update(data)
+        return data
 
 
 def member_name(raw: str) -> str:
@@ -82,6 +107,7 @@ class Extractor(Stage):
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.expected = ctx.shared.get("files")
+        self.select = ctx.shared.get("select")
         self.active: dict[int, StreamFeeder] = {}
 
     def process(self, chunk: Chunk) -> Iterator[PartDone]:
@@ -99,7 +125,6 @@ class Extractor(Stage):
         for feeder in getattr(self, "active", {}).values():
             feeder.abort()
 
-
     def _extract(self, stream: BinaryIO, part: str) -> list[str]:
         """Runs in the part's own thread (a worker may extract several parts at once), so
         everything mutable here is the part's own: its file writer and its file list."""
@@ -107,16 +132,17 @@ class Extractor(Stage):
         try:
             tar = TarStream(stream, part)
             for member in tar.members():
-                job.names.append(self._member(tar, member, job))
+                name = member_name(member.name)
+                if self.select is None or self.select.wants(name):
+                    job.names.append(self._member(tar, name, member, job))
         finally:
             job.writer.close()
         for path in job.paths:
             fsync_path(path)
         return job.names
 
-    def _member(self, tar: TarStream, member: Member, job: _Job) -> str:
+    def _member(self, tar: TarStream, name: str, member: Member, job: _Job) -> str:
         part = job.part
-        name = member_name(member.name)
         root, path = destination(name, self.target, self.tablespaces)
         _check_no_symlink_parents(path, root)
         if member.isdir():
@@ -124,6 +150,9 @@ class Extractor(Stage):
             os.chmod(path, member.mode & 0o7777 or 0o700)
         elif member.issym():
             self._symlink(name, member.linkname, path)
+        elif member.isfile() and self._is_increment(name):
+            self._apply_increment(name, tar.body, path, member, job)
+            job.paths.append(path)
         elif member.isfile():
             self._write_file(name, tar.body, path, member, job)
             job.paths.append(path)
@@ -137,9 +166,7 @@ class Extractor(Stage):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         os.symlink(link, path)
 
-    def _write_file(
-        self, name: str, source: Any, path: str, member: Member, job: _Job
-    ) -> None:
+    def _write_file(self, name: str, source: Any, path: str, member: Member, job: _Job) -> None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         mode = member.mode & 0o7777 or 0o600
         crc = job.writer.write(path, source, mode, lambda n: self.ctx.progress(nbytes=n))
@@ -147,10 +174,30 @@ class Extractor(Stage):
         self.ctx.progress(items=1)
         self._verify(name, crc, job.part)
 
-    def _verify(self, name: str, crc: str, part: str) -> None:
+    def _described(self, name: str) -> FileDescription | None:
         if self.expected is None:
-            return
-        described = self.expected.files.get("/" + name) or self.expected.files.get(name)
+            return None
+        files = self.expected.files
+        found: FileDescription | None = files.get("/" + name) or files.get(name)
+        return found
+
+    def _is_increment(self, name: str) -> bool:
+        described = self._described(name)
+        return described is not None and described.is_incremented
+
+    def _apply_increment(self, name: str, body: Any, path: str, member: Member, job: _Job) -> None:
+        """Apply the increment ``body`` to the file an older backup of the chain restored."""
+        reader = _CheckedReader(body)
+        header = read_header(reader, f"{name} in {job.part}")
+        apply_increment(path, header, read_pages(reader, header, f"{name} in {job.part}"))
+        if reader.read(1):
+            raise IntegrityError(f"{name} in {job.part} is longer than its increment header says")
+        os.utime(path, (member.mtime, member.mtime))
+        self.ctx.progress(nbytes=header.length, items=1)
+        self._verify(name, reader.crc.hexdigest(), job.part)
+
+    def _verify(self, name: str, crc: str, part: str) -> None:
+        described = self._described(name)
         if described is not None and described.crc32c and described.crc32c != crc:
             raise IntegrityError(
                 f"{name} from {part} does not match its checksum "

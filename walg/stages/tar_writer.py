@@ -6,19 +6,27 @@ replays WAL over both), so the size in the tar header always matches what follow
 Files that vanish before they are opened are skipped. Every stored file gets a CRC-32C.
 
 Members are named as WAL-G names them: the path relative to PGDATA with a leading '/'.
+
+In a delta backup, relation files planned with ``since_lsn`` are read twice: a first pass
+picks the pages changed since the base (increment.select_pages), then the tar header (whose
+size must come first) and the increment are written, the chosen pages read again at their
+offsets. The delta filter is fused into this stage: it needs the open file and the part's
+byte stream both, and a separate stage would move every page through one more channel.
 """
 
 from __future__ import annotations
 
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from walg.backup.increment import increment_header, select_pages
 from walg.backup.scan import Entry, Part
 from walg.checksum import Crc32c
 from walg.pipeline import Stage, WorkerContext
+from walg.postgres.pages import BLOCK_SIZE
 from walg.stages.chunks import Chunk
 
 __all__ = ["CHUNK_SIZE", "TarWriter", "tar_header"]
@@ -59,6 +67,7 @@ class TarWriter(Stage):
 
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
+        self._scan_buffer: bytearray | None = None
         self.throttle = _Throttle(ctx.shared.get("disk_readers"), ctx.shared.get("disk_rate"))
 
     def process(self, part: Part) -> Iterator[Chunk]:
@@ -80,24 +89,102 @@ class TarWriter(Stage):
             return  # vanished since the scan: PostgreSQL dropped it; WAL replay agrees
         with handle:
             size = os.fstat(handle.fileno()).st_size
-            yield from out.write(tar_header(entry, size))
-            crc = Crc32c()
-            left = size
+            blocks = None
+            if entry.since_lsn is not None and size and size % BLOCK_SIZE == 0:
+                blocks = self._select(handle, size, entry.since_lsn)
+            if blocks is None:
+                stored = yield from self._whole(out, entry, handle, size)
+            else:
+                stored = yield from self._increment(out, entry, handle, size, blocks)
+        described = {"size": stored[0], "mtime": entry.mtime, "crc32c": stored[1]}
+        if blocks is not None:
+            described["incremented"] = True
+        files["/" + entry.name] = described
+        self.ctx.progress(items=1)
+
+    def _whole(
+        self, out: _ChunkBuilder, entry: Entry, handle: Any, size: int
+    ) -> Generator[Chunk, None, tuple[int, str]]:
+        """Store ``size`` bytes of the file from its start; return (size, CRC-32C)."""
+        handle.seek(0)
+        yield from out.write(tar_header(entry, size))
+        crc = Crc32c()
+        left = size
+        while left:
+            view = out.reserve(left)
+            got = self._read(handle, view)
+            if got == 0:  # the file shrank: pad with zeros up to the header's size
+                view[:] = bytes(len(view))
+                got = len(view)
+            crc.update(view[:got])
+            out.commit(got)
+            left -= got
+            self.ctx.progress(nbytes=got)
+            if out.full:
+                yield out.take()
+        yield from out.write(bytes(-size % _BLOCK))
+        return size, crc.hexdigest()
+
+    def _select(self, handle: Any, size: int, since_lsn: int) -> list[int] | None:
+        """First pass over a relation file: the blocks a delta must carry (see
+        increment.select_pages), or None to store it whole."""
+        if self._scan_buffer is None:
+            self._scan_buffer = bytearray(CHUNK_SIZE)
+        buffer = memoryview(self._scan_buffer)
+        chosen: list[int] = []
+        offset = 0
+        while offset < size:
+            view = buffer[: min(CHUNK_SIZE, size - offset)]
+            got = 0
+            while got < len(view) and (n := self._read(handle, view[got:])):
+                got += n
+            if got % BLOCK_SIZE:
+                return None  # cut inside a page while being truncated: send it whole
+            picked = select_pages(view[:got], since_lsn, offset // BLOCK_SIZE)
+            if picked is None:
+                return None
+            chosen += picked
+            self.ctx.progress(nbytes=got)
+            if got < len(view):
+                break  # the file shrank: WAL replay truncates it too
+            offset += got
+        return chosen
+
+    def _increment(
+        self, out: _ChunkBuilder, entry: Entry, handle: Any, size: int, blocks: list[int]
+    ) -> Generator[Chunk, None, tuple[int, str]]:
+        """Second pass: store the increment of ``blocks``; return (its size, CRC-32C)."""
+        header = increment_header(size, blocks)
+        length = len(header) + BLOCK_SIZE * len(blocks)
+        yield from out.write(tar_header(entry, length))
+        yield from out.write(header)
+        crc = Crc32c()
+        crc.update(header)
+        for first, count in _runs(blocks):
+            offset, left = first * BLOCK_SIZE, count * BLOCK_SIZE
             while left:
                 view = out.reserve(left)
-                got = self._read(handle, view)
-                if got == 0:  # the file shrank: pad with zeros up to the header's size
+                got = self._pread(handle, view, offset)
+                if got == 0:  # truncated since the first pass: zeros (a new page)
                     view[:] = bytes(len(view))
                     got = len(view)
                 crc.update(view[:got])
                 out.commit(got)
                 left -= got
-                self.ctx.progress(nbytes=got)
+                offset += got
                 if out.full:
                     yield out.take()
-            yield from out.write(bytes(-size % _BLOCK))
-        files["/" + entry.name] = {"size": size, "mtime": entry.mtime, "crc32c": crc.hexdigest()}
-        self.ctx.progress(items=1)
+        yield from out.write(bytes(-length % _BLOCK))
+        return length, crc.hexdigest()
+
+    def _pread(self, handle: Any, view: memoryview, offset: int) -> int:
+        semaphore, limiter = self.throttle.semaphore, self.throttle.limiter
+        if limiter is not None:
+            limiter.take(len(view))
+        if semaphore is None:
+            return os.preadv(handle.fileno(), [view], offset)
+        with semaphore:
+            return os.preadv(handle.fileno(), [view], offset)
 
     def _read(self, handle: Any, view: memoryview) -> int:
         semaphore, limiter = self.throttle.semaphore, self.throttle.limiter
@@ -107,6 +194,19 @@ class TarWriter(Stage):
             return int(handle.readinto(view))
         with semaphore:
             return int(handle.readinto(view))
+
+
+def _runs(blocks: list[int]) -> Iterator[tuple[int, int]]:
+    """(first block, count) of each run of consecutive block numbers in sorted ``blocks``."""
+    start = prev = -2
+    for blkno in blocks:
+        if blkno != prev + 1:
+            if prev >= 0:
+                yield start, prev - start + 1
+            start = blkno
+        prev = blkno
+    if prev >= 0:
+        yield start, prev - start + 1
 
 
 class _ChunkBuilder:

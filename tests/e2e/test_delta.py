@@ -1,0 +1,158 @@
+"""Delta backups on a real cluster: a full backup and deltas on it, each restored (its chain
+put together, increments applied) and compared with a dump taken at its point."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest_helpers import archive_now  # type: ignore[import-not-found]
+from servers.postgres import PgCluster
+from walg.backup.delta import MTIME_MARGIN
+from test_pitr import archiving, file_env, wrapper  # type: ignore[import-not-found]
+
+RESTORE = {"recovery_target": "'immediate'", "recovery_target_action": "'promote'"}
+
+
+def push(walg: Any, cluster: PgCluster, env: dict[str, str], *args: str) -> str:
+    done = walg("backup-push", str(cluster.data_dir), *args, env={**cluster.env, **env})
+    return str(done.stdout.strip().splitlines()[-1])
+
+
+def sentinel(env: dict[str, str], name: str) -> dict[str, Any]:
+    path = Path(env["WALG_FILE_PREFIX"]) / "basebackups_005" / f"{name}_backup_stop_sentinel.json"
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def files(env: dict[str, str], name: str) -> dict[str, Any]:
+    path = Path(env["WALG_FILE_PREFIX"]) / "basebackups_005" / name / "files_metadata.json"
+    doc: dict[str, Any] = json.loads(path.read_text())["Files"]
+    return doc
+
+
+def restore(factory: Any, walg: Any, source: PgCluster, env: dict[str, str], name: str) -> PgCluster:
+    """backup-fetch ``name``, then recover (wal-g wal-fetch) to the backup's end and promote."""
+    base = PgCluster.make_base()
+    walg("backup-fetch", str(base / "data"), name, env={**source.env, **env})
+    (base / "data" / "recovery.signal").touch()
+    restored = factory(adopt=base / "data", base=base, archive_command=None,
+                       restore_command=f"{wrapper(source, env)} wal-fetch %f %p", settings=RESTORE)
+    return restored
+
+
+def wait_promoted(cluster: PgCluster) -> None:
+    from test_pitr import _wait_promoted  # type: ignore[import-not-found]
+
+    _wait_promoted(cluster)
+
+
+def test_full_and_three_deltas_each_restore(pg_cluster_factory: Any, walg: Any) -> None:
+    """Updates, a new table, a dropped table, VACUUM FULL and truncations between backups:
+    the full and every delta restore to exactly the data they were taken at."""
+    source, env = archiving(pg_cluster_factory, file_env)
+    env = {**env, "WALG_DELTA_MAX_STEPS": "3", "WALG_UPLOAD_CONCURRENCY": "2"}
+    source.pgbench_init(scale=2)
+    source.psql("CREATE TABLE doomed AS SELECT g AS id, md5(g::text) AS v "
+                "FROM generate_series(1, 20000) g")
+    source.psql("CREATE TABLE shrinking AS SELECT g AS id, repeat('x', 200) AS v "
+                "FROM generate_series(1, 50000) g")
+    # Files are skipped only when unchanged since well before the base started (file times
+    # are coarse): let the files of this brand-new cluster age past that margin.
+    time.sleep(MTIME_MARGIN.total_seconds() + 0.5)
+    names, dumps = [push(walg, source, env)], [source.dumpall()]
+
+    source.pgbench_run(seconds=3, clients=2).wait()
+    source.psql("CREATE TABLE fresh AS SELECT g AS id FROM generate_series(1, 10000) g")
+    names.append(push(walg, source, env))
+    dumps.append(source.dumpall())
+
+    source.psql("DROP TABLE doomed")
+    source.psql("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 97 = 0")
+    source.psql("VACUUM FULL pgbench_accounts")
+    names.append(push(walg, source, env))
+    dumps.append(source.dumpall())
+
+    source.psql("DELETE FROM shrinking WHERE id > 5000")
+    source.psql("VACUUM shrinking")  # gives the emptied tail pages back: the file shrinks
+    source.psql("TRUNCATE pgbench_history")
+    source.psql("INSERT INTO fresh SELECT g FROM generate_series(10001, 12000) g")
+    names.append(push(walg, source, env))
+    dumps.append(source.dumpall())
+    archive_now(source)
+
+    full, d1, d2, d3 = names
+    assert "_D_" not in full
+    for number, (delta, base) in enumerate([(d1, full), (d2, d1), (d3, d2)], start=1):
+        assert delta.endswith("_D_" + base[len("base_"):].split("_D_")[0])
+        doc = sentinel(env, delta)
+        assert (doc["DeltaFrom"], doc["DeltaFullName"], doc["DeltaCount"]) == (base, full, number)
+        assert doc["DeltaLSN"] == sentinel(env, base)["LSN"]
+    described = files(env, d1)
+    assert any(f["IsIncremented"] for f in described.values())
+    assert any(f["IsSkipped"] for f in described.values())
+    assert not any(f["IsIncremented"] or f["IsSkipped"] for f in files(env, full).values())
+    # The chain is as long as WALG_DELTA_MAX_STEPS allows: the next backup is full.
+    assert "_D_" not in push(walg, source, env)
+
+    for name, dump in zip(names, dumps, strict=True):
+        restored = restore(pg_cluster_factory, walg, source, env, name)
+        wait_promoted(restored)
+        assert restored.dumpall() == dump, f"{name} restored different data"
+        restored.stop()
+
+
+def test_latest_full_origin_bases_every_delta_on_the_full(
+    pg_cluster_factory: Any, walg: Any
+) -> None:
+    """WALG_DELTA_ORIGIN=LATEST_FULL: each delta depends on the full backup alone."""
+    source, env = archiving(pg_cluster_factory, file_env)
+    env = {**env, "WALG_DELTA_MAX_STEPS": "2", "WALG_DELTA_ORIGIN": "LATEST_FULL"}
+    source.pgbench_init(scale=1)
+    full = push(walg, source, env)
+    source.pgbench_run(seconds=2, clients=2).wait()
+    first = push(walg, source, env)
+    source.pgbench_run(seconds=2, clients=2).wait()
+    second = push(walg, source, env)
+    dump = source.dumpall()
+    for delta in (first, second):
+        doc = sentinel(env, delta)
+        assert (doc["DeltaFrom"], doc["DeltaFullName"], doc["DeltaCount"]) == (full, full, 1)
+    assert "_D_" not in push(walg, source, env)  # two deltas made on that full: a new full
+    # The first delta is not needed to restore the second: move it out of the way.
+    storage = Path(env["WALG_FILE_PREFIX"]) / "basebackups_005"
+    (storage / f"{first}_backup_stop_sentinel.json").unlink()
+    archive_now(source)
+    restored = restore(pg_cluster_factory, walg, source, env, second)
+    wait_promoted(restored)
+    assert restored.dumpall() == dump
+
+
+def test_delta_size_after_one_percent_update(pg_cluster_factory: Any, walg: Any) -> None:
+    """After 1% of the rows change (a contiguous range, as a batch job would), the delta
+    stores a small fraction of the full backup's bytes."""
+    source, env = archiving(pg_cluster_factory, file_env)
+    env = {**env, "WALG_DELTA_MAX_STEPS": "1"}
+    source.pgbench_init(scale=10)
+    full = push(walg, source, env)
+    source.psql("UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid <= 10000")
+    delta = push(walg, source, env)
+    full_bytes = sentinel(env, full)["CompressedSize"]
+    delta_bytes = sentinel(env, delta)["CompressedSize"]
+    print(f"full {full_bytes} B, delta {delta_bytes} B ({delta_bytes / full_bytes:.1%})")
+    assert delta_bytes < full_bytes * 0.1
+
+
+def test_delta_refuses_a_base_from_another_cluster(pg_cluster_factory: Any, walg: Any) -> None:
+    """--delta-from-name naming another cluster's backup: one clear error, nothing stored."""
+    first, env = archiving(pg_cluster_factory, file_env)
+    other_name = push(walg, first, env)
+    second = pg_cluster_factory()
+    done = walg("backup-push", str(second.data_dir), "--delta-from-name", other_name,
+                env={**second.env, **env}, check=False)
+    assert done.returncode != 0
+    assert "another cluster" in done.stderr and "Traceback" not in done.stderr
+    sentinels = list((Path(env["WALG_FILE_PREFIX"]) / "basebackups_005").glob("*_sentinel.json"))
+    assert len(sentinels) == 1
