@@ -10,8 +10,9 @@ from typing import Any
 
 from conftest_helpers import archive_now  # type: ignore[import-not-found]
 from servers.postgres import PgCluster
-from walg.backup.delta import MTIME_MARGIN
 from test_pitr import archiving, file_env, wrapper  # type: ignore[import-not-found]
+
+from walg.backup.delta import MTIME_MARGIN
 
 RESTORE = {"recovery_target": "'immediate'", "recovery_target_action": "'promote'"}
 
@@ -33,13 +34,20 @@ def files(env: dict[str, str], name: str) -> dict[str, Any]:
     return doc
 
 
-def restore(factory: Any, walg: Any, source: PgCluster, env: dict[str, str], name: str) -> PgCluster:
+def restore(
+    factory: Any, walg: Any, source: PgCluster, env: dict[str, str], name: str
+) -> PgCluster:
     """backup-fetch ``name``, then recover (wal-g wal-fetch) to the backup's end and promote."""
     base = PgCluster.make_base()
     walg("backup-fetch", str(base / "data"), name, env={**source.env, **env})
     (base / "data" / "recovery.signal").touch()
-    restored = factory(adopt=base / "data", base=base, archive_command=None,
-                       restore_command=f"{wrapper(source, env)} wal-fetch %f %p", settings=RESTORE)
+    restored = factory(
+        adopt=base / "data",
+        base=base,
+        archive_command=None,
+        restore_command=f"{wrapper(source, env)} wal-fetch %f %p",
+        settings=RESTORE,
+    )
     return restored
 
 
@@ -55,10 +63,13 @@ def test_full_and_three_deltas_each_restore(pg_cluster_factory: Any, walg: Any) 
     source, env = archiving(pg_cluster_factory, file_env)
     env = {**env, "WALG_DELTA_MAX_STEPS": "3", "WALG_UPLOAD_CONCURRENCY": "2"}
     source.pgbench_init(scale=2)
-    source.psql("CREATE TABLE doomed AS SELECT g AS id, md5(g::text) AS v "
-                "FROM generate_series(1, 20000) g")
-    source.psql("CREATE TABLE shrinking AS SELECT g AS id, repeat('x', 200) AS v "
-                "FROM generate_series(1, 50000) g")
+    source.psql(
+        "CREATE TABLE doomed AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g"
+    )
+    source.psql(
+        "CREATE TABLE shrinking AS SELECT g AS id, repeat('x', 200) AS v "
+        "FROM generate_series(1, 50000) g"
+    )
     # Files are skipped only when unchanged since well before the base started (file times
     # are coarse): let the files of this brand-new cluster age past that margin.
     time.sleep(MTIME_MARGIN.total_seconds() + 0.5)
@@ -86,7 +97,7 @@ def test_full_and_three_deltas_each_restore(pg_cluster_factory: Any, walg: Any) 
     full, d1, d2, d3 = names
     assert "_D_" not in full
     for number, (delta, base) in enumerate([(d1, full), (d2, d1), (d3, d2)], start=1):
-        assert delta.endswith("_D_" + base[len("base_"):].split("_D_")[0])
+        assert delta.endswith("_D_" + base[len("base_") :].split("_D_")[0])
         doc = sentinel(env, delta)
         assert (doc["DeltaFrom"], doc["DeltaFullName"], doc["DeltaCount"]) == (base, full, number)
         assert doc["DeltaLSN"] == sentinel(env, base)["LSN"]
@@ -150,8 +161,14 @@ def test_delta_refuses_a_base_from_another_cluster(pg_cluster_factory: Any, walg
     first, env = archiving(pg_cluster_factory, file_env)
     other_name = push(walg, first, env)
     second = pg_cluster_factory()
-    done = walg("backup-push", str(second.data_dir), "--delta-from-name", other_name,
-                env={**second.env, **env}, check=False)
+    done = walg(
+        "backup-push",
+        str(second.data_dir),
+        "--delta-from-name",
+        other_name,
+        env={**second.env, **env},
+        check=False,
+    )
     assert done.returncode != 0
     assert "another cluster" in done.stderr and "Traceback" not in done.stderr
     sentinels = list((Path(env["WALG_FILE_PREFIX"]) / "basebackups_005").glob("*_sentinel.json"))
