@@ -173,3 +173,21 @@ def test_delta_refuses_a_base_from_another_cluster(pg_cluster_factory: Any, walg
     assert "another cluster" in done.stderr and "Traceback" not in done.stderr
     sentinels = list((Path(env["WALG_FILE_PREFIX"]) / "basebackups_005").glob("*_sentinel.json"))
     assert len(sentinels) == 1
+
+
+def test_delta_with_a_missing_base_fails_before_writing(pg_cluster_factory: Any, walg: Any) -> None:
+    """A delta whose base backup is gone: one clear error, and the target stays empty."""
+    source, env = archiving(pg_cluster_factory, file_env)
+    env = {**env, "WALG_DELTA_MAX_STEPS": "1"}
+    full = push(walg, source, env)
+    source.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS v")
+    delta = push(walg, source, env)
+    (
+        Path(env["WALG_FILE_PREFIX"]) / "basebackups_005" / f"{full}_backup_stop_sentinel.json"
+    ).unlink()
+    target = PgCluster.make_base() / "data"
+    done = walg("backup-fetch", str(target), delta, env={**source.env, **env}, check=False)
+    assert done.returncode != 0
+    assert f"is a delta of {full}, which is not in" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not target.exists() or not any(target.iterdir())
