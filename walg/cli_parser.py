@@ -82,6 +82,12 @@ def _backup_push_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-p", "--permanent", action="store_true", help="mark the new backup permanent"
     )
+    parser.add_argument(
+        "-v",
+        "--verify",
+        action="store_true",
+        help="check page checksums while reading (clusters with data checksums on)",
+    )
 
 
 def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
@@ -261,5 +267,3 @@ def import_command(name: str) -> CommandRunner:
     module = importlib.import_module(by_name[name].module)
     run: CommandRunner = module.run
     return run
-
-

@@ -61,13 +61,25 @@ def _keyed(name: str, factory: Callable[[], Stage], width: int) -> StageSpec:
     return StageSpec(name, factory, workers=width, queue_bound=_BOUND, key=by_part)
 
 
-def push_graph(settings: Settings, folder: str, parts: Sequence[Part], width: int) -> Graph:
-    """Write ``parts`` as compressed (and encrypted) tar objects under ``folder``."""
+def push_graph(
+    settings: Settings,
+    folder: str,
+    parts: Sequence[Part],
+    width: int,
+    verify_since: int | None = None,
+) -> Graph:
+    """Write ``parts`` as compressed (and encrypted) tar objects under ``folder``; with
+    ``verify_since``, check page checksums of pages older than that LSN on the way."""
     method = settings.compression.method
     ext = compression.extension(method)
     stages = [
         StageSpec("parts", functools.partial(Items, list(parts))),
-        StageSpec("tar", functools.partial(TarWriter, ext), workers=width, queue_bound=_BOUND),
+        StageSpec(
+            "tar",
+            functools.partial(TarWriter, ext, verify_since),
+            workers=width,
+            queue_bound=_BOUND,
+        ),
         _keyed("compress", functools.partial(PartTransform, Compress(method)), width),
     ]
     if settings.crypto.enabled:

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+MAX_CORRUPT_BLOCKS = 10  # corrupt block numbers kept per file (WAL-G keeps 10 too)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
 
@@ -246,6 +247,8 @@ class FileDescription:
     is_skipped: bool = False
     size: int | None = None
     crc32c: str | None = None
+    corrupt_count: int = 0  # pages failing their checksum (backup-push --verify)
+    corrupt_blocks: tuple[int, ...] = ()  # the first of them, as WAL-G keeps them
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -253,6 +256,11 @@ class FileDescription:
             "IsSkipped": self.is_skipped,
             "MTime": format_time(self.mtime),
         }
+        if self.corrupt_count:
+            doc["CorruptBlocks"] = {
+                "CorruptBlocksCount": self.corrupt_count,
+                "SomeCorruptBlocks": list(self.corrupt_blocks[:MAX_CORRUPT_BLOCKS]),
+            }
         if self.size is not None:
             doc["WalgSize"] = self.size
         if self.crc32c is not None:
@@ -261,12 +269,15 @@ class FileDescription:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> FileDescription:
+        corrupt = doc.get("CorruptBlocks") or {}
         return cls(
             mtime=parse_time(doc["MTime"]) if doc.get("MTime") else _EPOCH,
             is_incremented=bool(doc.get("IsIncremented", False)),
             is_skipped=bool(doc.get("IsSkipped", False)),
             size=_optional_int(doc.get("WalgSize")),
             crc32c=doc.get("WalgCrc32c"),
+            corrupt_count=int(corrupt.get("CorruptBlocksCount") or 0),
+            corrupt_blocks=tuple(int(b) for b in corrupt.get("SomeCorruptBlocks") or ()),
         )
 
 

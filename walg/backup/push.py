@@ -27,6 +27,7 @@ from walg.backup.catalog import list_backups, read_files_metadata
 from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
 from walg.backup.graphs import parts_in_flight, push_graph
 from walg.backup.meta import (
+    MAX_CORRUPT_BLOCKS,
     ExtendedMetadata,
     FileDescription,
     FilesMetadata,
@@ -90,17 +91,20 @@ def backup_push(
     permanent: bool = False,
     full: bool = False,
     delta_from_name: str | None = None,
+    verify: bool = False,
     progress: ProgressSink | None = None,
 ) -> PushResult:
     """Take a base backup of the cluster at ``pgdata`` (full, or a delta when
     WALG_DELTA_MAX_STEPS or ``delta_from_name`` ask for one and ``full`` does not); return
-    its name."""
+    its name. With ``verify`` (or WALG_VERIFY_PAGE_CHECKSUMS), page checksums are checked
+    as files are read; failures are logged and recorded, never fatal."""
     storage = open_storage(settings)
     with connect(settings.postgres) as pg:
         data_dir = _check_data_directory(pg, pgdata)
         tablespaces = {str(t.oid): t.location for t in pg.tablespaces()}
         system_id = pg.system_identifier()
         delta = _delta(storage, settings, full, delta_from_name)
+        verify = _verify(pg, verify or settings.backup.verify_page_checksums)
         started_at = datetime.now(UTC)
         start = pg.start_backup(f"walg backup {started_at.isoformat()}", fast=True)
         if delta is not None:
@@ -108,7 +112,8 @@ def backup_push(
         base_wal = delta.base.backup.wal_file if delta is not None else None
         name = layout.backup_name(start.wal_file_name, base_wal)
         _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
-        stored = _store_data(settings, name, data_dir, tablespaces, progress, delta)
+        verify_since = start.lsn if verify else None
+        stored = _store_data(settings, name, data_dir, tablespaces, progress, delta, verify_since)
         stop = pg.stop_backup()
         stored.done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
     sentinel = dataclasses.replace(
@@ -126,8 +131,35 @@ def backup_push(
             delta_lsn=delta.base.start_lsn,
         )
     _commit(storage, name, sentinel, stored)
+    _report_corruption(stored)
     _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(stored.done))
     return PushResult(name, sentinel, len(stored.done))
+
+
+def _verify(pg: PgConnection, wanted: bool) -> bool:
+    if wanted and not pg.data_checksums():
+        _log.warning(
+            "page checksums are off in this cluster: nothing to verify",
+            hint="initdb --data-checksums, or pg_checksums --enable on a stopped cluster",
+        )
+        return False
+    return wanted
+
+
+def _report_corruption(stored: _Stored) -> None:
+    damaged = {
+        name: info["corrupt_blocks"]
+        for part in stored.done
+        for name, info in part.meta.get("files", {}).items()
+        if info.get("corrupt_blocks")
+    }
+    if damaged:
+        _log.warning(
+            "pages failed checksum verification; the backup holds them as read",
+            pages=sum(len(b) for b in damaged.values()),
+            files=sorted(damaged)[:10],
+            hint="see CorruptBlocks in files_metadata.json; check the disk and the cluster",
+        )
 
 
 def _delta(
@@ -178,6 +210,7 @@ def _store_data(
     tablespaces: dict[str, str],
     progress: ProgressSink | None,
     delta: _Delta | None,
+    verify_since: int | None,
 ) -> _Stored:
     entries = list(scan(data_dir, tablespaces))
     catalog_size = sum(e.size for e in entries if e.kind == "file")
@@ -196,7 +229,7 @@ def _store_data(
         workers=width,
         skipped=len(skipped),
     )
-    done = _run(settings, name, parts, width, total, progress)
+    done = _run(settings, name, parts, width, total, progress, verify_since)
     control = [e for e in entries if e.name == PG_CONTROL]
     if not control:
         raise PostgresError(f"{PG_CONTROL} vanished during the backup")
@@ -228,10 +261,11 @@ def _run(
     width: int,
     total: int,
     progress: ProgressSink | None,
+    verify_since: int | None = None,
 ) -> list[PartDone]:
     on_progress = None if progress is None else (lambda p: progress(p, total))
     runtime = ProcessRuntime(on_progress=on_progress, log_level=_level(settings))
-    graph = push_graph(settings, layout.parts_prefix(name), parts, width)
+    graph = push_graph(settings, layout.parts_prefix(name), parts, width, verify_since)
     result = runtime.run(graph, shared=_shared(settings))
     return list(result.outputs["upload"])
 
@@ -306,11 +340,14 @@ def _files_metadata(stored: _Stored) -> FilesMetadata:
         described = part.meta.get("files", {})
         sets[part.name] = sorted(described)
         for fname, info in described.items():
+            corrupt = info.get("corrupt_blocks") or ()
             files[fname] = FileDescription(
                 datetime.fromtimestamp(info["mtime"], UTC),
                 is_incremented=bool(info.get("incremented", False)),
                 size=info["size"],
                 crc32c=info["crc32c"],
+                corrupt_count=len(corrupt),
+                corrupt_blocks=tuple(corrupt[:MAX_CORRUPT_BLOCKS]),
             )
     for entry in stored.skipped:
         files["/" + entry.name] = FileDescription(

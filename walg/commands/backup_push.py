@@ -24,6 +24,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             permanent=args.permanent,
             full=args.full,
             delta_from_name=args.delta_from_name,
+            verify=args.verify,
             progress=reporter,
         )
     finally:

@@ -255,6 +255,10 @@ class PgConnection:
         """
         return str(self._one("SHOW data_directory", hint=_PRIVILEGE_HINT)[0])
 
+    def data_checksums(self) -> bool:
+        """Whether the cluster has page checksums (``SHOW data_checksums``)."""
+        return str(self._one("SHOW data_checksums")[0]) == "on"
+
     def is_in_recovery(self) -> bool:
         """Whether the server is a standby (or still recovering)."""
         return bool(self._one("SELECT pg_is_in_recovery()")[0])

@@ -22,8 +22,10 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from walg.backup.delta import is_paged_file
 from walg.backup.increment import increment_header, select_pages
 from walg.backup.scan import Entry, Part
+from walg.backup.verify import PageVerifier
 from walg.checksum import Crc32c
 from walg.pipeline import Stage, WorkerContext
 from walg.postgres.pages import BLOCK_SIZE
@@ -62,8 +64,9 @@ class TarWriter(Stage):
     """Input: :class:`Part` plans. Output: :class:`Chunk` of each part's tar stream; the
     last chunk's meta holds ``files`` (name -> size, mtime, crc32c) and ``tar_size``."""
 
-    def __init__(self, extension: str) -> None:
+    def __init__(self, extension: str, verify_since: int | None = None) -> None:
         self.extension = extension
+        self.verify_since = verify_since  # check page checksums (pages older than this LSN)
 
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -89,21 +92,39 @@ class TarWriter(Stage):
             return  # vanished since the scan: PostgreSQL dropped it; WAL replay agrees
         with handle:
             size = os.fstat(handle.fileno()).st_size
+            verifier = None
+            if self.verify_since is not None and is_paged_file(entry.name, size):
+                verifier = PageVerifier(entry.name, self.verify_since)
             blocks = None
             if entry.since_lsn is not None and size and size % BLOCK_SIZE == 0:
-                blocks = self._select(handle, size, entry.since_lsn)
+                blocks = self._select(handle, size, entry.since_lsn, verifier)
             if blocks is None:
-                stored = yield from self._whole(out, entry, handle, size)
+                if verifier is not None:
+                    verifier.reset()
+                stored = yield from self._whole(out, entry, handle, size, verifier)
             else:
                 stored = yield from self._increment(out, entry, handle, size, blocks)
         described = {"size": stored[0], "mtime": entry.mtime, "crc32c": stored[1]}
         if blocks is not None:
             described["incremented"] = True
+        if verifier is not None and verifier.bad:
+            described["corrupt_blocks"] = verifier.bad
+            self.ctx.log.warning(
+                "page checksum failures",
+                file=entry.name,
+                pages=len(verifier.bad),
+                first_blocks=verifier.bad[:10],
+            )
         files["/" + entry.name] = described
         self.ctx.progress(items=1)
 
     def _whole(
-        self, out: _ChunkBuilder, entry: Entry, handle: Any, size: int
+        self,
+        out: _ChunkBuilder,
+        entry: Entry,
+        handle: Any,
+        size: int,
+        verifier: PageVerifier | None = None,
     ) -> Generator[Chunk, None, tuple[int, str]]:
         """Store ``size`` bytes of the file from its start; return (size, CRC-32C)."""
         handle.seek(0)
@@ -116,6 +137,8 @@ class TarWriter(Stage):
             if got == 0:  # the file shrank: pad with zeros up to the header's size
                 view[:] = bytes(len(view))
                 got = len(view)
+            elif verifier is not None:
+                verifier.feed(view[:got])
             crc.update(view[:got])
             out.commit(got)
             left -= got
@@ -125,7 +148,9 @@ class TarWriter(Stage):
         yield from out.write(bytes(-size % _BLOCK))
         return size, crc.hexdigest()
 
-    def _select(self, handle: Any, size: int, since_lsn: int) -> list[int] | None:
+    def _select(
+        self, handle: Any, size: int, since_lsn: int, verifier: PageVerifier | None
+    ) -> list[int] | None:
         """First pass over a relation file: the blocks a delta must carry (see
         increment.select_pages), or None to store it whole."""
         if self._scan_buffer is None:
@@ -140,6 +165,8 @@ class TarWriter(Stage):
                 got += n
             if got % BLOCK_SIZE:
                 return None  # cut inside a page while being truncated: send it whole
+            if verifier is not None:
+                verifier.feed(view[:got])
             picked = select_pages(view[:got], since_lsn, offset // BLOCK_SIZE)
             if picked is None:
                 return None
