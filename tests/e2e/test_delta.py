@@ -10,6 +10,8 @@ from typing import Any
 
 from conftest_helpers import archive_now  # type: ignore[import-not-found]
 from servers.postgres import PgCluster
+from servers.s3 import make_s3_storage, moto_server  # noqa: F401
+from test_backup_features import pgp_key  # type: ignore[import-not-found]  # noqa: F401
 from test_pitr import archiving, file_env, wrapper  # type: ignore[import-not-found]
 
 from walg.backup.delta import MTIME_MARGIN
@@ -191,3 +193,41 @@ def test_delta_with_a_missing_base_fails_before_writing(pg_cluster_factory: Any,
     assert f"is a delta of {full}, which is not in" in done.stderr
     assert "Traceback" not in done.stderr
     assert not target.exists() or not any(target.iterdir())
+
+
+def test_delta_chain_on_s3_with_settings_changed_between_backups(
+    pg_cluster_factory: Any,
+    walg: Any,
+    make_s3_storage: Any,  # noqa: F811
+    pgp_key: tuple[str, str],  # noqa: F811
+) -> None:
+    """A full backup (lz4, plain) and a delta on it (brotli, OpenPGP) in S3: the restore
+    reads each backup with its own compression and encryption."""
+    bucket = make_s3_storage.new_bucket()
+
+    def s3_env(cluster: PgCluster) -> dict[str, str]:
+        return {
+            "WALG_S3_PREFIX": f"s3://{bucket}/db",
+            "AWS_ENDPOINT": make_s3_storage.endpoint,
+            "AWS_S3_FORCE_PATH_STYLE": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+
+    source, env = archiving(pg_cluster_factory, s3_env)
+    source.pgbench_init(scale=1)
+    time.sleep(MTIME_MARGIN.total_seconds() + 0.5)
+    full = push(walg, source, env)
+    source.pgbench_run(seconds=2, clients=2).wait()
+    secret = {**env, "WALG_DELTA_MAX_STEPS": "1", "WALG_COMPRESSION_METHOD": "brotli"}
+    secret["WALG_PGP_KEY"] = pgp_key[0]
+    delta = push(walg, source, secret)
+    assert "_D_" in delta
+    dump = source.dumpall()
+    archive_now(source)
+    listed = walg("backup-list", "--json", env={**source.env, **secret}).stdout
+    assert {b["backup_name"] for b in json.loads(listed)} == {full, delta}
+    restored = restore(pg_cluster_factory, walg, source, secret, delta)
+    wait_promoted(restored)
+    assert restored.dumpall() == dump
