@@ -412,6 +412,17 @@ def test_read_files_metadata(storage: Storage) -> None:
         read_files_metadata(storage, DELTA_1)
 
 
+def test_files_kept_in_an_old_walg_sentinel_are_read(storage: Storage) -> None:
+    """Old WAL-G versions kept ``Files`` in the sentinel, with no files_metadata.json."""
+    doc = sentinel(at(1)).to_json()
+    doc["Files"] = {"/base/1/2": {"IsIncremented": True, "IsSkipped": False, "MTime": ""}}
+    put_backup(storage, FULL_1, doc)
+    files = read_files_metadata(storage, FULL_1)
+    assert files is not None and files.files["/base/1/2"].is_incremented
+    put_backup(storage, OLD_TL2, sentinel(at(2)))
+    assert read_files_metadata(storage, OLD_TL2) is None
+
+
 def test_file_storage_modified_is_the_sentinel_mtime(tmp_path: Path) -> None:
     """On file storage a backup's modified time is its sentinel file's mtime."""
     storage = FileStorage(str(tmp_path))

@@ -247,12 +247,21 @@ def read_metadata(storage: Storage, name: str) -> ExtendedMetadata | None:
 
 
 def read_files_metadata(storage: Storage, name: str) -> FilesMetadata | None:
-    """``files_metadata.json`` of backup ``name``; None if missing, IntegrityError if malformed."""
+    """``files_metadata.json`` of backup ``name`` — or, for backups of old WAL-G versions
+    that kept ``Files`` in the sentinel, that; None if neither exists, IntegrityError if
+    malformed."""
     key = layout.files_metadata_key(name)
     try:
         doc = _read_json(storage, key)
     except ObjectNotFound:
-        return None
+        try:
+            sentinel = _read_json(storage, layout.sentinel_key(name))
+        except ObjectNotFound:
+            return None
+        if not sentinel.get("Files"):
+            return None
+        where = f"Files of sentinel {layout.sentinel_key(name)}"
+        return FilesMetadata.from_json({"Files": sentinel["Files"]}, where=where)
     return FilesMetadata.from_json(doc, where=f"files metadata {key}")
 
 
