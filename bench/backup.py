@@ -9,6 +9,10 @@ of the walg command (and the peak of its largest single process).
 
     .venv/bin/python bench/backup.py [--scale 70] [--concurrency 1 2]
 
+Delta backups (walg delta backup-push vs pgBackRest --type=incr after 1% and 10% row
+updates, stored bytes vs the full) are benchmarked by bench/delta.py, which reuses this
+file's helpers: ``.venv/bin/python bench/delta.py [--scale 70] [--processes 2]``.
+
 Runs as root (clusters run as the postgres user, as in the tests).
 """
 
@@ -110,6 +114,7 @@ def bench_walg(cluster: PgCluster, work: Path, n: int) -> tuple[float, float, in
         "WALG_DOWNLOAD_CONCURRENCY": str(n),
         "WALG_LOG_LEVEL": "ERROR",
     }
+
     def push_once() -> tuple[float, int, int]:
         shutil.rmtree(storage / "basebackups_005", ignore_errors=True)
         return timed([WALG, "backup-push", str(cluster.data_dir)], env)
@@ -155,8 +160,10 @@ def bench_pgbackrest(cluster: PgCluster, n: int) -> tuple[float, float]:
 
 
 def row(what: str, mb: float, walg: float, reference: float) -> None:
-    print(f"  {what:<8} walg {mb / walg:7.1f} MB/s ({walg:5.1f} s)   pgBackRest "
-          f"{mb / reference:7.1f} MB/s ({reference:5.1f} s)   ratio {reference / walg:4.2f}x")
+    print(
+        f"  {what:<8} walg {mb / walg:7.1f} MB/s ({walg:5.1f} s)   pgBackRest "
+        f"{mb / reference:7.1f} MB/s ({reference:5.1f} s)   ratio {reference / walg:4.2f}x"
+    )
 
 
 def main() -> None:
@@ -172,16 +179,20 @@ def main() -> None:
         size = db_size(cluster.data_dir)
         mb = size / 1e6
         work = cluster.make_dir("work")
-        print(f"database: pgbench scale {args.scale}, {mb:.0f} MB backed up; lz4; file storage; "
-              f"{os.cpu_count()} cores; median of {RUNS} runs each")
+        print(
+            f"database: pgbench scale {args.scale}, {mb:.0f} MB backed up; lz4; file storage; "
+            f"{os.cpu_count()} cores; median of {RUNS} runs each"
+        )
         for n in args.concurrency:
             push, fetch, rss_sum, rss_max = bench_walg(cluster, work, n)
             br_backup, br_restore = bench_pgbackrest(cluster, n)
             print(f"concurrency {n}:")
             row("backup", mb, push, br_backup)
             row("restore", mb, fetch, br_restore)
-            print(f"  walg backup-push peak RSS: {rss_sum / 2**20:.0f} MiB summed over all "
-                  f"processes, {rss_max / 2**20:.0f} MiB largest process")
+            print(
+                f"  walg backup-push peak RSS: {rss_sum / 2**20:.0f} MiB summed over all "
+                f"processes, {rss_max / 2**20:.0f} MiB largest process"
+            )
     finally:
         cluster.cleanup()
 

@@ -65,11 +65,16 @@ def s3_backend(endpoint: str, concurrency: int) -> Iterator[Storage]:
     bucket = f"bench-{time.monotonic_ns()}"
     raw_client(endpoint).create_bucket(Bucket=bucket)
     settings = S3Settings(
-        access_key_id=Secret("bench"), secret_access_key=Secret("bench"), region="us-east-1",
-        endpoint=endpoint, force_path_style=True,
+        access_key_id=Secret("bench"),
+        secret_access_key=Secret("bench"),
+        region="us-east-1",
+        endpoint=endpoint,
+        force_path_style=True,
     )
-    yield S3Storage(S3Options(bucket=bucket, path="bench", settings=settings,
-                              concurrency=concurrency), RetryPolicy())
+    yield S3Storage(
+        S3Options(bucket=bucket, path="bench", settings=settings, concurrency=concurrency),
+        RetryPolicy(),
+    )
 
 
 @contextmanager

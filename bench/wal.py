@@ -47,7 +47,7 @@ def walg_env(extra: dict[str, str]) -> dict[str, str]:
 def wrapper(cluster: PgCluster, name: str, env: dict[str, str]) -> str:
     script = cluster.make_dir("bin") / name
     exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
-    script.write_text(f"#!/bin/sh\n{exports}exec {WALG} \"$@\"\n")
+    script.write_text(f'#!/bin/sh\n{exports}exec {WALG} "$@"\n')
     script.chmod(0o755)
     return str(script)
 
@@ -65,8 +65,10 @@ def make_segments(cluster: PgCluster, count: int) -> list[Path]:
         done = sorted(p.name for p in wal.iterdir() if len(p.name) == 24 and p.name > current)
         if len(done) > count:
             break
-        cluster.psql("INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
-                     "FROM generate_series(1, 200000) g")
+        cluster.psql(
+            "INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
+            "FROM generate_series(1, 200000) g"
+        )
     cluster.psql("SELECT pg_switch_wal()")
     names = done[:count]
     uid, gid = _postgres_ids()
@@ -87,7 +89,10 @@ def fake_pgdata(cluster: PgCluster) -> Path:
 
 
 def time_pushes(
-    command: list[str], pgdata: Path, segments: list[Path], cwd_env: dict[str, str],
+    command: list[str],
+    pgdata: Path,
+    segments: list[Path],
+    cwd_env: dict[str, str],
     absolute: bool = False,
 ) -> float:
     """Median wall time (s) of pushing each segment once with ``command + [path]``, the
@@ -100,8 +105,9 @@ def time_pushes(
         os.chown(path, *_postgres_ids())
         started = time.perf_counter()
         argument = str(path) if absolute else f"pg_wal/{segment.name}"
-        subprocess.run([*command, argument], cwd=pgdata, env=cwd_env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*command, argument], cwd=pgdata, env=cwd_env, check=True, capture_output=True
+        )
         times.append(time.perf_counter() - started)
         path.unlink()
     return statistics.median(times)
@@ -155,31 +161,55 @@ def bench_push(cluster: PgCluster, segments: list[Path], s3_endpoint: str | None
     storage = cluster.make_dir("walg-storage")
     env = walg_env({"WALG_FILE_PREFIX": str(storage)})
     overhead = runuser_cost()
-    walg_file = time_pushes(as_postgres(["env", *_env_words(env), WALG, "wal-push"]), pgdata,
-                            segments, os.environ.copy())
+    walg_file = time_pushes(
+        as_postgres(["env", *_env_words(env), WALG, "wal-push"]),
+        pgdata,
+        segments,
+        os.environ.copy(),
+    )
     daemon = with_daemon(cluster, env)
     try:
-        walg_daemon = time_pushes(as_postgres(["env", *_env_words(env), WALG, "wal-push"]),
-                                  pgdata, segments, os.environ.copy())
+        walg_daemon = time_pushes(
+            as_postgres(["env", *_env_words(env), WALG, "wal-push"]),
+            pgdata,
+            segments,
+            os.environ.copy(),
+        )
     finally:
         daemon.terminate()
         daemon.wait(30)
     pgbr = pgbackrest_config(cluster)
-    reference = time_pushes([*pgbr, "archive-push"], pgdata, segments, os.environ.copy(),
-                            absolute=True)
-    print(f"one 16 MiB wal-push, median of {len(segments)}; each figure includes "
-          f"{overhead * 1000:.1f} ms of `runuser -u postgres` (all run as PostgreSQL's user):")
+    reference = time_pushes(
+        [*pgbr, "archive-push"], pgdata, segments, os.environ.copy(), absolute=True
+    )
+    print(
+        f"one 16 MiB wal-push, median of {len(segments)}; each figure includes "
+        f"{overhead * 1000:.1f} ms of `runuser -u postgres` (all run as PostgreSQL's user):"
+    )
     print(f"  walg, file storage        {walg_file * 1000:6.1f} ms")
     print(f"  walg via `wal-g daemon`   {walg_daemon * 1000:6.1f} ms")
     if s3_endpoint:
-        s3 = walg_env({"WALG_S3_PREFIX": "s3://walbench/db", "AWS_ENDPOINT": s3_endpoint,
-                       "AWS_S3_FORCE_PATH_STYLE": "true", "AWS_ACCESS_KEY_ID": "x",
-                       "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"})
-        walg_s3 = time_pushes(as_postgres(["env", *_env_words(s3), WALG, "wal-push"]), pgdata,
-                              segments, os.environ.copy())
+        s3 = walg_env(
+            {
+                "WALG_S3_PREFIX": "s3://walbench/db",
+                "AWS_ENDPOINT": s3_endpoint,
+                "AWS_S3_FORCE_PATH_STYLE": "true",
+                "AWS_ACCESS_KEY_ID": "x",
+                "AWS_SECRET_ACCESS_KEY": "x",
+                "AWS_REGION": "us-east-1",
+            }
+        )
+        walg_s3 = time_pushes(
+            as_postgres(["env", *_env_words(s3), WALG, "wal-push"]),
+            pgdata,
+            segments,
+            os.environ.copy(),
+        )
         print(f"  walg, S3 (moto)           {walg_s3 * 1000:6.1f} ms")
-    print(f"  pgBackRest archive-push   {reference * 1000:6.1f} ms   (walg/pgBackRest on file "
-          f"storage: direct {walg_file / reference:4.2f}, daemon {walg_daemon / reference:4.2f})")
+    print(
+        f"  pgBackRest archive-push   {reference * 1000:6.1f} ms   (walg/pgBackRest on file "
+        f"storage: direct {walg_file / reference:4.2f}, daemon {walg_daemon / reference:4.2f})"
+    )
 
 
 def _env_words(env: dict[str, str]) -> list[str]:
@@ -200,18 +230,25 @@ def bench_sustained(seconds: int) -> None:
         before = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver"))
         started = time.monotonic()
         while time.monotonic() - started < seconds:
-            cluster.psql("INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
-                         "FROM generate_series(1, 200000) g")
+            cluster.psql(
+                "INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
+                "FROM generate_series(1, 200000) g"
+            )
         elapsed = time.monotonic() - started
-        written = float(cluster.psql(
-            f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{start_lsn}') / 16777216.0"))
+        written = float(
+            cluster.psql(
+                f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{start_lsn}') / 16777216.0"
+            )
+        )
         archived = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver")) - before
         ready = len(list((cluster.data_dir / "pg_wal" / "archive_status").glob("*.ready")))
         failed = cluster.psql("SELECT failed_count FROM pg_stat_archiver")
-        print(f"sustained archiving, bulk inserts for {elapsed:.0f} s: {written:.0f} segments "
-              f"written ({written / elapsed:.1f}/s), {archived} archived "
-              f"({archived / elapsed:.1f}/s); lag at the end: {ready} segments waiting; "
-              f"failures: {failed}")
+        print(
+            f"sustained archiving, bulk inserts for {elapsed:.0f} s: {written:.0f} segments "
+            f"written ({written / elapsed:.1f}/s), {archived} archived "
+            f"({archived / elapsed:.1f}/s); lag at the end: {ready} segments waiting; "
+            f"failures: {failed}"
+        )
     finally:
         cluster.cleanup()
 
@@ -223,20 +260,31 @@ def bench_fetch(cluster: PgCluster, segments: list[Path]) -> None:
     for segment in segments:  # archive them once with wal-push
         path = pgdata / "pg_wal" / segment.name
         shutil.copy(segment, path)
-        subprocess.run([WALG, "wal-push", f"pg_wal/{segment.name}"], cwd=pgdata, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [WALG, "wal-push", f"pg_wal/{segment.name}"],
+            cwd=pgdata,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         path.unlink()
     mib = len(segments) * 16
     for label, extra in (("with prefetch", []), ("without prefetch", ["--no-prefetch"])):
         target = Path(tempfile.mkdtemp(prefix="walg-fetch-"))
         started = time.perf_counter()
         for segment in segments:
-            subprocess.run([WALG, "wal-fetch", *extra, segment.name, str(target / "RECOVERYXLOG")],
-                           env=env, check=True, capture_output=True)
+            subprocess.run(
+                [WALG, "wal-fetch", *extra, segment.name, str(target / "RECOVERYXLOG")],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         elapsed = time.perf_counter() - started
         shutil.rmtree(target)
-        print(f"wal-fetch {label:<17} {len(segments) / elapsed:6.1f} segments/s "
-              f"({mib / elapsed:6.1f} MiB/s, {mib} MiB)")
+        print(
+            f"wal-fetch {label:<17} {len(segments) / elapsed:6.1f} segments/s "
+            f"({mib / elapsed:6.1f} MiB/s, {mib} MiB)"
+        )
     pgbr = pgbackrest_config(cluster)
     for segment in segments:
         path = pgdata / "pg_wal" / segment.name
@@ -247,11 +295,16 @@ def bench_fetch(cluster: PgCluster, segments: list[Path]) -> None:
     target = cluster.make_dir("pgbr-fetch")
     started = time.perf_counter()
     for segment in segments:
-        subprocess.run([*pgbr, "archive-get", segment.name, str(target / "RECOVERYXLOG")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*pgbr, "archive-get", segment.name, str(target / "RECOVERYXLOG")],
+            check=True,
+            capture_output=True,
+        )
     elapsed = time.perf_counter() - started
-    print(f"pgBackRest archive-get     {len(segments) / elapsed:6.1f} segments/s "
-          f"({mib / elapsed:6.1f} MiB/s)")
+    print(
+        f"pgBackRest archive-get     {len(segments) / elapsed:6.1f} segments/s "
+        f"({mib / elapsed:6.1f} MiB/s)"
+    )
 
 
 def main() -> None:
@@ -262,8 +315,9 @@ def main() -> None:
     parser.add_argument("--no-s3", action="store_true")
     args = parser.parse_args()
     # archive_command's user cannot write __pycache__ here: compile once, as an install does
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(WALG).parents[2] / "walg")],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(WALG).parents[2] / "walg")], check=True
+    )
     cluster = PgCluster.create(settings={"wal_keep_size": "4GB", "max_wal_size": "4GB"})
     try:
         cluster.start()

@@ -231,3 +231,51 @@ def test_delta_chain_on_s3_with_settings_changed_between_backups(
     restored = restore(pg_cluster_factory, walg, source, secret, delta)
     wait_promoted(restored)
     assert restored.dumpall() == dump
+
+
+def test_delta_across_a_timeline_switch(pg_cluster_factory: Any, walg: Any) -> None:
+    """After a point-in-time recovery to before the newest backup finished, a delta on that
+    backup would miss pages the new timeline rewrote: it is refused. A base the new
+    timeline left only after it finished is fine, and restores."""
+    source, env = archiving(pg_cluster_factory, file_env)
+    source.pgbench_init(scale=1)
+    early = push(walg, source, env)
+    source.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS v")
+    archive_now(source)
+    target_time = source.psql("SELECT now()")
+    time.sleep(1.1)
+    source.psql("INSERT INTO t SELECT generate_series(1, 5000)")
+    late = push(walg, source, env)
+    archive_now(source)
+
+    base = PgCluster.make_base()
+    walg(
+        "backup-fetch",
+        str(base / "data"),
+        early,
+        f"--target-time={target_time}",
+        "--target-action=promote",
+        env={**source.env, **env},
+    )
+    branched = pg_cluster_factory(
+        adopt=base / "data", base=base, archive_command=f"{wrapper(source, env)} wal-push %p"
+    )
+    wait_promoted(branched)
+    branched.psql("UPDATE pgbench_accounts SET abalance = 1 WHERE aid < 1000")
+    for _ in range(4):  # move the new timeline's LSN past the late backup's finish
+        branched.psql("CREATE TABLE IF NOT EXISTS w (v int); INSERT INTO w VALUES (1)")
+        branched.psql("SELECT pg_switch_wal()")
+    deltas = {**env, "WALG_DELTA_MAX_STEPS": "3"}
+    refused = walg(
+        "backup-push", str(branched.data_dir), env={**branched.env, **deltas}, check=False
+    )
+    assert refused.returncode != 0
+    assert f"cannot take a delta on {late} (timeline 1)" in refused.stderr
+    assert "before the base finished" in refused.stderr
+    delta = push(walg, branched, deltas, "--delta-from-name", early)
+    assert delta.endswith(early[len("base_") :])
+    dump = branched.dumpall()
+    archive_now(branched)
+    restored = restore(pg_cluster_factory, walg, branched, env, delta)
+    wait_promoted(restored)
+    assert restored.dumpall() == dump

@@ -23,6 +23,7 @@ from walg.backup.delta import (
 from walg.backup.meta import FileDescription, FilesMetadata, Sentinel
 from walg.backup.scan import Entry
 from walg.errors import BackupNotFound, DeltaBaseError, IntegrityError
+from walg.postgres.wal import parse_history
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -264,3 +265,24 @@ def test_parts_needed_downloads_only_parts_holding_selected_files() -> None:
     assert parts_needed(Selection("x"), sets) == set()
     assert parts_needed(Selection("x", everything=True), sets) is None
     assert parts_needed(Selection("x", frozenset({"b"})), {}) is None
+
+
+# -- timelines --------------------------------------------------------------------------------
+
+
+def test_parse_history() -> None:
+    text = "1\t0/3000000\tno recovery target specified\n\n# comment\n2\t0/5000A28\tbefore 2026\n"
+    assert parse_history(text) == {1: 0x3000000, 2: 0x5000A28}
+    with pytest.raises(ValueError, match="malformed"):
+        parse_history("x 0/1 y\n")
+
+
+def test_base_on_an_older_timeline_is_fine_if_left_after_it_finished() -> None:
+    base = choose_base([backup("full", 0)], max_steps=1, origin="LATEST")  # finishes at 0x1000100
+    assert base is not None
+    later = 0x9000000
+    check_base(base, 7, later, timeline=2, history={1: 0x1000100})
+    with pytest.raises(DeltaBaseError, match="left it at 0/1000000, before the base finished"):
+        check_base(base, 7, later, timeline=2, history={1: 0x1000000})
+    with pytest.raises(DeltaBaseError, match="does not descend"):
+        check_base(base, 7, later, timeline=3, history={2: 0x2000000})

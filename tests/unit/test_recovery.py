@@ -11,6 +11,7 @@ import pytest
 from walg.backup.recovery import (
     CONFIG_NAME,
     RecoveryOptions,
+    disable_previous,
     recovery_lines,
     restore_command,
     walg_command,
@@ -87,3 +88,27 @@ def test_write_recovery(tmp_path: Path) -> None:
 def test_restore_config_is_never_backed_up() -> None:
     """walg_restore.json (it may hold keys) is excluded from base backups."""
     assert is_excluded(CONFIG_NAME, False)
+
+
+def test_settings_of_an_earlier_fetch_are_disabled(tmp_path: Path) -> None:
+    """A backup of a cluster once restored with --target-time carries those settings; the
+    next backup-fetch comments out exactly them, once."""
+    conf = tmp_path / "postgresql.auto.conf"
+    original = [
+        "work_mem = '64MB'\n",
+        "\n",
+        "# written by wal-g backup-fetch\n",
+        "restore_command = 'wal-g --config /old/walg_restore.json wal-fetch %f %p'\n",
+        "recovery_target_time = '2026-01-01 00:00:00+00'\n",
+        "recovery_target_action = 'promote'\n",
+        "recovery_target_timeline = 'latest'\n",
+    ]
+    conf.write_text("".join(original))
+    assert disable_previous(str(tmp_path))
+    lines = conf.read_text().splitlines(keepends=True)
+    assert lines[:3] == original[:3]
+    assert all(line.startswith("# disabled by a later wal-g backup-fetch: ") for line in lines[3:6])
+    assert [line.split(": ", 1)[1] for line in lines[3:6]] == original[3:6]
+    assert lines[6] == original[6]  # not ours: left alone
+    assert not disable_previous(str(tmp_path))  # nothing left to disable
+    assert not disable_previous(str(tmp_path / "missing"))

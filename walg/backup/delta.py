@@ -34,6 +34,7 @@ from walg.backup.meta import FileDescription
 from walg.backup.scan import PG_CONTROL, Entry
 from walg.errors import BackupNotFound, DeltaBaseError
 from walg.postgres.pages import BLOCK_SIZE
+from walg.postgres.wal import format_lsn
 
 __all__ = [
     "MTIME_MARGIN",
@@ -108,8 +109,19 @@ def choose_base(
     return None if count > max_steps else DeltaBase(latest, count, _full_name(latest))
 
 
-def check_base(base: DeltaBase, system_identifier: int | None, start_lsn: int) -> None:
-    """Refuse a base from another cluster, or one that finished after this backup started."""
+def check_base(
+    base: DeltaBase,
+    system_identifier: int | None,
+    start_lsn: int,
+    timeline: int | None = None,
+    history: Mapping[int, int] | None = None,
+) -> None:
+    """Refuse a base from another cluster, one that finished after this backup started, or
+    one taken on a timeline this cluster's history left before the base finished.
+
+    The last case follows a point-in-time recovery to before the base's end: the new
+    timeline rewrote pages with LSNs below the base's start, which a delta would skip.
+    ``history`` is the current timeline's history (``wal.parse_history``)."""
     theirs = base.backup.sentinel.system_identifier
     if theirs is not None and system_identifier is not None and theirs != system_identifier:
         raise DeltaBaseError(
@@ -122,6 +134,19 @@ def check_base(base: DeltaBase, system_identifier: int | None, start_lsn: int) -
             f"cannot take a delta on {base.name}: it finished at an LSN ahead of this "
             "backup's start (was the cluster restored to an earlier point?)",
             hint="pass --full to start a new chain",
+        )
+    base_timeline = base.backup.sentinel.timeline
+    if timeline is not None and base_timeline != timeline:
+        switch = (history or {}).get(base_timeline)
+        if switch is None:
+            why = f"timeline {timeline} does not descend from it"
+        elif base.backup.sentinel.finish_lsn > switch:
+            why = f"timeline {timeline} left it at {format_lsn(switch)}, before the base finished"
+        else:
+            return
+        raise DeltaBaseError(
+            f"cannot take a delta on {base.name} (timeline {base_timeline}): {why}",
+            hint="pass --full to start a new chain on this timeline",
         )
 
 

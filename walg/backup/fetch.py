@@ -19,7 +19,7 @@ from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
 from walg.backup.chain import Selection, parts_needed, plan_restore
 from walg.backup.graphs import fetch_graph
 from walg.backup.meta import FilesMetadata
-from walg.backup.recovery import RecoveryOptions, write_recovery
+from walg.backup.recovery import RecoveryOptions, disable_previous, write_recovery
 from walg.config import Settings
 from walg.errors import BackupNotFound, ConfigError, CryptoError, IntegrityError, WalgError
 from walg.fsutil import fsync_dir
@@ -120,6 +120,8 @@ def backup_fetch(
     control = _named(last.objects, layout.PG_CONTROL_PART)
     for batch in (last.data_objects(), label, control):  # pg_control last
         _run(settings, last, batch, path, tablespaces, progress, total)
+    if disable_previous(path):
+        _log.info("disabled recovery settings an earlier backup-fetch left in the backup")
     if recovery is not None and recovery.requested:
         write_recovery(path, recovery, settings)
     _fsync_tree(path)

@@ -40,6 +40,7 @@ from walg.errors import PostgresError
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
 from walg.postgres.connection import BackupStart, PgConnection, connect
+from walg.postgres.wal import history_file_name, parse_history
 from walg.stages.chunks import PartDone
 from walg.storage import Storage, open_storage
 
@@ -108,7 +109,8 @@ def backup_push(
         started_at = datetime.now(UTC)
         start = pg.start_backup(f"walg backup {started_at.isoformat()}", fast=True)
         if delta is not None:
-            check_base(delta.base, system_id, start.lsn)
+            history = _history(data_dir, start.timeline, delta.base)
+            check_base(delta.base, system_id, start.lsn, start.timeline, history)
         base_wal = delta.base.backup.wal_file if delta is not None else None
         name = layout.backup_name(start.wal_file_name, base_wal)
         _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
@@ -134,6 +136,19 @@ def backup_push(
     _report_corruption(stored)
     _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(stored.done))
     return PushResult(name, sentinel, len(stored.done))
+
+
+def _history(data_dir: str, timeline: int, base: DeltaBase) -> dict[int, int]:
+    """The current timeline's history, when the base was taken on another timeline."""
+    if base.backup.sentinel.timeline == timeline or timeline == 1:
+        return {}
+    path = os.path.join(data_dir, "pg_wal", history_file_name(timeline))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_history(f.read())
+    except (OSError, ValueError) as err:
+        _log.warning("cannot read the timeline history", path=path, error=str(err))
+        return {}
 
 
 def _verify(pg: PgConnection, wanted: bool) -> bool:

@@ -6,6 +6,12 @@ optional ``recovery_target_*`` and ``recovery_target_action``, and recovery.sign
 standby.signal). The configuration goes into ``walg_restore.json`` (mode 0600) inside the
 restored PGDATA, because PostgreSQL runs restore_command with its own environment; backups
 never include that file (see scan.py).
+
+Those settings stay in postgresql.auto.conf after recovery ends, so a later backup of the
+promoted cluster carries them. Every backup-fetch therefore disables (comments out) the
+settings an earlier backup-fetch wrote (:func:`disable_previous`): a stale
+recovery_target_time would otherwise clash with the next restore's own target, and the
+old restore_command names a configuration file the backup does not hold.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from walg.postgres.wal import format_lsn, parse_lsn
 __all__ = [
     "CONFIG_NAME",
     "RecoveryOptions",
+    "disable_previous",
+    "disabled_lines",
     "recovery_lines",
     "restore_command",
     "walg_command",
@@ -31,6 +39,15 @@ __all__ = [
 ]
 
 CONFIG_NAME = "walg_restore.json"
+MARKER = "# written by wal-g backup-fetch"
+_DISABLED = "# disabled by a later wal-g backup-fetch: "
+_OURS = (
+    "restore_command",
+    "recovery_target_time",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_action",
+)
 ACTIONS = ("pause", "promote", "shutdown")
 
 
@@ -109,6 +126,40 @@ def recovery_lines(options: RecoveryOptions, command: str) -> list[str]:
     return lines
 
 
+def disabled_lines(lines: Sequence[str]) -> list[str]:
+    """``lines`` of postgresql.auto.conf with the settings that follow our marker commented
+    out (pure); everything else is kept as it is."""
+    result = []
+    ours = False
+    for line in lines:
+        name = line.split("=", 1)[0].strip()
+        if line.rstrip("\n") == MARKER:
+            ours = True
+        elif ours and "=" in line and name in _OURS:
+            line = _DISABLED + line
+        else:
+            ours = False
+        result.append(line)
+    return result
+
+
+def disable_previous(target: str) -> bool:
+    """Comment out the recovery settings an earlier backup-fetch left in ``target``'s
+    postgresql.auto.conf (restored with the backup); whether there were any."""
+    path = os.path.join(target, "postgresql.auto.conf")
+    try:
+        with open(path, encoding="utf-8") as conf:
+            lines = conf.readlines()
+    except FileNotFoundError:
+        return False
+    changed = disabled_lines(lines)
+    if changed == lines:
+        return False
+    with open(path, "w", encoding="utf-8") as conf:
+        conf.writelines(changed)
+    return True
+
+
 def write_recovery(target: str, options: RecoveryOptions, settings: Settings) -> None:
     """Write the config file, the recovery settings and the signal file into ``target``."""
     config_path = os.path.join(target, CONFIG_NAME)
@@ -118,7 +169,7 @@ def write_recovery(target: str, options: RecoveryOptions, settings: Settings) ->
         json.dump(doc, out, indent=2)
     command = restore_command(walg_command(), config_path)
     with open(os.path.join(target, "postgresql.auto.conf"), "a", encoding="utf-8") as conf:
-        conf.write("\n# written by wal-g backup-fetch\n")
+        conf.write(f"\n{MARKER}\n")
         conf.write("".join(line + "\n" for line in recovery_lines(options, command)))
     signal = "standby.signal" if options.standby else "recovery.signal"
     open(os.path.join(target, signal), "w").close()

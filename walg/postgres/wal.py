@@ -40,6 +40,7 @@ __all__ = [
     "is_partial_name",
     "is_segment_name",
     "next_segment_name",
+    "parse_history",
     "parse_lsn",
     "parse_segment_name",
     "previous_segment_name",
@@ -201,6 +202,20 @@ def history_file_name(timeline: int) -> str:
     """The name of the history file of ``timeline``, e.g. ``00000002.history``."""
     _check_timeline(timeline)
     return f"{timeline:08X}.history"
+
+
+def parse_history(text: str) -> dict[int, int]:
+    """A timeline history file's switch points: ``{parent timeline: LSN where the history
+    left it}``. Lines are ``<parent TLI> <switch LSN> <reason>``; '#' starts a comment."""
+    switches: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split(None, 2)
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) < 2 or not fields[0].isdigit():
+            raise ValueError(f"malformed timeline history line {line!r}")
+        switches[int(fields[0])] = parse_lsn(fields[1])
+    return switches
 
 
 def backup_history_file_name(
