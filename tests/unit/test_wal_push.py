@@ -505,10 +505,10 @@ def test_foreground_failure_cancels_background_uploads(store: Path, pg_wal: Path
     )
     (store / "wal_005").mkdir()
     (store / "wal_005" / f"{SEG[0]}").write_bytes(b"an older, different segment")
-    started = time.monotonic()
     with pytest.raises(WalgError, match="other content"):
         push_wal(settings, str(big[0]))
-    assert time.monotonic() - started < 5  # an upload at this rate would take ~8 s
+    # Had the call waited for its background uploads (8 s each at this rate), they would
+    # have been stored and marked: neither happened, so they were cancelled.
     assert markers(pg_wal) == []
     assert objects(store) == [f"wal_005/{SEG[0]}"]
     assert not any(TEMP_MARK in p.name for p in store.rglob("*"))
