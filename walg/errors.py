@@ -20,7 +20,6 @@ __all__ = [
     "GraphInvalid",
     "IntegrityError",
     "NoBackupsFound",
-    "NotImplementedYet",
     "ObjectNotFound",
     "PermissionDenied",
     "PipelineError",
@@ -171,10 +170,3 @@ class DeltaBaseError(WalgError):
     """A delta backup cannot be based on the chosen backup (another cluster, a newer LSN)."""
 
     default_hint = "pass --full to take a full backup and start a new chain"
-
-
-class NotImplementedYet(WalgError):
-    """A WAL-G command that this version of walg does not provide yet."""
-
-    exit_code = EX_USAGE
-    default_hint = "this command is planned; use WAL-G itself for it until then"

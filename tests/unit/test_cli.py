@@ -167,21 +167,6 @@ def test_arguments_reach_the_command(walg_env: dict[str, str]) -> None:
     assert args.confirm is True
 
 
-UNBUILT = ["backup-mark", "delete"]
-
-
-@pytest.mark.parametrize("name", UNBUILT)
-def test_unbuilt_commands_say_so(
-    name: str, walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Every command not built yet fails honestly: ERROR naming the command, exit 2."""
-    assert main(SAMPLE_ARGV[name], environ=walg_env) == 2
-    err = capsys.readouterr().err
-    assert f"ERROR: wal-g {name} is not implemented" in err
-    assert "HINT: " in err
-    assert "Traceback" not in err
-
-
 def test_walg_error_prints_error_and_hint(
     walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from walg.backup.catalog import BackupInfo
 from walg.backup.meta import DATE_FORMAT
 
-__all__ = ["DEFAULT_STORAGE_NAME", "NO_BACKUPS", "render"]
+__all__ = ["DEFAULT_STORAGE_NAME", "NO_BACKUPS", "render", "size_text"]
 
 DEFAULT_STORAGE_NAME = "default"
 """WAL-G's name for the one (primary) storage, shown in the storage_name column."""
@@ -114,7 +114,7 @@ def _user_data_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
     """``size`` in bytes with binary units for people: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
     amount = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -145,14 +145,14 @@ _DETAIL: tuple[_Column, ...] = (
         "uncompressed_size",
         "Uncompressed size",
         lambda b, s: str(b.details.uncompressed_size),
-        pretty=lambda b, s: _size_text(b.details.uncompressed_size),
+        pretty=lambda b, s: size_text(b.details.uncompressed_size),
         numeric=True,
     ),
     _Column(
         "compressed_size",
         "Compressed size",
         lambda b, s: str(b.details.compressed_size),
-        pretty=lambda b, s: _size_text(b.details.compressed_size),
+        pretty=lambda b, s: size_text(b.details.compressed_size),
         numeric=True,
     ),
     _Column("delta_from", "Delta from", lambda b, s: _text(b.sentinel.delta_from or "")),

@@ -10,13 +10,3 @@ A command raises :class:`walg.errors.WalgError` subclasses for failures; it neve
 """
 
 from __future__ import annotations
-
-from walg import __version__
-from walg.errors import NotImplementedYet
-
-__all__ = ["not_implemented"]
-
-
-def not_implemented(command: str) -> NotImplementedYet:
-    """The error a command raises while this version of walg does not provide it."""
-    return NotImplementedYet(f"wal-g {command} is not implemented in walg {__version__} yet")

@@ -1,11 +1,12 @@
-"""``wal-g backup-mark``: mark a backup permanent or impermanent."""
+"""``wal-g backup-mark NAME [--impermanent]``: mark a backup permanent or impermanent.
+
+Marking permanent marks the backup's delta ancestors too; see :mod:`walg.backup.marking`.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
-
-from walg.commands import not_implemented
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -14,5 +15,17 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Set or clear the permanent mark of ``args.backup_name`` (not implemented yet)."""
-    raise not_implemented("backup-mark")
+    """Set or clear the permanent mark of ``args.backup_name``; print what changed."""
+    from walg.backup.marking import mark_backup
+    from walg.storage import open_storage
+
+    storage = open_storage(settings)
+    lines = mark_backup(
+        storage,
+        args.backup_name,
+        permanent=not args.impermanent,
+        workers=settings.concurrency.download,
+    )
+    for line in lines:
+        print(line)
+    return 0

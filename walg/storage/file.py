@@ -98,6 +98,24 @@ class FileStorage(Storage):
         for folder in sorted(touched, key=len, reverse=True):
             self._prune(folder)
 
+    def list_temporary(self, folder: str = "") -> Iterator[ObjectInfo]:
+        """Temporary files that interrupted writes left under ``folder`` (listings skip
+        them), with keys relative to this storage folder: for ``wal-g delete garbage``."""
+        inside = (self._root + folder).strip("/")
+        top = self._path(inside) if inside else self.directory
+        for path, _folders, files in os.walk(top):
+            for name in sorted(files):
+                if not name.startswith(TEMP_MARK):
+                    continue
+                full = os.path.join(path, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue  # renamed or removed meanwhile
+                key = os.path.relpath(full, self.directory).replace(os.sep, "/")
+                modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                yield ObjectInfo(key[len(self._root) :], st.st_size, modified)
+
     def _prune(self, folder: str) -> None:
         """fsync ``folder``, then remove it and its parents while they are empty."""
         with contextlib.suppress(OSError):
