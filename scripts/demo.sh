@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The walg demo, run by `make demo` (which puts .venv/bin first on PATH):
 # a throwaway PostgreSQL 15 cluster with pgbench data is backed up with `wal-g backup-push`
-# to file storage, restored with `wal-g backup-fetch` into a new directory, started, and
-# its data compared with the original's.
+# to file storage (a full backup, then a delta after more writes), the delta restored with
+# `wal-g backup-fetch` into a new directory, started, and its data compared with the
+# original's.
 #
 #   DEMO_DIR   where everything goes (default /tmp/walg-demo; recreated on each run)
 #   DEMO_SCALE pgbench scale (default 10, about 150 MB)
@@ -73,17 +74,21 @@ step "pgbench -i -s $DEMO_SCALE"
 "$PG_BIN/pgbench" -i -q -s "$DEMO_SCALE" 2>&1 | tail -1
 CHECK="SELECT count(*) || ' accounts, balance ' || sum(abalance) || ', md5 ' || md5(string_agg(aid::text || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts"
 "$PG_BIN/pgbench" -n -T 3 -c 2 >/dev/null
+
+step "wal-g backup-push $DEMO_DIR/data  (a full backup)"
+wal-g backup-push "$DEMO_DIR/data"
+
+step "pgbench -T 3, then WALG_DELTA_MAX_STEPS=1 wal-g backup-push  (a delta: only changed pages)"
+"$PG_BIN/pgbench" -n -T 3 -c 2 >/dev/null
 BEFORE=$("$PG_BIN/psql" -XAtc "$CHECK")
 echo "original:  $BEFORE"
-
-step "wal-g backup-push $DEMO_DIR/data"
-wal-g backup-push "$DEMO_DIR/data"
+WALG_DELTA_MAX_STEPS=1 wal-g backup-push "$DEMO_DIR/data"
 "$PG_BIN/psql" -XAtqc "SELECT pg_switch_wal()" >/dev/null
 
 step "wal-g backup-list --detail"
 wal-g backup-list --detail
 
-step "wal-g backup-fetch $DEMO_DIR/restore LATEST"
+step "wal-g backup-fetch $DEMO_DIR/restore LATEST  (the delta, put together with its full)"
 wal-g backup-fetch "$DEMO_DIR/restore" LATEST
 
 step "ls storage/wal_005  (WAL archived by archive_command = wal-g wal-push %p)"
