@@ -269,13 +269,14 @@ def bench_fetch(cluster: PgCluster, segments: list[Path]) -> None:
         )
         path.unlink()
     mib = len(segments) * 16
-    for label, extra in (("with prefetch", []), ("without prefetch", ["--no-prefetch"])):
+
+    def run_fetches(label: str, extra: list[str], run_env: dict[str, str]) -> None:
         target = Path(tempfile.mkdtemp(prefix="walg-fetch-"))
         started = time.perf_counter()
         for segment in segments:
             subprocess.run(
                 [WALG, "wal-fetch", *extra, segment.name, str(target / "RECOVERYXLOG")],
-                env=env,
+                env=run_env,
                 check=True,
                 capture_output=True,
             )
@@ -285,6 +286,21 @@ def bench_fetch(cluster: PgCluster, segments: list[Path]) -> None:
             f"wal-fetch {label:<17} {len(segments) / elapsed:6.1f} segments/s "
             f"({mib / elapsed:6.1f} MiB/s, {mib} MiB)"
         )
+
+    run_fetches("with prefetch", [], env)
+    run_fetches("without prefetch", ["--no-prefetch"], env)
+    # The same through a warm `wal-g daemon` (WALG_DAEMON_SOCKET), prefetching in its threads.
+    socket_path = str(Path(tempfile.mkdtemp(prefix="walgd-", dir="/tmp")) / "walg.sock")
+    daemon = subprocess.Popen([WALG, "daemon", socket_path], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(socket_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run_fetches("via the daemon", [], {**env, "WALG_DAEMON_SOCKET": socket_path})
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        shutil.rmtree(os.path.dirname(socket_path), ignore_errors=True)
     pgbr = pgbackrest_config(cluster)
     for segment in segments:
         path = pgdata / "pg_wal" / segment.name

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from servers.postgres import ClusterFactory, PgCluster, pg_cluster_factory  # noqa: F401
 
 from walg.compression import EXTENSIONS, compress_stream
@@ -38,12 +39,14 @@ def push_archive(archive: Path, storage: Path) -> list[str]:
     return names
 
 
-def write_wrapper(path: Path, storage: Path, calls: Path) -> None:
-    """A restore_command wrapper: runs ``wal-g wal-fetch`` with the storage configured and
-    logs each call's exit code, name, and whether the prefetch cache had the file."""
+def write_wrapper(path: Path, storage: Path, calls: Path, daemon_socket: str = "") -> None:
+    """A restore_command wrapper: runs ``wal-g wal-fetch`` with the storage configured (and
+    a daemon to hand it to) and logs each call's exit code, name, and whether the prefetch
+    cache had the file."""
     path.write_text(
         "#!/bin/sh\n"
         f"export WALG_FILE_PREFIX='{storage}' WALG_DOWNLOAD_CONCURRENCY=3\n"
+        f"export WALG_DAEMON_SOCKET='{daemon_socket}'\n"
         'cache=no; [ -e "$(dirname "$3")/.wal-g/prefetch/$2" ] && cache=yes\n'
         f'{WALG} "$@"\n'
         "rc=$?\n"
@@ -85,11 +88,33 @@ def wait_promoted(cluster: PgCluster, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
+def start_daemon(
+    cluster: PgCluster, storage: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``wal-g daemon`` as PostgreSQL's user (it writes into pg_wal), on a socket of its
+    own, logging each request it serves to ``log``."""
+    socket_path = str(cluster.make_dir("daemon") / "walg.sock")
+    command = ["env", f"WALG_FILE_PREFIX={storage}", "WALG_DOWNLOAD_CONCURRENCY=3"]
+    command += ["WALG_LOG_LEVEL=DEBUG", WALG, "daemon", socket_path]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(command, stderr=out)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(socket_path):
+        assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.05)
+    return daemon, socket_path
+
+
+@pytest.mark.parametrize("via_daemon", [False, True], ids=["direct", "daemon"])
 def test_restored_cluster_replays_archive_through_wal_fetch(
     pg_cluster_factory: ClusterFactory,  # noqa: F811 - the fixture imported above
+    via_daemon: bool,
 ) -> None:
     """A base backup started with restore_command = wal-g wal-fetch replays every archived
-    segment (several from the prefetch cache), ends recovery on exit 74, and has the data."""
+    segment (several from the prefetch cache), ends recovery on exit 74, and has the data;
+    the same with the fetches handed to a warm ``wal-g daemon``."""
     base = PgCluster.make_base()
     archive = base / "archive"
     source = pg_cluster_factory(base=base, archive_command=f"cp %p {archive}/%f", start=False)
@@ -105,7 +130,6 @@ def test_restored_cluster_replays_archive_through_wal_fetch(
     names = push_archive(archive, storage)
     calls = restored / "calls"
     wrapper = restored / "wal-g-restore.sh"
-    write_wrapper(wrapper, storage, calls)
     (restored / "data" / "recovery.signal").touch()
     cluster = pg_cluster_factory(
         adopt=restored / "data",
@@ -116,8 +140,18 @@ def test_restored_cluster_replays_archive_through_wal_fetch(
         settings={"recovery_target_timeline": "'latest'", "recovery_target_action": "'promote'"},
     )
     cluster.make_dir("calls")
-    cluster.start()
-    wait_promoted(cluster)
+    daemon_log = restored / "daemon.log"
+    daemon, socket_path = (None, "")
+    if via_daemon:
+        daemon, socket_path = start_daemon(cluster, storage, daemon_log)
+    write_wrapper(wrapper, storage, calls, socket_path)
+    try:
+        cluster.start()
+        wait_promoted(cluster)
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
 
     assert int(cluster.psql("SELECT count(*) FROM t")) == expected
     log = [line.split() for line in (calls / "calls.log").read_text().splitlines()]
@@ -130,5 +164,8 @@ def test_restored_cluster_replays_archive_through_wal_fetch(
     missing = [name for rc, name, _ in log if rc == "74"]
     assert any(is_segment_name(n) and n > last for n in missing)  # recovery ended on 74
     assert {rc for rc, _, _ in log} <= {"0", "74"}, log
+    if via_daemon:  # every call was served by the daemon, none ran directly
+        served = daemon_log.read_text().count("daemon: wal-fetch done")
+        assert served == sum(1 for rc, _, _ in log if rc == "0"), daemon_log.read_text()
     prefetch = restored / "data" / "pg_wal" / ".wal-g" / "prefetch"
     assert not any(is_segment_name(n) for n in os.listdir(prefetch / "running"))

@@ -124,8 +124,8 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "wal-push fails instead of overwriting a stored segment with different content.",
         default="false"),
     Var("WALG_DAEMON_SOCKET", "wal", "path",
-        "Unix socket of a running `wal-g daemon`: wal-push hands the push to it (pushing "
-        "directly when no daemon listens)."),
+        "Unix socket of a running `wal-g daemon`: wal-push and wal-fetch hand their work "
+        "to it (running directly when no daemon listens)."),
     # logging
     Var("WALG_LOG_LEVEL", "logging", "loglevel",
         "NORMAL, DEVEL (debug output and tracebacks) or ERROR; DEBUG, INFO, WARNING too.",

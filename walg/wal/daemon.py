@@ -1,4 +1,5 @@
-"""``wal-g daemon SOCKET``: a warm process that serves ``wal-push`` over a unix socket.
+"""``wal-g daemon SOCKET``: a warm process that serves ``wal-push`` and ``wal-fetch`` over a
+unix socket.
 
 A direct ``wal-g wal-push`` spends most of its time starting: the interpreter, walg's
 imports, the settings, the storage client. The daemon pays that once; archive_command stays
@@ -9,7 +10,12 @@ Semantics are those of a direct push, because the daemon runs the same
 :func:`walg.wal.push.push_wal` (overwrite checks, background uploads, markers) with the
 settings and storage it loaded at start: the answer is exit 0 only after push_wal returned,
 i.e. after the object is durably stored; any failure is a non-zero exit code and the
-ERROR/HINT lines the client prints. The client falls back to a direct push only when no
+ERROR/HINT lines the client prints. Likewise restore_command = ``wal-g wal-fetch %f %p``
+with WALG_DAEMON_SOCKET runs :func:`walg.wal.prefetch.fetch_with_prefetch` here: DEST is
+in place when the answer is 0, 74 means "not in the archive"; the prefetch of the next
+segments runs in a thread of the daemon (into the same ``.wal-g/prefetch`` cache next to
+DEST, under the same lock), not in a forked process. The daemon writes DEST as its own
+user: run it as the user PostgreSQL runs as. The client falls back to a direct push only when no
 daemon accepts its connection; once a request is sent, the daemon's answer (or a non-zero
 exit if none comes) is final, and PostgreSQL retries as usual.
 
@@ -40,9 +46,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final
 
-from walg.errors import EX_GENERAL, ConfigError, WalgError
+from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError
 from walg.logs import get_logger
 from walg.wal.daemon_client import IDENTITY_VARIABLES, MAGIC
+from walg.wal.prefetch import fetch_with_prefetch, spawn_thread
 from walg.wal.push import push_wal
 
 if TYPE_CHECKING:
@@ -56,6 +63,7 @@ MAX_CLIENTS: Final = 8
 STOP_GRACE: Final = 60.0
 """Seconds a stopping daemon waits for requests in flight."""
 _READ_TIMEOUT: Final = 30.0
+_FETCH_ARGUMENTS: Final = ("@name", "@prefetch")
 _MAX_REQUEST: Final = 1 << 16
 _POLL: Final = 0.2
 
@@ -211,22 +219,35 @@ class WalDaemon:
 
     def _answer(self, conn: socket.socket) -> tuple[int, str]:
         """Run one request; its exit code and ERROR/HINT lines."""
-        path = "?"
+        path, command = "?", "request"
         try:
-            path, config_file, env = _read_request(conn)
+            command, path, config_file, env = _read_request(conn)
             self._check_identity(config_file, env)
-            result = push_wal(self.settings, path, storage=self.storage)
+            if command == "wal-push":
+                result = push_wal(self.settings, path, storage=self.storage)
+                if self.settings.log.levelno <= 10:
+                    _log.debug("daemon: wal-push done", file=path, outcome=result.outcome.value)
+            else:
+                fetch_with_prefetch(
+                    self.settings,
+                    env["@name"],
+                    path,
+                    env["@prefetch"] == "1",
+                    storage=self.storage,
+                    spawn=spawn_thread,
+                )
+                if self.settings.log.levelno <= 10:
+                    _log.debug("daemon: wal-fetch done", file=path, segment=env["@name"])
         except WalgError as err:
-            _log.warning("daemon: wal-push failed", file=path, error=err.msg)
+            if err.exit_code != EX_NOT_FOUND:
+                _log.warning(f"daemon: {command} failed", file=path, error=err.msg)
             return err.exit_code, format_error(err)
         except Exception as err:
-            _log.error("daemon: wal-push failed", file=path, exc_info=err)
+            _log.error(f"daemon: {command} failed", file=path, exc_info=err)
             return EX_GENERAL, (
                 f"ERROR: internal error in the walg daemon: {type(err).__name__}: {err}\n"
                 "HINT: this is a bug in walg; see the daemon's log for the traceback"
             )
-        if self.settings.log.levelno <= 10:
-            _log.debug("daemon: wal-push done", file=path, outcome=result.outcome.value)
         return 0, ""
 
     def _check_identity(self, config_file: str, env: dict[str, str]) -> None:
@@ -251,8 +272,9 @@ class WalDaemon:
             )
 
 
-def _read_request(conn: socket.socket) -> tuple[str, str, dict[str, str]]:
-    """``(path, config file, identity variables)`` of a request (see daemon_client)."""
+def _read_request(conn: socket.socket) -> tuple[str, str, str, dict[str, str]]:
+    """``(command, path, config file, identity variables and @arguments)`` of a request
+    (see daemon_client)."""
     conn.settimeout(_READ_TIMEOUT)
     chunks: list[bytes] = []
     size = 0
@@ -271,16 +293,20 @@ def _read_request(conn: socket.socket) -> tuple[str, str, dict[str, str]]:
             hint="use the same walg version for the daemon and archive_command",
         )
     _, command, path, config_file, *variables = fields
-    if command != "wal-push":
-        raise _BadRequest(f"the walg daemon serves wal-push only, not {command!r}")
+    if command not in ("wal-push", "wal-fetch"):
+        raise _BadRequest(f"the walg daemon serves wal-push and wal-fetch, not {command!r}")
     if not os.path.isabs(path):
         raise _BadRequest(f"the walg daemon needs an absolute path, not {path!r}")
     env: dict[str, str] = {}
     for item in variables:
         name, equals, value = item.partition("=")
-        if equals and name in IDENTITY_VARIABLES:
+        if equals and (name in IDENTITY_VARIABLES or name in _FETCH_ARGUMENTS):
             env[name] = value
-    return path, config_file, env
+    if command == "wal-fetch":
+        name = env.get("@name", "")
+        if env.get("@prefetch") not in ("0", "1") or not name or "/" in name:
+            raise _BadRequest("a wal-fetch request needs @name=<WAL file> and @prefetch=0|1")
+    return command, path, config_file, env
 
 
 def serve(settings: Settings, socket_path: str) -> int:

@@ -1,10 +1,12 @@
-"""The client side of ``wal-g daemon``: hand a ``wal-push`` to a running daemon.
+"""The client side of ``wal-g daemon``: hand a ``wal-push`` or ``wal-fetch`` to a running
+daemon.
 
 ``walg.cli.main`` calls :func:`fast_path` before anything else. When ``WALG_DAEMON_SOCKET``
-is set and the command line is ``wal-g [--config FILE] wal-push PATH``, the request goes to
-the daemon listening on that unix socket, and its answer (exit code, ERROR/HINT lines) is
-this process's. If no daemon is there (no socket file, connection refused), ``fast_path``
-returns None and the caller pushes directly, as without the variable.
+is set and the command line is ``wal-g [--config FILE] wal-push PATH`` or
+``wal-g [--config FILE] wal-fetch [--no-prefetch] NAME DEST``, the request goes to the
+daemon listening on that unix socket, and its answer (exit code, ERROR/HINT lines) is this
+process's. If no daemon is there (no socket file, connection refused), ``fast_path``
+returns None and the caller runs the command itself, as without the variable.
 
 This module imports only ``os``, ``socket`` and ``sys``: it runs once per WAL segment, and
 what it saves is exactly the start-up time of the rest of walg.
@@ -15,6 +17,9 @@ The protocol (one request per connection; see :mod:`walg.wal.daemon`):
 
       walg-daemon/1 \\0 wal-push \\0 <absolute path> \\0 <--config file or empty>
       \\0 NAME=VALUE ...   (the client's storage prefix variables, and HOME)
+
+  For ``wal-fetch`` the path is the absolute DEST, and two arguments follow the config
+  file: ``@name=<WAL file name>`` and ``@prefetch=1`` (or ``0`` for ``--no-prefetch``).
 
 - answer: ``<exit code>\\n<message>`` (the message is the ERROR/HINT lines, or empty), then
   the daemon closes the connection. No answer at all (EOF) means the daemon stopped first.
@@ -63,25 +68,40 @@ _MAX_ANSWER: Final = 1 << 16
 _tried = False  # console_main already tried the daemon: walg.cli.main must not again
 
 
-def _wal_push_args(argv: Sequence[str]) -> tuple[str, str] | None:
-    """``(path, config file or "")`` for ``[--config FILE] wal-push PATH``, else None."""
+def _command_args(argv: Sequence[str]) -> tuple[str, list[str], str] | None:
+    """``(command, its arguments, config file or "")`` for the command lines the daemon
+    serves: ``[--config FILE] wal-push PATH`` and
+    ``[--config FILE] wal-fetch [--no-prefetch] NAME DEST``; else None."""
     args = list(argv)
     config_file = ""
-    if len(args) == 4 and args[0] == "--config":
+    if len(args) >= 2 and args[0] == "--config":
         config_file, args = args[1], args[2:]
-    elif len(args) == 3 and args[0].startswith("--config="):
+    elif args and args[0].startswith("--config="):
         config_file, args = args[0].partition("=")[2], args[1:]
-    if len(args) != 2 or args[0] != "wal-push" or not args[1] or args[1].startswith("-"):
+    if not args or args[0] not in ("wal-push", "wal-fetch"):
         return None
-    return args[1], config_file
+    command, rest = args[0], args[1:]
+    no_prefetch = command == "wal-fetch" and rest[:1] == ["--no-prefetch"]
+    plain = rest[1:] if no_prefetch else rest
+    wanted = 1 if command == "wal-push" else 2
+    if len(plain) != wanted or any(not a or a.startswith("-") for a in plain):
+        return None
+    return command, rest, config_file
 
 
 def request(
-    socket_path: str, path: str, config_file: str, environ: Mapping[str, str]
+    socket_path: str,
+    path: str,
+    config_file: str,
+    environ: Mapping[str, str],
+    command: str = "wal-push",
+    arguments: Sequence[str] = (),
 ) -> tuple[int, str] | None:
-    """Ask the daemon at ``socket_path`` to push ``path``: ``(exit code, message)``, or None
-    when no daemon accepts the connection (the caller then pushes directly)."""
-    fields = [MAGIC, "wal-push", os.path.abspath(path), config_file]
+    """Ask the daemon at ``socket_path`` to run ``command`` on ``path`` (wal-push: the
+    file; wal-fetch: DEST, with ``@name=``/``@prefetch=`` ``arguments``): ``(exit code,
+    message)``, or None when no daemon accepts the connection (the caller then runs the
+    command itself)."""
+    fields = [MAGIC, command, os.path.abspath(path), config_file, *arguments]
     fields += [f"{name}={environ[name]}" for name in IDENTITY_VARIABLES if name in environ]
     payload = "\0".join(fields).encode("utf-8", "surrogateescape")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -99,8 +119,8 @@ def request(
         except TimeoutError:
             return 1, (
                 f"ERROR: the walg daemon at {socket_path} did not answer within "
-                f"{ANSWER_TIMEOUT:.0f} s\nHINT: check the daemon's log; PostgreSQL keeps the "
-                "WAL file and runs archive_command again"
+                f"{ANSWER_TIMEOUT:.0f} s\nHINT: check the daemon's log; PostgreSQL runs "
+                "the command again"
             )
         except OSError as err:
             return 1, _no_answer(socket_path, err.strerror or str(err))
@@ -115,7 +135,7 @@ def request(
 def _no_answer(socket_path: str, why: str) -> str:
     return (
         f"ERROR: the walg daemon at {socket_path} stopped before answering ({why})\n"
-        "HINT: PostgreSQL keeps the WAL file and runs archive_command again"
+        "HINT: PostgreSQL runs the command again (archive_command keeps the WAL file)"
     )
 
 
@@ -132,18 +152,25 @@ def _read_all(conn: socket.socket) -> bytes:
 
 
 def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
-    """Run ``wal-push`` through the daemon named by WALG_DAEMON_SOCKET, printing its message
-    to stderr; the exit code, or None when the caller should run the command itself."""
+    """Run ``wal-push`` or ``wal-fetch`` through the daemon named by WALG_DAEMON_SOCKET,
+    printing its message to stderr; the exit code, or None when the caller should run the
+    command itself."""
     socket_path = environ.get(SOCKET_VARIABLE, "")
     if not socket_path or _tried:
         return None
-    args = _wal_push_args(argv)
-    if args is None:
+    parsed = _command_args(argv)
+    if parsed is None:
         return None
-    path, config_file = args
+    command, args, config_file = parsed
     if config_file:
         config_file = os.path.abspath(config_file)
-    answer = request(socket_path, path, config_file, environ)
+    if command == "wal-push":
+        answer = request(socket_path, args[0], config_file, environ)
+    else:
+        prefetch = "0" if args[0] == "--no-prefetch" else "1"
+        name, destination = args[-2:]
+        extra = [f"@name={name}", f"@prefetch={prefetch}"]
+        answer = request(socket_path, destination, config_file, environ, command, extra)
     if answer is None:
         return None
     code, message = answer

@@ -51,18 +51,21 @@ from walg.postgres.wal import (
 
 if TYPE_CHECKING:
     from walg.config import Settings
+    from walg.storage import Storage
 
 __all__ = [
     "LONG_HEADER_SIZE",
     "PREFETCH_DIR",
     "STALL_TIMEOUT",
     "PrefetchDirs",
+    "Spawner",
     "cleanup",
     "fetch_with_prefetch",
     "next_names",
     "prefetch",
     "prefetcher_running",
     "segment_size_of",
+    "spawn_thread",
     "start_prefetch",
     "take_cached",
 ]
@@ -213,9 +216,23 @@ def take_cached(
     return declared
 
 
-def start_prefetch(settings: Settings, dirs: PrefetchDirs, name: str, segment_size: int) -> bool:
-    """Start a detached prefetcher for the segments after ``name`` unless they are all
-    cached already or another prefetcher runs. Returns whether one was started."""
+Spawner = Callable[[Callable[[], None], int], None]
+"""Runs a prefetch in the background; the ``int`` is the fd holding the cache's lock, which
+must stay open until the work is done (a forked child inherits it; a thread dups it)."""
+
+
+def start_prefetch(
+    settings: Settings,
+    dirs: PrefetchDirs,
+    name: str,
+    segment_size: int,
+    *,
+    storage: Storage | None = None,
+    spawn: Spawner | None = None,
+) -> bool:
+    """Start a prefetcher (by default a detached process) for the segments after ``name``
+    unless they are all cached already or another prefetcher runs. Returns whether one
+    was started."""
     names = next_names(name, segment_size, settings.concurrency.download)
     if all(os.path.exists(os.path.join(dirs.root, n)) for n in names):
         return False
@@ -223,11 +240,32 @@ def start_prefetch(settings: Settings, dirs: PrefetchDirs, name: str, segment_si
     with _locked(dirs.lock, fcntl.LOCK_EX) as fd:
         if fd is None:  # (no log line: even a filtered one would import structlog)
             return False
-        _spawn_detached(lambda: prefetch(settings, dirs, names, segment_size))
+        (spawn or _spawn_detached)(
+            lambda: prefetch(settings, dirs, names, segment_size, storage=storage), fd
+        )
     return True
 
 
-def _spawn_detached(work: Callable[[], None]) -> None:
+def spawn_thread(work: Callable[[], None], lock_fd: int) -> None:
+    """A :data:`Spawner` for long-lived processes (``wal-g daemon``): run ``work`` in a
+    thread that keeps its own descriptor of the lock until it is done (forking a process
+    that runs threads is not safe)."""
+    import threading
+
+    held = os.dup(lock_fd)
+
+    def run() -> None:
+        try:
+            work()
+        except Exception as err:
+            _log.warning("wal prefetch failed", error=str(err), error_type=type(err).__name__)
+        finally:
+            os.close(held)
+
+    threading.Thread(target=run, name="walg-prefetch", daemon=True).start()
+
+
+def _spawn_detached(work: Callable[[], None], lock_fd: int) -> None:
     """Run ``work`` in a grandchild in a new session, and return at once.
 
     The intermediate child exits right after forking, so the caller reaps it immediately and
@@ -268,7 +306,14 @@ def _detach_stdio() -> None:
 # --- the prefetcher ---------------------------------------------------------------------------
 
 
-def prefetch(settings: Settings, dirs: PrefetchDirs, names: list[str], segment_size: int) -> None:
+def prefetch(
+    settings: Settings,
+    dirs: PrefetchDirs,
+    names: list[str],
+    segment_size: int,
+    *,
+    storage: Storage | None = None,
+) -> None:
     """Download ``names`` into the cache in parallel threads; log failures, raise nothing
     but setup errors. The caller must hold the lock of ``dirs``."""
     from concurrent.futures import ThreadPoolExecutor
@@ -281,7 +326,7 @@ def prefetch(settings: Settings, dirs: PrefetchDirs, names: list[str], segment_s
     # would only delay the next segment, which PostgreSQL asks for first.
     local = settings.require_storage().kind == "file"
     width = min(len(names), os.cpu_count() or 1) if local else len(names)
-    prefetcher = _Prefetcher(settings, dirs, segment_size, len(names))
+    prefetcher = _Prefetcher(settings, dirs, segment_size, len(names), storage)
     try:
         with ThreadPoolExecutor(max(1, width), thread_name_prefix="walg-prefetch") as pool:
             for index, name in enumerate(names):
@@ -293,14 +338,21 @@ def prefetch(settings: Settings, dirs: PrefetchDirs, names: list[str], segment_s
 class _Prefetcher:
     """What the download threads share: storage, key, and where the archive ended."""
 
-    def __init__(self, settings: Settings, dirs: PrefetchDirs, segment_size: int, count: int):
+    def __init__(
+        self,
+        settings: Settings,
+        dirs: PrefetchDirs,
+        segment_size: int,
+        count: int,
+        storage: Storage | None = None,
+    ):
         from walg.storage import open_storage
         from walg.wal.fetch import SharedCrypter
 
         self.settings = settings
         self.dirs = dirs
         self.segment_size = segment_size
-        self.storage = open_storage(settings)
+        self.storage = storage or open_storage(settings)
         self.crypters = SharedCrypter(settings.crypto)
         self.first_missing = count  # segments from this index on are not tried
 
@@ -343,30 +395,42 @@ class _Prefetcher:
 
 
 def fetch_with_prefetch(
-    settings: Settings, name: str, destination: str, prefetch: bool = True
+    settings: Settings,
+    name: str,
+    destination: str,
+    prefetch: bool = True,
+    *,
+    storage: Storage | None = None,
+    spawn: Spawner | None = None,
 ) -> None:
     """``wal-g wal-fetch NAME DEST``: serve ``name`` from the prefetch cache or from storage,
     then start prefetching the segments after it. Prefetch problems are only logged.
-    With ``prefetch=False`` (``--no-prefetch``) neither the cache nor a prefetcher is used."""
+    With ``prefetch=False`` (``--no-prefetch``) neither the cache nor a prefetcher is used.
+    A warm caller (the daemon) passes its open ``storage`` and :func:`spawn_thread`."""
     if not prefetch or not is_segment_name(name):
-        _fetch(settings, name, destination)
+        _fetch(settings, name, destination, storage)
         return
     dirs = PrefetchDirs.beside(destination)
     _quietly("clean the prefetch cache", lambda: cleanup(dirs, name))
     size = _quietly("use the prefetch cache", lambda: take_cached(dirs, name, destination))
     if size is None:
-        size = segment_size_of(_fetch(settings, name, destination), name)
+        size = segment_size_of(_fetch(settings, name, destination, storage), name)
     if size is not None:
         segment_size = size
-        _quietly("start prefetching", lambda: start_prefetch(settings, dirs, name, segment_size))
+        _quietly(
+            "start prefetching",
+            lambda: start_prefetch(
+                settings, dirs, name, segment_size, storage=storage, spawn=spawn
+            ),
+        )
 
 
-def _fetch(settings: Settings, name: str, destination: str) -> bytes:
+def _fetch(settings: Settings, name: str, destination: str, storage: Storage | None) -> bytes:
     """Fetch ``name`` from storage to ``destination``; return the file's first bytes."""
     from walg.storage import open_storage
     from walg.wal.fetch import fetch_wal
 
-    return fetch_wal(open_storage(settings), settings, name, destination)
+    return fetch_wal(storage or open_storage(settings), settings, name, destination)
 
 
 def _quietly(what: str, action: Callable[[], T]) -> T | None:
