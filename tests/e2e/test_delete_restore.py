@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from conftest_helpers import WALG, archive_now  # type: ignore[import-not-found]
+from conftest_helpers import archive_now  # type: ignore[import-not-found]
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server
+from test_pitr import wrapper  # type: ignore[import-not-found]
 
 from walg.backup import layout
 from walg.backup.retention import classify_wal_key, wal_position
@@ -21,16 +22,6 @@ __all__ = ["make_s3_storage", "moto_server"]  # fixtures, imported for pytest
 
 STEPS = "SELECT string_agg(step || ':' || n, ',' ORDER BY step) FROM " \
         "(SELECT step, count(*) AS n FROM marker GROUP BY step) s"  # fmt: skip
-
-
-def wrapper(cluster: PgCluster, env: Mapping[str, str]) -> str:
-    """A script the postgres user can run that calls wal-g with ``env``."""
-    folder = cluster.make_dir("bin")
-    script = folder / "walg.sh"
-    exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
-    script.write_text(f'#!/bin/sh\n{exports}exec {WALG} "$@"\n')
-    script.chmod(0o755)
-    return str(script)
 
 
 def push(walg: Any, source: PgCluster, env: dict[str, str]) -> str:

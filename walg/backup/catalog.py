@@ -40,6 +40,7 @@ __all__ = [
     "find_backup",
     "list_backups",
     "read_files_metadata",
+    "read_json_object",
     "read_metadata",
     "read_sentinel",
 ]
@@ -233,14 +234,14 @@ def _available(backups: list[BackupInfo]) -> str:
 def read_sentinel(storage: Storage, name: str) -> Sentinel:
     """The sentinel of backup ``name``; ObjectNotFound if missing, IntegrityError if malformed."""
     key = layout.sentinel_key(name)
-    return Sentinel.from_json(_read_json(storage, key), where=f"sentinel {key}")
+    return Sentinel.from_json(read_json_object(storage, key), where=f"sentinel {key}")
 
 
 def read_metadata(storage: Storage, name: str) -> ExtendedMetadata | None:
     """``metadata.json`` of backup ``name``; None if missing, IntegrityError if malformed."""
     key = layout.metadata_key(name)
     try:
-        doc = _read_json(storage, key)
+        doc = read_json_object(storage, key)
     except ObjectNotFound:
         return None
     return metadata_from_json(doc, where=f"backup metadata {key}")
@@ -252,10 +253,10 @@ def read_files_metadata(storage: Storage, name: str) -> FilesMetadata | None:
     malformed."""
     key = layout.files_metadata_key(name)
     try:
-        doc = _read_json(storage, key)
+        doc = read_json_object(storage, key)
     except ObjectNotFound:
         try:
-            sentinel = _read_json(storage, layout.sentinel_key(name))
+            sentinel = read_json_object(storage, layout.sentinel_key(name))
         except ObjectNotFound:
             return None
         if not sentinel.get("Files"):
@@ -265,7 +266,7 @@ def read_files_metadata(storage: Storage, name: str) -> FilesMetadata | None:
     return FilesMetadata.from_json(doc, where=f"files metadata {key}")
 
 
-def _read_json(storage: Storage, key: str) -> Mapping[str, Any]:
+def read_json_object(storage: Storage, key: str) -> dict[str, Any]:
     """The JSON object stored under ``key``; IntegrityError naming ``key`` if it is not one."""
     data = storage.read_bytes(key)
     try:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from walg.backup import catalog, layout
-from walg.backup.catalog import BackupInfo
+from walg.backup.catalog import BackupInfo, read_json_object
 from walg.backup.meta import ExtendedMetadata
-from walg.errors import IntegrityError, ObjectNotFound, RetentionError
+from walg.errors import ObjectNotFound, RetentionError
 from walg.logs import get_logger
 from walg.storage.base import Storage
 
@@ -100,23 +99,12 @@ def _rewrite(storage: Storage, backup: BackupInfo, permanent: bool) -> None:
     sentinel; every other key of both documents is kept as stored."""
     meta_key = layout.metadata_key(backup.name)
     try:
-        meta = _read_json(storage, meta_key)
+        meta = read_json_object(storage, meta_key)
     except ObjectNotFound:
         meta = ExtendedMetadata.from_sentinel(backup.sentinel).to_json()
     meta["is_permanent"] = permanent
     storage.put_object(meta_key, json.dumps(meta).encode())
     sentinel_key = layout.sentinel_key(backup.name)
-    sentinel = _read_json(storage, sentinel_key)
+    sentinel = read_json_object(storage, sentinel_key)
     sentinel["IsPermanent"] = permanent
     storage.put_object(sentinel_key, json.dumps(sentinel).encode())
-
-
-def _read_json(storage: Storage, key: str) -> dict[str, Any]:
-    data = storage.read_bytes(key)
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise IntegrityError(f"malformed JSON in {key}: {err}") from err
-    if not isinstance(doc, dict):
-        raise IntegrityError(f"malformed JSON in {key}: expected an object")
-    return doc
