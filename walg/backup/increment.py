@@ -21,12 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from walg.errors import IntegrityError
-from walg.postgres.pages import (
-    BLOCK_SIZE,
-    PAGE_HEADER_SIZE,
-    PAGE_LAYOUT_VERSION,
-    PD_VALID_FLAG_BITS,
-)
+from walg.postgres.pages import BLOCK_SIZE, page_headers, valid_layout
 
 __all__ = [
     "MAGIC",
@@ -42,10 +37,6 @@ __all__ = [
 
 MAGIC = b"wi1\x55"
 _SIZES = struct.Struct("<QI")
-# A whole page, of which only the header fields are unpacked: iter_unpack over a buffer of
-# pages then reads every page's header at C speed (~1 GB/s of pages in one process).
-_PAGE = struct.Struct(f"<IIHHHHHHI{BLOCK_SIZE - PAGE_HEADER_SIZE}x")
-_VALID_VERSION = BLOCK_SIZE + PAGE_LAYOUT_VERSION
 
 
 class Reader(Protocol):
@@ -82,24 +73,16 @@ def select_pages(
     """:func:`select_blocks` for a run of whole pages starting at block ``first``, fast:
     the same decisions, made from headers unpacked in bulk. None if a page is invalid."""
     chosen = []
-    blkno = first
-    for xlogid, xrecoff, _sum, flags, lower, upper, special, version, _xid in _PAGE.iter_unpack(
-        data
+    for blkno, (lsn, _sum, flags, lower, upper, special, version, _xid) in enumerate(
+        page_headers(data), start=first
     ):
-        lsn = (xlogid << 32) | xrecoff
-        if (
-            flags & ~PD_VALID_FLAG_BITS == 0
-            and PAGE_HEADER_SIZE <= lower <= upper <= special <= BLOCK_SIZE
-            and lsn != 0
-            and version == _VALID_VERSION
-        ):
+        if lsn != 0 and valid_layout(flags, lower, upper, special, version):
             if lsn >= since_lsn:
                 chosen.append(blkno)
         elif upper == 0:
             chosen.append(blkno)
         else:
             return None
-        blkno += 1
     return chosen
 
 

@@ -16,18 +16,15 @@ import struct
 
 from walg.postgres.pages import (
     BLOCK_SIZE,
-    PAGE_HEADER_SIZE,
-    PAGE_LAYOUT_VERSION,
-    PD_VALID_FLAG_BITS,
     RELSEG_SIZE,
     page_checksums,
+    page_headers,
+    valid_layout,
 )
 
 __all__ = ["PageVerifier", "corrupt_blocks", "segment_number"]
 
 _ZERO = bytes(BLOCK_SIZE)
-_HEADER = struct.Struct(f"<IIHHHHHHI{BLOCK_SIZE - PAGE_HEADER_SIZE}x")
-_VALID_VERSION = BLOCK_SIZE + PAGE_LAYOUT_VERSION
 
 
 def segment_number(name: str) -> int:
@@ -41,23 +38,16 @@ def corrupt_blocks(data: bytes | bytearray | memoryview, first: int, since_lsn: 
     ``first`` is the block number of its first page (segment * 131072 + page index in
     the segment file)."""
     view = memoryview(data)
-    headers = list(_HEADER.iter_unpack(view))
+    headers = list(page_headers(view))
     check = [
         i
-        for i, (xlogid, xrecoff, _sum, flags, lower, upper, special, version, _x) in enumerate(
-            headers
-        )
-        if not (
-            flags & ~PD_VALID_FLAG_BITS == 0
-            and PAGE_HEADER_SIZE <= lower <= upper <= special <= BLOCK_SIZE
-            and version == _VALID_VERSION
-            and ((xlogid << 32) | xrecoff) >= since_lsn
-        )
+        for i, (lsn, _sum, flags, lower, upper, special, version, _xid) in enumerate(headers)
+        if not (valid_layout(flags, lower, upper, special, version) and lsn >= since_lsn)
     ]
     bad = []
     pending = []
     for i in check:
-        if headers[i][5] == 0:  # new page: must be all zeros
+        if headers[i][4] == 0:  # new page (pd_upper 0): must be all zeros
             if view[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE] != _ZERO:
                 bad.append(i)
         else:
