@@ -3,12 +3,14 @@ the deletion every retained backup still restores and replays its WAL with wal-f
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from conftest_helpers import archive_now  # type: ignore[import-not-found]
+from conftest_helpers import (  # type: ignore[import-not-found]
+    archive_now,
+    fetch_and_recover,
+    push,
+)
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server
 from test_pitr import wrapper  # type: ignore[import-not-found]
@@ -20,40 +22,9 @@ from walg.storage.file import FileStorage
 
 __all__ = ["make_s3_storage", "moto_server"]  # fixtures, imported for pytest
 
+IMMEDIATE = {"recovery_target": "'immediate'", "recovery_target_action": "'promote'"}
 STEPS = "SELECT string_agg(step || ':' || n, ',' ORDER BY step) FROM " \
         "(SELECT step, count(*) AS n FROM marker GROUP BY step) s"  # fmt: skip
-
-
-def push(walg: Any, source: PgCluster, env: dict[str, str]) -> str:
-    done = walg("backup-push", str(source.data_dir), env={**source.env, **env})
-    return str(done.stdout.strip().splitlines()[-1])
-
-
-def restore(
-    factory: Any,
-    walg: Any,
-    env: dict[str, str],
-    script: str,
-    name: str,
-    settings: Mapping[str, str] | None = None,
-) -> PgCluster:
-    """backup-fetch ``name`` and start it with ``wal-g wal-fetch`` as restore_command;
-    without ``settings`` recovery replays every archived segment, then promotes."""
-    base = PgCluster.make_base()
-    walg("backup-fetch", str(base / "data"), name, env=env)
-    (base / "data" / "recovery.signal").touch()
-    cluster = factory(
-        adopt=base / "data",
-        base=base,
-        archive_command=None,
-        restore_command=f"{script} wal-fetch %f %p",
-        settings=settings or {},
-    )
-    deadline = time.monotonic() + 120
-    while cluster.psql("SELECT pg_is_in_recovery()") != "f":
-        assert time.monotonic() < deadline, cluster.log_tail()
-        time.sleep(0.2)
-    return cluster
 
 
 def storage_for(backend: str, cluster: PgCluster, s3: Any) -> tuple[dict[str, str], Storage]:
@@ -126,17 +97,10 @@ def test_retain_with_a_permanent_backup_keeps_every_kept_backup_restorable(
     assert first_kept in positions  # the permanent backup's own WAL stays
 
     env_pg = {**source.env, **env}
-    old = restore(
-        pg_cluster_factory,
-        walg,
-        env_pg,
-        script,
-        names[0],
-        {"recovery_target": "'immediate'", "recovery_target_action": "'promote'"},
-    )
+    old = fetch_and_recover(pg_cluster_factory, walg, env_pg, names[0], script, IMMEDIATE)
     assert old.psql(STEPS) == states[0]
     for name in names[2:]:
-        restored = restore(pg_cluster_factory, walg, env_pg, script, name)
+        restored = fetch_and_recover(pg_cluster_factory, walg, env_pg, name, script)
         assert restored.psql(STEPS) == latest
 
 
@@ -177,12 +141,7 @@ def test_retain_and_target_respect_delta_chains(pg_cluster_factory: Any, walg: A
     listed = walg("backup-list", env=env).stdout.splitlines()[1:]
     assert [line.split()[0] for line in listed] == [f2, d3]
 
-    restored = restore(
-        pg_cluster_factory,
-        walg,
-        {**source.env, **env},
-        script,
-        d3,
-        {"recovery_target": "'immediate'", "recovery_target_action": "'promote'"},
+    restored = fetch_and_recover(
+        pg_cluster_factory, walg, {**source.env, **env}, d3, script, IMMEDIATE
     )
     assert restored.psql(STEPS) == states[4]

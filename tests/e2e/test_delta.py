@@ -8,7 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest_helpers import archive_now  # type: ignore[import-not-found]
+from conftest_helpers import (  # type: ignore[import-not-found]
+    archive_now,
+    fetch_and_recover,
+    push,
+    wait_promoted,
+)
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server  # noqa: F401
 from test_backup_features import pgp_key  # type: ignore[import-not-found]  # noqa: F401
@@ -17,11 +22,6 @@ from test_pitr import archiving, file_env, wrapper  # type: ignore[import-not-fo
 from walg.backup.delta import MTIME_MARGIN
 
 RESTORE = {"recovery_target": "'immediate'", "recovery_target_action": "'promote'"}
-
-
-def push(walg: Any, cluster: PgCluster, env: dict[str, str], *args: str) -> str:
-    done = walg("backup-push", str(cluster.data_dir), *args, env={**cluster.env, **env})
-    return str(done.stdout.strip().splitlines()[-1])
 
 
 def sentinel(env: dict[str, str], name: str) -> dict[str, Any]:
@@ -34,29 +34,6 @@ def files(env: dict[str, str], name: str) -> dict[str, Any]:
     path = Path(env["WALG_FILE_PREFIX"]) / "basebackups_005" / name / "files_metadata.json"
     doc: dict[str, Any] = json.loads(path.read_text())["Files"]
     return doc
-
-
-def restore(
-    factory: Any, walg: Any, source: PgCluster, env: dict[str, str], name: str
-) -> PgCluster:
-    """backup-fetch ``name``, then recover (wal-g wal-fetch) to the backup's end and promote."""
-    base = PgCluster.make_base()
-    walg("backup-fetch", str(base / "data"), name, env={**source.env, **env})
-    (base / "data" / "recovery.signal").touch()
-    restored = factory(
-        adopt=base / "data",
-        base=base,
-        archive_command=None,
-        restore_command=f"{wrapper(source, env)} wal-fetch %f %p",
-        settings=RESTORE,
-    )
-    return restored
-
-
-def wait_promoted(cluster: PgCluster) -> None:
-    from test_pitr import _wait_promoted  # type: ignore[import-not-found]
-
-    _wait_promoted(cluster)
 
 
 def test_full_and_three_deltas_each_restore(pg_cluster_factory: Any, walg: Any) -> None:
@@ -111,8 +88,9 @@ def test_full_and_three_deltas_each_restore(pg_cluster_factory: Any, walg: Any) 
     assert "_D_" not in push(walg, source, env)
 
     for name, dump in zip(names, dumps, strict=True):
-        restored = restore(pg_cluster_factory, walg, source, env, name)
-        wait_promoted(restored)
+        restored = fetch_and_recover(
+            pg_cluster_factory, walg, {**source.env, **env}, name, wrapper(source, env), RESTORE
+        )
         assert restored.dumpall() == dump, f"{name} restored different data"
         restored.stop()
 
@@ -138,8 +116,9 @@ def test_latest_full_origin_bases_every_delta_on_the_full(
     storage = Path(env["WALG_FILE_PREFIX"]) / "basebackups_005"
     (storage / f"{first}_backup_stop_sentinel.json").unlink()
     archive_now(source)
-    restored = restore(pg_cluster_factory, walg, source, env, second)
-    wait_promoted(restored)
+    restored = fetch_and_recover(
+        pg_cluster_factory, walg, {**source.env, **env}, second, wrapper(source, env), RESTORE
+    )
     assert restored.dumpall() == dump
 
 
@@ -228,8 +207,9 @@ def test_delta_chain_on_s3_with_settings_changed_between_backups(
     archive_now(source)
     listed = walg("backup-list", "--json", env={**source.env, **secret}).stdout
     assert {b["backup_name"] for b in json.loads(listed)} == {full, delta}
-    restored = restore(pg_cluster_factory, walg, source, secret, delta)
-    wait_promoted(restored)
+    restored = fetch_and_recover(
+        pg_cluster_factory, walg, {**source.env, **secret}, delta, wrapper(source, secret), RESTORE
+    )
     assert restored.dumpall() == dump
 
 
@@ -276,6 +256,7 @@ def test_delta_across_a_timeline_switch(pg_cluster_factory: Any, walg: Any) -> N
     assert delta.endswith(early[len("base_") :])
     dump = branched.dumpall()
     archive_now(branched)
-    restored = restore(pg_cluster_factory, walg, branched, env, delta)
-    wait_promoted(restored)
+    restored = fetch_and_recover(
+        pg_cluster_factory, walg, {**branched.env, **env}, delta, wrapper(branched, env), RESTORE
+    )
     assert restored.dumpall() == dump

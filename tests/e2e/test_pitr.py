@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from conftest_helpers import WALG, archive_now  # type: ignore[import-not-found]
+from conftest_helpers import WALG, archive_now, wait_promoted  # type: ignore[import-not-found]
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server  # noqa: F401
 
@@ -56,7 +56,7 @@ def pitr_round_trip(factory: Any, walg: Any, env_for: Any) -> None:
     walg("backup-fetch", str(base / "data"), "LATEST", f"--target-time={target_time}",
          "--target-action=promote", env={**source.env, **env})
     restored = factory(adopt=base / "data", base=base, archive_command=None)
-    _wait_promoted(restored)
+    wait_promoted(restored)
     assert restored.psql(ACCOUNTS) == expected
     assert restored.psql("SELECT count(*) FROM later") == "0"
 
@@ -97,12 +97,3 @@ def test_standby_follows_the_archive(pg_cluster_factory: Any, walg: Any) -> None
         time.sleep(0.5)
     assert standby.psql("SELECT count(*) FROM t") == "1000"
     assert standby.psql("SELECT pg_is_in_recovery()") == "t"
-
-
-def _wait_promoted(cluster: PgCluster, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cluster.psql("SELECT pg_is_in_recovery()") == "f":
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not promoted after {seconds} s:\n{cluster.log_tail()}")
