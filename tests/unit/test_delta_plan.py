@@ -3,6 +3,7 @@ chain each restored file comes from (pure functions, no storage)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -286,3 +287,17 @@ def test_base_on_an_older_timeline_is_fine_if_left_after_it_finished() -> None:
         check_base(base, 7, later, timeline=2, history={1: 0x1000000})
     with pytest.raises(DeltaBaseError, match="does not descend"):
         check_base(base, 7, later, timeline=3, history={2: 0x2000000})
+
+
+def test_chain_root_without_delta_full_name_is_found_through_delta_from() -> None:
+    """Old sentinels may lack DeltaFullName: the full backup is found by walking DeltaFrom."""
+    full = backup("full", 0)
+    one = backup("one", 1, full)
+    old_style = dataclasses.replace(one.sentinel, delta_full_name=None)
+    two = backup("two", 2, BackupInfo("one", old_style, T0))
+    two = BackupInfo("two", dataclasses.replace(two.sentinel, delta_full_name=None), T0)
+    chain = [full, BackupInfo("one", old_style, T0), two]
+    base = choose_base(chain, max_steps=5, origin="LATEST")
+    assert base is not None and (base.name, base.full_name) == ("two", "full")
+    root = choose_base(chain, max_steps=5, origin="LATEST_FULL")
+    assert root is not None and root.name == "full"

@@ -67,9 +67,18 @@ class DeltaBase:
         return self.backup.sentinel.start_lsn
 
 
-def _full_name(backup: BackupInfo) -> str:
-    if backup.is_delta:
-        return backup.sentinel.delta_full_name or backup.name
+def _full_name(backup: BackupInfo, by_name: Mapping[str, BackupInfo]) -> str:
+    """The full backup at the root of ``backup``'s chain: DeltaFullName, or for sentinels
+    without it, found by following DeltaFrom (as far as the backups listed go)."""
+    seen = {backup.name}
+    while backup.is_delta:
+        if backup.sentinel.delta_full_name:
+            return backup.sentinel.delta_full_name
+        base = by_name.get(backup.sentinel.delta_from or "")
+        if base is None or base.name in seen:
+            return backup.sentinel.delta_from or backup.name
+        seen.add(base.name)
+        backup = base
     return backup.name
 
 
@@ -95,18 +104,18 @@ def choose_base(
                 f"--delta-from-name: backup {from_name!r} not found",
                 hint="see `wal-g backup-list` for the backups that exist",
             )
-        return DeltaBase(base, (base.sentinel.delta_count or 0) + 1, _full_name(base))
+        return DeltaBase(base, (base.sentinel.delta_count or 0) + 1, _full_name(base, by_name))
     if max_steps <= 0 or not backups:
         return None
     latest = backups[-1]
     if origin == "LATEST_FULL":
-        root = by_name.get(_full_name(latest))
+        root = by_name.get(_full_name(latest, by_name))
         if root is None:
             return None  # the chain's full backup is gone: start a new chain
-        made = sum(1 for b in backups if b.is_delta and _full_name(b) == root.name)
+        made = sum(1 for b in backups if b.is_delta and _full_name(b, by_name) == root.name)
         return None if made >= max_steps else DeltaBase(root, 1, root.name)
     count = (latest.sentinel.delta_count or 0) + 1
-    return None if count > max_steps else DeltaBase(latest, count, _full_name(latest))
+    return None if count > max_steps else DeltaBase(latest, count, _full_name(latest, by_name))
 
 
 def check_base(
