@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from walg.errors import EX_GENERAL, EX_INTERRUPTED, WalgError
+from walg.errors import EX_GENERAL, EX_INTERRUPTED, WalgError, local_file_error
 
 if TYPE_CHECKING:
     import argparse
@@ -97,6 +97,13 @@ def _report_error(err: WalgError, debug: bool) -> int:
     return err.exit_code
 
 
+def _with_cause(err: WalgError, cause: BaseException) -> WalgError:
+    """``err`` with ``cause``'s traceback behind it, for WALG_LOG_LEVEL=DEVEL."""
+    err.__cause__ = cause
+    err.__traceback__ = cause.__traceback__
+    return err
+
+
 def _type_name(err: BaseException) -> str:
     cls = type(err)
     return (
@@ -151,5 +158,7 @@ def main(
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)
         return EX_INTERRUPTED
+    except OSError as err:  # the user's environment (EACCES, ENOSPC, EROFS...), not a bug
+        return _report_error(_with_cause(local_file_error(err), err), debug)
     except Exception as err:
         return _report_internal_error(err, debug)

@@ -7,11 +7,14 @@ exit codes and printed lines; everything else raises.
 
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = [
     "EX_GENERAL",
     "EX_INTERRUPTED",
     "EX_NOT_FOUND",
     "EX_USAGE",
+    "BackupNameTaken",
     "BackupNotFound",
     "Cancelled",
     "ConfigError",
@@ -19,7 +22,9 @@ __all__ = [
     "DeltaBaseError",
     "GraphInvalid",
     "IntegrityError",
+    "LocalFileError",
     "NoBackupsFound",
+    "ObjectExists",
     "ObjectNotFound",
     "PermissionDenied",
     "PipelineError",
@@ -30,6 +35,7 @@ __all__ = [
     "StorageUnavailable",
     "WalgError",
     "WorkerDied",
+    "local_file_error",
 ]
 
 EX_GENERAL = 1
@@ -88,6 +94,10 @@ class ObjectNotFound(StorageError):
     """The object does not exist in storage."""
 
     exit_code = EX_NOT_FOUND
+
+
+class ObjectExists(StorageError):
+    """A create-if-absent write found an object under the key already (it was not changed)."""
 
 
 class PermissionDenied(StorageError):
@@ -166,7 +176,46 @@ class NoBackupsFound(BackupNotFound):
     )
 
 
+class BackupNameTaken(WalgError):
+    """backup-push found its backup's name claimed by another backup-push, or taken by a
+    complete backup; nothing of that backup was overwritten."""
+
+
 class DeltaBaseError(WalgError):
     """A delta backup cannot be based on the chosen backup (another cluster, a newer LSN)."""
 
     default_hint = "pass --full to take a full backup and start a new chain"
+
+
+class LocalFileError(WalgError):
+    """The local file system refused an operation: the user's environment (permissions,
+    space, a read-only mount), not a bug in walg. The message names the path."""
+
+
+_OS_HINTS: dict[int, str] = {
+    _errno.EACCES: "check the permissions of the path for the user running wal-g",
+    _errno.EPERM: "check the permissions of the path for the user running wal-g",
+    _errno.ENOSPC: "free space on the file system holding the path, then run the command again",
+    _errno.EDQUOT: "the disk quota is exhausted; free space or raise the quota, then run again",
+    _errno.EROFS: "the file system is mounted read-only; choose a writable location",
+    _errno.ENOENT: "check that the path exists",
+    _errno.ENOTDIR: "a component of the path is not a directory",
+    _errno.EISDIR: "the path is a directory where a file was expected",
+    _errno.EEXIST: "the path exists already; remove it or choose another",
+    _errno.EMFILE: "too many open files: raise the limit (ulimit -n) or lower the concurrency",
+    _errno.ENFILE: "the system ran out of file handles; lower the concurrency",
+    _errno.EIO: "the disk reported an I/O error; check the system log and the hardware",
+    _errno.ENOMEM: "the system is out of memory; lower the concurrency or free memory",
+    _errno.ELOOP: "too many levels of symbolic links in the path",
+    _errno.ENAMETOOLONG: "the path is too long",
+}
+
+
+def local_file_error(err: OSError) -> LocalFileError:
+    """The one-line error for an ``OSError`` the user's environment caused: what failed,
+    on which path, and a hint chosen by its errno."""
+    reason = err.strerror or str(err) or type(err).__name__
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    msg = f"{reason}: {' -> '.join(paths)}" if paths else reason
+    hint = _OS_HINTS.get(err.errno or 0, "check the path and the system log")
+    return LocalFileError(msg, hint)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +216,42 @@ def test_internal_error(walg_env: dict[str, str], capsys: pytest.CaptureFixture[
     assert err.startswith("ERROR: internal error: KeyError: 'spam'\nHINT: ")
     assert "WALG_LOG_LEVEL=DEVEL" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("error", "line", "hint"),
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/pgdata/secret"),
+         "ERROR: Permission denied: /pgdata/secret", "permissions"),
+        (OSError(errno.ENOSPC, "No space left on device", "/restore/base/1/1259"),
+         "ERROR: No space left on device: /restore/base/1/1259", "free space"),
+        (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x"),
+         "ERROR: Read-only file system: /mnt/ro/x", "read-only"),
+        (OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"),
+         "ERROR: Invalid cross-device link: /a -> /b", "check the path"),
+    ],
+)
+def test_os_error_is_the_environment_not_a_bug(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+    error: OSError, line: str, hint: str,
+) -> None:
+    """An OSError reaching the CLI is one line naming the path, an errno hint, exit 1."""
+    code = main(SAMPLE_ARGV["backup-fetch"], environ=walg_env, load_command=raising(error))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[0] == line
+    assert err.splitlines()[1].startswith("HINT: ") and hint in err.splitlines()[1]
+    assert "internal error" not in err and "bug" not in err and len(err.splitlines()) == 2
+
+
+def test_os_error_from_a_descriptor_gets_its_path(tmp_path: Path) -> None:
+    """fsutil.naming gives an OSError raised on a file descriptor the file's path."""
+    from walg.fsutil import naming
+
+    with pytest.raises(OSError) as caught, naming(str(tmp_path / "f")):
+        os.write(-1, b"x")  # EBADF, raised without a file name
+    assert caught.value.filename == str(tmp_path / "f")
+    assert caught.value.errno == errno.EBADF
 
 
 def test_internal_error_with_devel_prints_traceback(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from walg.checksum import Crc32c
+from walg.fsutil import naming
 
 __all__ = ["FileWriter"]
 
@@ -47,7 +48,8 @@ class FileWriter:
             unflushed = 0
             while n := self._fill(source):
                 crc.update(self._view[:n])
-                _write_all(fd, self._view[:n])
+                with naming(path):  # ENOSPC, EIO: say which file
+                    _write_all(fd, self._view[:n])
                 progress(n)
                 unflushed += n
                 if unflushed >= _WRITEBACK:

@@ -27,6 +27,7 @@ from walg.backup.increment import increment_header, select_pages
 from walg.backup.scan import Entry, Part
 from walg.backup.verify import PageVerifier
 from walg.checksum import Crc32c
+from walg.fsutil import naming
 from walg.pipeline import Stage, WorkerContext
 from walg.postgres.pages import BLOCK_SIZE
 from walg.stages.chunks import Chunk
@@ -90,7 +91,7 @@ class TarWriter(Stage):
             handle = open(entry.path, "rb", buffering=0)  # noqa: SIM115 - closed below
         except FileNotFoundError:
             return  # vanished since the scan: PostgreSQL dropped it; WAL replay agrees
-        with handle:
+        with handle, naming(entry.path):  # EIO while reading: say which file
             size = os.fstat(handle.fileno()).st_size
             verifier = None
             if self.verify_since is not None and is_paged_file(entry.name, size):

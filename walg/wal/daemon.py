@@ -46,7 +46,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final
 
-from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError
+from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError, local_file_error
 from walg.logs import get_logger
 from walg.wal.daemon_client import IDENTITY_VARIABLES, MAGIC
 from walg.wal.prefetch import fetch_with_prefetch, spawn_thread
@@ -242,6 +242,10 @@ class WalDaemon:
             if err.exit_code != EX_NOT_FOUND:
                 _log.warning(f"daemon: {command} failed", file=path, error=err.msg)
             return err.exit_code, format_error(err)
+        except OSError as err:  # the host's file system (EACCES, ENOSPC...), not a bug
+            local = local_file_error(err)
+            _log.warning(f"daemon: {command} failed", file=path, error=local.msg)
+            return local.exit_code, format_error(local)
         except Exception as err:
             _log.error(f"daemon: {command} failed", file=path, exc_info=err)
             return EX_GENERAL, (
