@@ -281,13 +281,29 @@ def test_latest_is_newest_by_start_time(storage: Storage) -> None:
     assert latest.name == DELTA_1 and latest.is_delta
 
 
-def test_latest_skips_malformed_sentinels(storage: Storage) -> None:
-    """A corrupt newest sentinel is warned about and LATEST is the newest readable backup."""
-    put_backup(storage, FULL_1, sentinel(at(1)))
+def test_latest_skips_older_malformed_sentinels(tmp_path: Path) -> None:
+    """A corrupt sentinel written before the newest readable one is warned about and
+    skipped: LATEST is the newest readable backup."""
+    storage = FileStorage(str(tmp_path / "storage"))
     storage.put_object(layout.sentinel_key(OLD_TL2), b"")
+    an_hour_ago = time.time() - 3600
+    os.utime(tmp_path / "storage" / layout.sentinel_key(OLD_TL2), (an_hour_ago, an_hour_ago))
+    put_backup(storage, FULL_1, sentinel(at(1)))
     with capture_logs() as logs:
         assert find_backup(storage, LATEST).name == FULL_1
     assert any(e.get("backup") == OLD_TL2 for e in logs)
+
+
+def test_latest_refuses_when_a_newer_sentinel_is_malformed(storage: Storage) -> None:
+    """A corrupt sentinel written after the newest readable one may be the real latest
+    backup: LATEST fails naming it rather than quietly restoring an older backup."""
+    put_backup(storage, FULL_1, sentinel(at(1)))
+    storage.put_object(layout.sentinel_key(DELTA_1), b"{not json")
+    with pytest.raises(IntegrityError) as caught:
+        find_backup(storage, LATEST)
+    assert layout.sentinel_key(DELTA_1) in caught.value.msg
+    assert "explicitly" in caught.value.hint
+    assert find_backup(storage, FULL_1).name == FULL_1  # by name it still works
 
 
 def test_find_by_name(storage: Storage) -> None:

@@ -118,10 +118,12 @@ def list_backups(
     with_metadata: bool = False,
     strict: bool = False,
     workers: int = DEFAULT_WORKERS,
+    malformed: list[ObjectInfo] | None = None,
 ) -> list[BackupInfo]:
     """Every complete backup in ``storage``, oldest first (by start time, then name).
 
-    A malformed sentinel is skipped with a warning, or raises IntegrityError if ``strict``.
+    A malformed sentinel is skipped with a warning (and its object appended to
+    ``malformed`` when given), or raises IntegrityError if ``strict``.
     With ``with_metadata`` each backup's metadata.json is read too (a malformed one is
     warned about and ignored: the sentinel holds the same facts).
     """
@@ -134,6 +136,8 @@ def list_backups(
     def load(item: tuple[str, ObjectInfo]) -> BackupInfo | None:
         name, info = item
         backup = _load_listed(storage, name, info, strict)
+        if backup is None and malformed is not None and _malformed(storage, name):
+            malformed.append(info)
         if backup is not None and (with_metadata or not _known(backup.sentinel.start_time)):
             backup = _with_metadata(storage, backup)
         return backup
@@ -155,6 +159,17 @@ def _load_listed(storage: Storage, name: str, info: ObjectInfo, strict: bool) ->
         _log.warning("skipping backup with a malformed sentinel", backup=name, error=err.msg)
         return None
     return BackupInfo(name, sentinel, info.modified)
+
+
+def _malformed(storage: Storage, name: str) -> bool:
+    """Whether backup ``name``'s sentinel exists but cannot be read as one."""
+    try:
+        read_sentinel(storage, name)
+    except IntegrityError:
+        return True
+    except ObjectNotFound:
+        return False
+    return False
 
 
 def _with_metadata(storage: Storage, backup: BackupInfo) -> BackupInfo:
@@ -193,7 +208,9 @@ def find_backup(
     an unknown name, IntegrityError if the named backup's sentinel is malformed.
     """
     if name_or_latest == LATEST:
-        backups = list_backups(storage, workers=workers)
+        damaged: list[ObjectInfo] = []
+        backups = list_backups(storage, workers=workers, malformed=damaged)
+        _check_latest(backups, damaged)
         if not backups:
             raise _no_backups(storage)
         return backups[-1]
@@ -208,6 +225,20 @@ def find_backup(
     if not backups:
         raise _no_backups(storage)
     raise BackupNotFound(f"backup {name!r} not found in {storage.url}; {_available(backups)}")
+
+
+def _check_latest(backups: list[BackupInfo], damaged: list[ObjectInfo]) -> None:
+    """LATEST must not quietly mean an older backup: refuse when a sentinel written after
+    the newest readable one cannot be read (it may be the real latest backup)."""
+    newest = backups[-1].modified if backups else None
+    later = [d for d in damaged if newest is None or d.modified >= newest]
+    if later:
+        raise IntegrityError(
+            f"the sentinel {later[-1].name} is malformed and may be the latest backup's; "
+            "refusing to pick an older backup as LATEST",
+            hint="name the backup to restore explicitly (see `wal-g backup-list`), or repair "
+            "or delete that sentinel",
+        )
 
 
 def _plausible_name(name: str) -> bool:
