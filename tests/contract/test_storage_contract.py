@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from servers.streams import PatternStream, pattern_digest
 
-from walg.errors import EX_NOT_FOUND, ObjectNotFound, StorageError
+from walg.errors import EX_NOT_FOUND, ObjectExists, ObjectNotFound, StorageError
 from walg.storage import Storage
 
 
@@ -149,3 +150,42 @@ def test_large_object_streams_without_being_held_in_memory(storage: Storage) -> 
     assert storage.stat_object("big/object").size == size
     if type(storage).__name__ != "MemoryStorage":  # the memory backend holds objects by design
         assert peak < size // 2, f"peak traced memory {peak >> 20} MiB"
+
+
+def test_put_new_creates_only_if_absent(storage: Storage) -> None:
+    """put_new creates a missing key (in a sub-folder too); on an existing key it raises
+    ObjectExists and leaves the stored object as it was."""
+    folder = storage.sub_folder("basebackups_005/base_000000010000000000000002")
+    folder.put_new("claim", b"first")
+    with pytest.raises(ObjectExists):
+        folder.put_new("claim", b"second, longer")
+    storage.put_object("plain", b"put by put_object")
+    with pytest.raises(ObjectExists):
+        storage.put_new("plain", b"other")
+    assert folder.read_bytes("claim") == b"first"
+    assert storage.read_bytes("plain") == b"put by put_object"
+    names = [o.name for o in storage.list_objects()]
+    assert names == ["basebackups_005/base_000000010000000000000002/claim", "plain"]
+
+
+def test_put_new_concurrent_creators_one_wins(storage: Storage) -> None:
+    """Of several writers creating the same key at the same moment, exactly one succeeds,
+    every other gets ObjectExists, and the object holds the winner's bytes."""
+    writers = 6
+    for round_ in range(4):
+        key = f"claims/key-{round_}"
+        start = threading.Barrier(writers)
+
+        def create(n: int, key: str = key, start: threading.Barrier = start) -> int | None:
+            start.wait()
+            try:
+                storage.put_new(key, f"writer {n}".encode())
+            except ObjectExists:
+                return None
+            return n
+
+        with ThreadPoolExecutor(writers) as pool:
+            results = list(pool.map(create, range(writers)))
+        winners = [n for n in results if n is not None]
+        assert len(winners) == 1, results
+        assert storage.read_bytes(key) == f"writer {winners[0]}".encode()

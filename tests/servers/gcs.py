@@ -7,6 +7,9 @@ own ``main``) with two changes to how it serves, none to what it answers:
   GCS does not, and a download held open while the same process uploads (``copy_object`` of
   a large object) would wait on itself. So it runs on a ThreadingHTTPServer, with its
   (not thread-safe) request handling serialized by a lock and responses written outside it;
+- it ignores ``ifGenerationMatch``; real GCS answers 412 to an upload with
+  ``ifGenerationMatch=0`` when the object exists. Media uploads (the name in the query, as
+  walg's create-if-absent sends them) get that check, made under the same lock as the write;
 - after every change it re-serializes the metadata of every object it holds to a file that,
   in memory mode, is never read back: quadratic in the objects of a test session. That
   write is skipped in memory mode.
@@ -148,7 +151,8 @@ def _serve_emulator(argv: list[str]) -> int:
 
     def serialized_handle(router: Any, method: str) -> None:
         with lock:
-            handle(router, method)  # its final Response.close only records the response
+            if not _refused_as_existing(router._request_handler, method):
+                handle(router, method)  # its final Response.close only records the response
         response = router._request_handler.__dict__.pop("walg_response", None)
         if response is not None:
             close(response)  # written outside the lock: a slow reader blocks nobody
@@ -167,6 +171,36 @@ def _serve_emulator(argv: list[str]) -> int:
     server.Response.close = deferred_close  # type: ignore[method-assign]
     storage.Storage._write_config_to_file = write_config_if_on_disk  # type: ignore[method-assign]
     return int(main(argv) or 0)
+
+
+def _refused_as_existing(handler: Any, method: str) -> bool:
+    """Answer 412, as GCS does, to a media upload with ``ifGenerationMatch=0`` whose object
+    exists; whether it did."""
+    import json
+    import re
+    from urllib.parse import parse_qs, urlparse
+
+    from gcp_storage_emulator.exceptions import NotFound
+
+    url = urlparse(handler.path)
+    query = parse_qs(url.query)
+    bucket = re.search(r"/b/([^/]+)/o$", url.path)
+    if method != "POST" or query.get("ifGenerationMatch") != ["0"] or "name" not in query:
+        return False
+    if bucket is None:
+        return False
+    try:
+        handler.storage.get_file_obj(bucket.group(1), query["name"][0])
+    except NotFound:
+        return False
+    handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    body = json.dumps({"error": {"code": 412, "message": "conditionNotMet"}}).encode()
+    handler.send_response(412, "Precondition Failed")
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+    return True
 
 
 if __name__ == "__main__":

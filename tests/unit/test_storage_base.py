@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import pytest
 
-from walg.errors import PermissionDenied, StorageError, StorageUnavailable
+from walg.errors import ObjectExists, PermissionDenied, StorageError, StorageUnavailable
 from walg.storage import ObjectInfo, RetryPolicy
 from walg.storage.base import DELETE_BATCH
 from walg.storage.memory import MemoryStorage
@@ -203,3 +203,34 @@ def test_storage_error_is_a_walg_error_with_hint() -> None:
     with pytest.raises(StorageError) as info:
         MemoryStorage().put_object("../etc/passwd", b"")
     assert "relative paths" in info.value.hint
+
+
+class LostAnswer(MemoryStorage):
+    """Memory storage whose first create-if-absent is answered with a transient error after
+    the storage stored either the request's bytes or, when ``interloper`` is set, another
+    writer's (the answer was lost on the way back)."""
+
+    def __init__(self, retry: RetryPolicy, interloper: bytes | None = None) -> None:
+        super().__init__(retry)
+        self.lost = 1
+        self.interloper = interloper
+
+    def _put_new(self, key: str, data: bytes) -> None:
+        if not self.lost:
+            super()._put_new(key, data)
+            return
+        self.lost -= 1
+        super()._put_new(key, self.interloper if self.interloper is not None else data)
+        raise StorageUnavailable("connection reset after the request was sent")
+
+
+def test_put_new_retry_finding_its_own_bytes_succeeds() -> None:
+    """A create-if-absent retried after a lost answer finds its own bytes and succeeds;
+    finding another writer's bytes it raises ObjectExists."""
+    storage = LostAnswer(policy(3))
+    storage.put_new("claim", b"token-1")
+    assert storage.read_bytes("claim") == b"token-1"
+    raced = LostAnswer(policy(3), interloper=b"token-of-another-writer")
+    with pytest.raises(ObjectExists):
+        raced.put_new("claim", b"token-2")
+    assert raced.read_bytes("claim") == b"token-of-another-writer"

@@ -11,6 +11,11 @@ keys that this base class has already checked and joined to the folder's root:
                            starting after the key ``after`` (to resume a cut listing)
 ``_delete(keys)``          delete the objects that exist among ``keys``
 
+and one capability: ``_put_new(key, data)`` stores ``data`` only if no object is under
+``key``, atomically (of concurrent creators exactly one wins; the others get
+:class:`ObjectExists`): an exclusive create on files, ``If-None-Match: *`` on S3,
+``ifGenerationMatch=0`` on GCS. It is how a writer claims a name.
+
 Each translates its SDK's errors into :class:`ObjectNotFound`, :class:`PermissionDenied`,
 :class:`StorageUnavailable` (retryable) or :class:`StorageError`. Retries of transient
 failures, resuming an interrupted read, key checks, batching and sub-folders live once, here.
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, TypeVar, cast
 
-from walg.errors import ObjectNotFound, StorageError
+from walg.errors import ObjectExists, ObjectNotFound, StorageError
 from walg.logs import get_logger
 
 __all__ = [
@@ -130,6 +135,11 @@ class Storage(ABC):
         """Store all of ``source`` under ``key``; a reader never sees a partial object."""
 
     @abstractmethod
+    def _put_new(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` only if no object is there (checked and written as
+        one step); otherwise raise ObjectExists and change nothing."""
+
+    @abstractmethod
     def _read(self, key: str, offset: int) -> BinaryIO:
         """Open the object from byte ``offset``; raise ObjectNotFound if it is missing."""
 
@@ -173,6 +183,37 @@ class Storage(ABC):
             self._put(full, data)
 
         self.retry.call(f"put {key}", attempt)
+
+    def put_new(self, key: str, data: bytes) -> None:
+        """Create ``key`` holding ``data`` if no object is under it, else raise ObjectExists.
+        Of several writers creating the same key at once, exactly one succeeds. For small
+        objects held in memory (claims, sentinels).
+
+        A retry after a transient failure that finds ``data`` already there counts as
+        done (the failed attempt stored it), so a writer that must know it won writes
+        content no other writer would (a unique token)."""
+        full = self._full(key)
+        payload = bytes(data)
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                self._put_new(full, payload)
+            except ObjectExists:
+                if tries == 1 or not self._holds(full, payload):
+                    raise
+
+        self.retry.call(f"create {key}", attempt)
+
+    def _holds(self, full: str, data: bytes) -> bool:
+        """Whether the object ``full`` exists and holds exactly ``data``."""
+        try:
+            with self._read(full, 0) as stream:
+                return bool(stream.read() == data)
+        except ObjectNotFound:
+            return False
 
     def read_object(self, key: str) -> BinaryIO:
         """A stream of the object's bytes; a read cut by a transient error resumes where it

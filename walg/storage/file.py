@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
+from walg.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    PermissionDenied,
+    StorageError,
+    StorageUnavailable,
+)
 from walg.fsutil import fsync_dir, make_dirs
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage, iter_chunks
 
@@ -25,6 +33,7 @@ TEMP_MARK = ".walg-tmp-"
 
 _CHUNK = 1 << 20
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE}
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 class FileStorage(Storage):
@@ -41,6 +50,43 @@ class FileStorage(Storage):
         return os.path.join(self.directory, *key.split("/"))
 
     def _put(self, key: str, source: BinaryIO) -> None:
+        self._write(key, source, os.replace)
+
+    def _put_new(self, key: str, data: bytes) -> None:
+        """The fsynced temporary file is hard-linked to the final name, which appears
+        complete and only if it was absent; file systems without hard links get an
+        exclusive create of the final name instead."""
+        self._write(key, io.BytesIO(data), functools.partial(self._link_new, key, data))
+
+    def _link_new(self, key: str, data: bytes, temp: str, path: str) -> None:
+        try:
+            os.link(temp, path)
+        except FileExistsError as err:
+            raise ObjectExists(f"object {key!r} exists already in {self._describe('')}") from err
+        except OSError as err:
+            if err.errno not in _NO_LINKS:
+                raise
+            self._create_in_place(key, data, path)
+        os.unlink(temp)
+
+    def _create_in_place(self, key: str, data: bytes, path: str) -> None:
+        try:
+            out = open(path, "xb")  # noqa: SIM115 - closed below
+        except FileExistsError as err:
+            raise ObjectExists(f"object {key!r} exists already in {self._describe('')}") from err
+        try:
+            with out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+
+    def _write(self, key: str, source: BinaryIO, publish: Callable[[str, str], None]) -> None:
+        """Write ``source`` to a fsynced temporary file, ``publish(temp, path)`` it under
+        the final name, and fsync the directory; the temporary file never stays behind."""
         path = self._path(key)
         folder = os.path.dirname(path)
         # os.urandom, not secrets: importing secrets loads OpenSSL (~4 ms per wal-push)
@@ -58,7 +104,7 @@ class FileStorage(Storage):
                     out.flush()
                     os.fsync(out.fileno())
             with _translated(key, where):
-                os.replace(temp, path)
+                publish(temp, path)
                 fsync_dir(folder)
         except BaseException:
             with contextlib.suppress(OSError):

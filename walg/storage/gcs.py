@@ -15,6 +15,7 @@ object larger than ``single_request_limit`` goes up as a resumable upload in
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -27,7 +28,14 @@ from typing import Any, BinaryIO, NamedTuple, cast
 from urllib.parse import quote
 
 from walg.config.settings import GcsSettings, StorageSettings
-from walg.errors import ConfigError, ObjectNotFound, PermissionDenied, StorageError
+from walg.errors import (
+    ConfigError,
+    IntegrityError,
+    ObjectExists,
+    ObjectNotFound,
+    PermissionDenied,
+    StorageError,
+)
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage, check_key
 from walg.storage.gcs_http import HttpReader, Where, status_error, translated
 from walg.storage.gcs_upload import (
@@ -240,6 +248,35 @@ class GcsStorage(Storage):
             self.retry.call(f"put {key}", upload)
         else:
             upload()
+
+    def _put_new(self, key: str, data: bytes) -> None:
+        """One media upload with ``ifGenerationMatch=0``: GCS creates the object only if
+        the name has no live generation (412 otherwise). The stored CRC32C is checked."""
+        import google_crc32c
+
+        url = self._where.url(key)
+        upload = (
+            f"{self.options.endpoint}/upload/storage/v1/b/{quote(self.options.bucket, safe='')}"
+            f"/o?uploadType=media&name={quote(key, safe='')}&ifGenerationMatch=0"
+        )
+        with translated("upload", url):
+            response = self._clients.get().session.request(
+                "POST",
+                upload,
+                data=data,
+                headers={"Content-Type": OCTET_STREAM},
+                timeout=self.options.timeout,
+            )
+        if response.status_code == 412:
+            raise ObjectExists(f"object {url} exists already")
+        if response.status_code not in (200, 201):
+            error = status_error(response.status_code, "upload", url, response_detail(response))
+            raise self._bucket_error() if isinstance(error, ObjectNotFound) else error
+        crc = base64.b64encode(google_crc32c.Checksum(data).digest()).decode("ascii")
+        if response.json().get("crc32c") not in (None, crc):
+            self._delete([key])
+            raise IntegrityError(f"upload of {url} arrived corrupt; it was deleted")
+        self._clients.bucket_seen = True
 
     def _put_resumable(self, key: str, chunks: ChunkReader) -> None:
         start_url = (

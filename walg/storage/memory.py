@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from walg.errors import ObjectNotFound
+from walg.errors import ObjectExists, ObjectNotFound
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage
 
 __all__ = ["MemoryStorage"]
@@ -28,6 +28,12 @@ class MemoryStorage(Storage):
     def _put(self, key: str, source: BinaryIO) -> None:
         data = source.read()
         with self._lock:
+            self._objects[key] = (bytes(data), datetime.now(UTC))
+
+    def _put_new(self, key: str, data: bytes) -> None:
+        with self._lock:
+            if key in self._objects:
+                raise ObjectExists(f"object {key!r} exists already in {self._describe('')}")
             self._objects[key] = (bytes(data), datetime.now(UTC))
 
     def _get(self, key: str) -> tuple[bytes, datetime]:

@@ -25,7 +25,7 @@ from botocore.config import Config
 
 from walg import __version__
 from walg.config.settings import S3Settings, StorageSettings
-from walg.errors import ConfigError, StorageError
+from walg.errors import ConfigError, ObjectExists, StorageError, StorageUnavailable
 from walg.logs import get_logger
 from walg.storage.base import ObjectInfo, ReadStream, RetryPolicy, Storage
 from walg.storage.s3_errors import Where, delete_error, translate, translated
@@ -130,6 +130,21 @@ class S3Storage(Storage):
             put()
         else:
             self.retry.call(f"put {key}", put)
+
+    def _put_new(self, key: str, data: bytes) -> None:
+        """One PUT with ``If-None-Match: *``: S3 stores it only if the key is free (412
+        otherwise; 409 while a concurrent conditional write is in flight, which a retry
+        resolves). A service that ignores the header overwrites: callers check first."""
+        args = {"Bucket": self.options.bucket, "Key": key, "Body": data, **self._put_args()}
+        try:
+            self._call("put", key, lambda c: c.put_object(IfNoneMatch="*", **args))
+        except StorageError as err:
+            code = _code(err)
+            if code == "PreconditionFailed":
+                raise ObjectExists(f"object {self._where.url(key)} exists already") from err
+            if code == "ConditionalRequestConflict":
+                raise StorageUnavailable(f"S3 put of {self._where.url(key)}: {code}") from err
+            raise
 
     def _read(self, key: str, offset: int) -> BinaryIO:
         args = {"Bucket": self.options.bucket, "Key": key}
