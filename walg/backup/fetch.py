@@ -218,8 +218,18 @@ def _check_encryption(
 
 def _tablespaces(info: BackupInfo, target: str, remap: Mapping[str, str]) -> dict[str, str]:
     spec = info.sentinel.spec
+    recorded = spec.tablespaces if spec else {}
+    known = set(recorded) | {location.rstrip("/") for location in recorded.values()}
+    unused = sorted(set(remap) - known)
+    if unused:  # a mistyped OID would otherwise restore to the original location
+        raise ConfigError(
+            f"--tablespace-map names {', '.join(unused)}, which backup {info.name} does not "
+            f"have (its tablespaces: {', '.join(sorted(recorded)) or 'none'})",
+            hint="map each tablespace by the OID or the location the backup recorded "
+            "(`wal-g backup-list --detail` shows them)",
+        )
     locations: dict[str, str] = {}
-    for oid, location in (spec.tablespaces if spec else {}).items():
+    for oid, location in recorded.items():
         new = remap.get(oid) or remap.get(location.rstrip("/")) or location
         if os.path.exists(new) and os.listdir(new):
             raise WalgError(
