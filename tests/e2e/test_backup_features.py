@@ -98,6 +98,10 @@ def test_tablespace_is_restored_and_can_be_moved(pg_cluster_factory: Any, walg: 
     assert sentinel["Spec"][oid]["loc"].rstrip("/") == str(location)
     base = PgCluster.make_base()
     moved = base / "ts1-moved"
+    typo = walg("backup-fetch", str(base / "data"), "LATEST", f"--tablespace-map=9{oid}={moved}",
+                env=env, check=False)  # a mistyped OID is refused, never silently unused
+    assert typo.returncode == 2 and f"9{oid}" in typo.stderr, typo.stderr
+    assert not moved.exists() and not any((base / "data").rglob("*"))
     walg("backup-fetch", str(base / "data"), "LATEST", f"--tablespace-map={oid}={moved}", env=env)
     assert os.readlink(base / "data" / "pg_tblspc" / oid) == str(moved)
     assert any(moved.rglob("*")), "no tablespace files restored at the new location"
