@@ -3,6 +3,7 @@
     basebackups_005/base_<WAL>[_D_<WAL>]_backup_stop_sentinel.json    the commit point
     basebackups_005/<backup>/metadata.json
     basebackups_005/<backup>/files_metadata.json
+    basebackups_005/<backup>/walg_push_claim.json     backup-push's claim on the name
     basebackups_005/<backup>/tar_partitions/part_001.tar.lz4 ... pg_control.tar.lz4,
                                             backup_label.tar.lz4
     wal_005/<segment>.lz4
@@ -15,6 +16,7 @@ import re
 __all__ = [
     "BACKUP_LABEL_PART",
     "BASEBACKUPS",
+    "CLAIM",
     "FILES_METADATA",
     "METADATA",
     "PG_CONTROL_PART",
@@ -22,6 +24,7 @@ __all__ = [
     "TAR_PARTITIONS",
     "WAL",
     "backup_name",
+    "claim_key",
     "files_metadata_key",
     "is_backup_name",
     "metadata_key",
@@ -37,6 +40,7 @@ WAL = "wal_005"
 SENTINEL_SUFFIX = "_backup_stop_sentinel.json"
 METADATA = "metadata.json"
 FILES_METADATA = "files_metadata.json"
+CLAIM = "walg_push_claim.json"
 TAR_PARTITIONS = "tar_partitions"
 PG_CONTROL_PART = "pg_control.tar"
 BACKUP_LABEL_PART = "backup_label.tar"
@@ -74,6 +78,10 @@ def name_from_sentinel_key(key: str) -> str | None:
 
 def metadata_key(name: str) -> str:
     return f"{BASEBACKUPS}/{name}/{METADATA}"
+
+
+def claim_key(name: str) -> str:
+    return f"{BASEBACKUPS}/{name}/{CLAIM}"
 
 
 def files_metadata_key(name: str) -> str:

@@ -3,11 +3,15 @@
 Order of events (the sentinel is the only commit point; a crash before it leaves objects
 that no command treats as a backup, and ``delete garbage`` removes them):
 
-1. connect, check PGDATA is the server's data directory, pg_backup_start (fast);
+1. connect, check PGDATA is the server's data directory, pg_backup_start (fast); claim
+   the backup's name, so no other backup-push writes under it (:mod:`walg.backup.claim`);
 2. scan PGDATA and tablespaces, plan parts, run the push graph (all but pg_control);
 3. store pg_control in its own part, after every other part is stored;
-4. pg_backup_stop; store backup_label (and tablespace_map) in backup_label.tar.<ext>;
-5. metadata.json, files_metadata.json, then the sentinel.
+4. pg_backup_stop, waiting for the WAL to be archived, then the stop segment checked in
+   this storage (:mod:`walg.backup.archive_check`); store backup_label (and
+   tablespace_map) in backup_label.tar.<ext>;
+5. check the claim still holds; metadata.json, files_metadata.json, then the sentinel,
+   written only if the name has none.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from walg.backup import layout
+from walg.backup.archive_check import stop_and_check
 from walg.backup.catalog import list_backups, read_files_metadata
+from walg.backup.claim import Claim, claim_name, confirm_claim, put_sentinel
 from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
 from walg.backup.graphs import parts_in_flight, push_graph
+from walg.backup.marking import mark_backup
 from walg.backup.meta import (
     MAX_CORRUPT_BLOCKS,
     ExtendedMetadata,
@@ -113,10 +120,11 @@ def backup_push(
             check_base(delta.base, system_id, start.lsn, start.timeline, history)
         base_wal = delta.base.backup.wal_file if delta is not None else None
         name = layout.backup_name(start.wal_file_name, base_wal)
+        claim = claim_name(storage, name)  # before any part: one push per name
         _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
         verify_since = start.lsn if verify else None
         stored = _store_data(settings, name, data_dir, tablespaces, progress, delta, verify_since)
-        stop = pg.stop_backup()
+        stop = stop_and_check(pg, storage, settings.backup, start, data_dir)
         stored.done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
     sentinel = dataclasses.replace(
         _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, stored),
@@ -132,7 +140,8 @@ def backup_push(
             delta_count=delta.base.count,
             delta_lsn=delta.base.start_lsn,
         )
-    _commit(storage, name, sentinel, stored)
+    chain_to_mark = delta.base.name if permanent and delta is not None else None
+    _commit(storage, claim, sentinel, stored, chain_to_mark)
     _report_corruption(stored)
     _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(stored.done))
     return PushResult(name, sentinel, len(stored.done))
@@ -371,12 +380,29 @@ def _files_metadata(stored: _Stored) -> FilesMetadata:
     return FilesMetadata(files, sets)
 
 
-def _commit(storage: Storage, name: str, sentinel: Sentinel, stored: _Stored) -> None:
+def _mark_chain_permanent(storage: Storage, base: str) -> None:
+    """A permanent delta needs its bases: mark them as backup-mark does, before the
+    delta's sentinel, so a permanent delta never exists on an impermanent base."""
+    for line in mark_backup(storage, base, permanent=True):
+        _log.info("permanent delta: base chain marked", detail=line)
+
+
+def _commit(
+    storage: Storage, claim: Claim, sentinel: Sentinel, stored: _Stored, mark: str | None
+) -> None:
+    """Check the claim, mark the base chain of a permanent delta (``mark``: its base),
+    then write metadata.json, files_metadata.json and, last, the sentinel."""
     import json
 
-    def put(key: str, doc: Any) -> None:
-        storage.put_object(key, json.dumps(doc, separators=(",", ":")).encode())
+    def dump(doc: Any) -> bytes:
+        return json.dumps(doc, separators=(",", ":")).encode()
 
-    put(layout.metadata_key(name), ExtendedMetadata.from_sentinel(sentinel).to_json())
-    put(layout.files_metadata_key(name), _files_metadata(stored).to_json())
-    put(layout.sentinel_key(name), sentinel.to_json())
+    name = claim.name
+    confirm_claim(storage, claim)
+    if mark is not None:
+        _mark_chain_permanent(storage, mark)
+    storage.put_object(
+        layout.metadata_key(name), dump(ExtendedMetadata.from_sentinel(sentinel).to_json())
+    )
+    storage.put_object(layout.files_metadata_key(name), dump(_files_metadata(stored).to_json()))
+    put_sentinel(storage, claim, dump(sentinel.to_json()))

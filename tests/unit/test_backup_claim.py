@@ -1,0 +1,56 @@
+"""Claiming a backup name (walg.backup.claim): one backup-push per name, never over a
+complete backup, and the claim checked again before the sentinel."""
+
+from __future__ import annotations
+
+import pytest
+
+from walg.backup import layout
+from walg.backup.claim import claim_name, confirm_claim, put_sentinel
+from walg.errors import BackupNameTaken
+from walg.storage.memory import MemoryStorage
+
+NAME = "base_000000010000000000000004"
+
+
+def test_second_claim_on_a_name_is_refused_and_says_who_holds_it() -> None:
+    """A second claim on a name is refused with the first claimer's host and pid, and the
+    first claim is left as it was."""
+    storage = MemoryStorage()
+    first = claim_name(storage, NAME)
+    before = storage.read_bytes(layout.claim_key(NAME))
+    with pytest.raises(BackupNameTaken, match="being written by another backup-push") as err:
+        claim_name(storage, NAME)
+    assert "pid" in err.value.msg and "let it finish" in err.value.hint
+    assert storage.read_bytes(layout.claim_key(NAME)) == before
+    confirm_claim(storage, first)
+
+
+def test_complete_backup_is_never_claimed_again() -> None:
+    """A name with a sentinel (a WAL-G backup without a claim, or a walg one with its
+    claim) is refused before anything is written, with a hint to switch WAL."""
+    for with_claim in (False, True):
+        storage = MemoryStorage()
+        if with_claim:
+            put_sentinel(storage, claim_name(storage, NAME), b"{}")
+        else:
+            storage.put_object(layout.sentinel_key(NAME), b"{}")
+        objects = sorted(o.name for o in storage.list_objects())
+        with pytest.raises(BackupNameTaken, match="exists already") as err:
+            claim_name(storage, NAME)
+        assert "pg_switch_wal" in err.value.hint
+        assert sorted(o.name for o in storage.list_objects()) == objects
+
+
+def test_lost_claim_or_existing_sentinel_stops_the_commit() -> None:
+    """A claim removed (or replaced) while the push ran fails the check before the
+    sentinel; a sentinel that appeared meanwhile is not overwritten."""
+    storage = MemoryStorage()
+    claim = claim_name(storage, NAME)
+    storage.delete_objects([layout.claim_key(NAME)])
+    with pytest.raises(BackupNameTaken, match="removed or replaced"):
+        confirm_claim(storage, claim)
+    storage.put_object(layout.sentinel_key(NAME), b"theirs")
+    with pytest.raises(BackupNameTaken, match="committed by another writer"):
+        put_sentinel(storage, claim, b"ours")
+    assert storage.read_bytes(layout.sentinel_key(NAME)) == b"theirs"
