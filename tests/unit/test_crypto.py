@@ -607,6 +607,121 @@ def test_stale_home_of_a_dead_process_is_swept(keys: dict[str, TestKey]) -> None
     assert wait_until(lambda: not live_processes_mentioning(stale))
 
 
+@pytest.mark.parametrize(
+    ("owner", "age", "stale"),
+    [
+        ("100 555", 0.0, False),  # its process, alive
+        ("100 556", 0.0, True),  # pid reused by another process
+        ("200 555", 0.0, True),  # process gone
+        ("100", 0.0, False),  # pid only: alive while the pid is
+        ("200", 0.0, True),
+        (None, 0.0, False),  # no owner file yet: being made right now
+        ("", 0.0, False),  # (an owner file written by an older walg, not yet filled in)
+        ("garbage", 0.0, False),
+        (None, 3600.0, True),  # never finished: stale after the grace
+        ("", 3600.0, True),
+    ],
+)
+def test_is_stale_home(owner: str | None, age: float, stale: bool) -> None:
+    """A home is stale when its owner is gone or replaced; one without a readable owner is
+    being made by another process, unless it has been so for longer than the grace."""
+    from walg.crypto._keys import is_stale_home
+
+    alive = {100: "100 555"}
+    assert is_stale_home(owner, age, alive.get) is stale
+
+
+def plant_home(owner: str | None, age: float = 0.0) -> str:
+    """A temporary home as walg names them, with ``owner`` in its owner file (None: none)."""
+    home = tempfile.mkdtemp(prefix="walg-gpg-")
+    if owner is not None:
+        Path(home, "walg-owner").write_text(owner)
+    if age:
+        then = time.time() - age
+        os.utime(home, (then, then))
+    return home
+
+
+def test_sweep_leaves_homes_being_made() -> None:
+    """The sweep leaves homes another process is making (owner file absent or still empty)
+    and removes one that stayed unowned past the grace; it never raises."""
+    from walg.crypto._keys import _sweep_stale_homes
+
+    making = [plant_home(None), plant_home("")]
+    abandoned = plant_home(None, age=3600)
+    try:
+        _sweep_stale_homes(GPG or "gpg")
+        assert all(os.path.isdir(home) for home in making)
+        assert not os.path.exists(abandoned)
+    finally:
+        for home in [*making, abandoned]:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+_OPEN_ROUND_TRIP_CLOSE = (
+    "import io, sys\n"
+    "from walg.config.settings import CryptoSettings\n"
+    "from walg.crypto import Crypter\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "with Crypter(CryptoSettings(pgp_key_path=sys.argv[1])) as c:\n"
+    "    data = b''.join(c.encrypt_stream(io.BytesIO(b'x' * 1000)))\n"
+    "    assert c.open_decrypted(io.BytesIO(data)).read() == b'x' * 1000\n"
+    "    print(c.gpg_home, flush=True)\n"
+)
+_SWEEP_UNTIL_STOPPED = (
+    "import os, sys\n"
+    "from walg.crypto._keys import _sweep_stale_homes\n"
+    "sweeps = 0\n"
+    "while not os.path.exists(sys.argv[1]) or sweeps < 3:\n"
+    "    _sweep_stale_homes('gpg')\n"
+    "    sweeps += 1\n"
+    "print(sweeps)\n"
+)
+
+
+def test_many_processes_make_homes_at_once(keys: dict[str, TestKey], tmp_path: Path) -> None:
+    """24 processes open a key at the same moment (each sweeping, then making its home)
+    while another process sweeps without pause and stale homes are being removed: every
+    one of them succeeds, and the stale homes are gone."""
+    key_file = tmp_path / "key.asc"
+    key_file.write_text(keys["plain"].private)
+    stop = tmp_path / "stop"
+    stale = [plant_home(f"{os.getpid()} not-its-start-time") for _ in range(8)]
+    sweeper = subprocess.Popen(
+        [sys.executable, "-c", _SWEEP_UNTIL_STOPPED, str(stop)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    users = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_ROUND_TRIP_CLOSE, str(key_file)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(24)
+    ]
+    try:
+        for user in users:  # every process is up and waiting: then all go at once
+            assert user.stdout is not None and user.stdout.readline() == "ready\n"
+        for user in users:
+            assert user.stdin is not None
+            user.stdin.write("go\n")
+            user.stdin.flush()
+        results = [user.communicate(timeout=300) for user in users]
+    finally:
+        stop.touch()
+        _, sweeper_err = sweeper.communicate(timeout=120)
+        stale_left = [home for home in stale if os.path.exists(home)]
+        for home in stale:
+            shutil.rmtree(home, ignore_errors=True)
+    failed = [err for user, (_, err) in zip(users, results, strict=True) if user.returncode]
+    assert failed == []
+    assert sweeper.returncode == 0, sweeper_err
+    assert stale_left == []
+    homes = [out.strip() for out, _ in results]
+    assert all(home.startswith(tempfile.gettempdir()) for home in homes)
+    assert not any(os.path.exists(home) for home in homes)  # each closed its own
+
+
 # --- process boundaries ------------------------------------------------------------------
 
 

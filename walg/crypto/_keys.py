@@ -14,7 +14,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +26,8 @@ __all__ = ["KeyInfo", "Keyring", "open_keyring", "resolve_gpg"]
 
 _TEMP_PREFIX: Final = "walg-gpg-"
 _OWNER_FILE: Final = "walg-owner"  # "<pid> <start time>" of the process that made the home
+_UNOWNED_GRACE: Final = 600.0
+"""Seconds a home without a readable owner file is taken to be still in the making."""
 
 
 class _QuietGnupg(logging.Filter):
@@ -200,37 +203,81 @@ def _process_identity(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return None
+        return f"{pid} {fields[19]}"
     except (OSError, IndexError):
         return None
-    if fields[0] in ("Z", "X"):
+
+
+def is_stale_home(owner: str | None, age: float, identity: Callable[[int], str | None]) -> bool:
+    """Whether a temporary home whose owner file reads ``owner`` (None: absent or
+    unreadable), last changed ``age`` seconds ago, belongs to no live process.
+
+    A home without a well-formed owner is one being made (by another process, right now)
+    unless it has been so for _UNOWNED_GRACE; an owner of only a pid (no start time known)
+    counts as live while that pid is."""
+    fields = (owner or "").split()
+    if not fields or not fields[0].isdigit() or len(fields) > 2:
+        return age > _UNOWNED_GRACE
+    current = identity(int(fields[0]))
+    if current is None:
+        return True
+    return len(fields) == 2 and current != " ".join(fields)
+
+
+def _read_owner(home: str) -> str | None:
+    try:
+        with open(os.path.join(home, _OWNER_FILE), encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:  # absent (being made, or being removed), or unreadable
         return None
-    return f"{pid} {fields[19]}"
 
 
 def _sweep_stale_homes(gpgbinary: str) -> None:
     """Remove temporary homes left by walg processes that died without ``close``
-    (SIGKILL, os._exit): their gpg-agent would otherwise idle forever next to a key."""
-    parent = tempfile.gettempdir()
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(parent):
-            if not entry.name.startswith(_TEMP_PREFIX):
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                if entry.stat(follow_symlinks=False).st_uid != os.getuid():
-                    continue
-                with open(os.path.join(entry.path, _OWNER_FILE), encoding="ascii") as f:
-                    owner = f.read().strip()
-                if _process_identity(int(owner.split()[0])) != owner:
-                    _stop_agent(gpgbinary, entry.path)
-                    shutil.rmtree(entry.path, ignore_errors=True)
+    (SIGKILL, os._exit): their gpg-agent would otherwise idle forever next to a key.
+
+    Other walg processes create and remove homes at the same time: a home may be in the
+    making (no owner file yet) or vanish at any step, and two sweeps may remove the same
+    stale home; none of that is an error."""
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_TEMP_PREFIX):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid != os.getuid() or not entry.is_dir(follow_symlinks=False):
+            continue
+        age = time.time() - info.st_mtime
+        if is_stale_home(_read_owner(entry.path), age, _process_identity):
+            _stop_agent(gpgbinary, entry.path)
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _make_home() -> str:
+    """A new temporary home (mode 0700) whose owner file appears whole or not at all."""
+    home = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
+    partial = os.path.join(home, f".{_OWNER_FILE}.new")
+    try:
+        with open(partial, "w", encoding="ascii") as f:
+            f.write(_process_identity(os.getpid()) or str(os.getpid()))
+        os.rename(partial, os.path.join(home, _OWNER_FILE))
+    except BaseException:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    return home
 
 
 def _import_into_temporary_home(settings: CryptoSettings, gpgbinary: str) -> Keyring:
     text, source = _key_text(settings)
     _sweep_stale_homes(gpgbinary)
-    home = tempfile.mkdtemp(prefix=_TEMP_PREFIX)  # created with mode 0700
-    with open(os.path.join(home, _OWNER_FILE), "w", encoding="ascii") as f:
-        f.write(_process_identity(os.getpid()) or str(os.getpid()))
+    home = _make_home()
     keyring = Keyring(gpgbinary, home, temporary=True, source=source)
     try:
         keyring.info = _import(keyring, text)
