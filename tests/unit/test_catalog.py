@@ -24,6 +24,7 @@ from walg.backup.catalog import (
     read_files_metadata,
     read_metadata,
 )
+from walg.backup.delta import check_base, choose_base
 from walg.backup.meta import FileDescription, FilesMetadata, Sentinel
 from walg.errors import EX_GENERAL, IntegrityError, ObjectNotFound, PermissionDenied
 from walg.storage.base import Storage
@@ -447,3 +448,25 @@ def test_file_storage_modified_is_the_sentinel_mtime(tmp_path: Path) -> None:
     os.utime(path, (1700000000, 1700000000))
     [backup] = list_backups(storage)
     assert backup.modified == datetime.fromtimestamp(1700000000, UTC)
+
+
+def test_walg_sentinel_without_timeline_takes_it_from_the_name() -> None:
+    """A WAL-G sentinel has no Timeline key: the timeline is read from the backup's name
+    (base_00000002...), so a delta on timeline 2 after a promotion is not refused."""
+    name = "base_000000020000000000000004"
+    walg_shaped = {  # the keys WAL-G's BackupSentinelDtoV2 writes, and no Timeline
+        "LSN": 0x4000028,
+        "FinishLSN": 0x4000138,
+        "PgVersion": 150000,
+        "SystemIdentifier": 7,
+        "StartTime": "2026-01-01T00:00:00.000000Z",
+        "FinishTime": "2026-01-01T00:00:01.000000Z",
+        "IsPermanent": False,
+    }
+    storage = MemoryStorage()
+    storage.put_object(layout.sentinel_key(name), json.dumps(walg_shaped).encode())
+    base = choose_base(list_backups(storage), max_steps=1, origin="LATEST")
+    assert base is not None and base.backup.sentinel.timeline == 2
+    # Timeline 2 began at 0/3000000, before this base: a delta on it is sound.
+    check_base(base, 7, 0x5000028, timeline=2, history={1: 0x3000000})
+    assert Sentinel.from_json(walg_shaped).timeline == 1  # no name: WAL-G's default

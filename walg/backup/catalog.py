@@ -265,7 +265,7 @@ def _available(backups: list[BackupInfo]) -> str:
 def read_sentinel(storage: Storage, name: str) -> Sentinel:
     """The sentinel of backup ``name``; ObjectNotFound if missing, IntegrityError if malformed."""
     key = layout.sentinel_key(name)
-    return Sentinel.from_json(read_json_object(storage, key), where=f"sentinel {key}")
+    return Sentinel.from_json(read_json_object(storage, key), where=f"sentinel {key}", name=name)
 
 
 def read_metadata(storage: Storage, name: str) -> ExtendedMetadata | None:

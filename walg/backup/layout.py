@@ -33,6 +33,7 @@ __all__ = [
     "part_name",
     "parts_prefix",
     "sentinel_key",
+    "start_timeline",
 ]
 
 BASEBACKUPS = "basebackups_005"
@@ -62,6 +63,13 @@ def backup_name(start_wal_file: str, delta_base_wal_file: str | None = None) -> 
 def is_backup_name(name: str) -> bool:
     """Whether ``name`` has the form of a backup name."""
     return _BACKUP.fullmatch(name) is not None
+
+
+def start_timeline(name: str) -> int | None:
+    """The timeline of a backup's start, from its name (``base_<TTTTTTTT...>``); None for
+    a name not of that form."""
+    match = _BACKUP.fullmatch(name)
+    return int(match.group(1)[:8], 16) if match else None
 
 
 def sentinel_key(name: str) -> str:

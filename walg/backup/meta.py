@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from walg.backup.layout import start_timeline
 from walg.errors import IntegrityError
 
 __all__ = [
@@ -151,12 +152,16 @@ class Sentinel:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], where: str = "sentinel") -> Sentinel:
+    def from_json(
+        cls, doc: Mapping[str, Any], where: str = "sentinel", name: str | None = None
+    ) -> Sentinel:
+        """The sentinel ``doc`` of backup ``name``. WAL-G writes no Timeline: it is the
+        timeline of the backup's start WAL file, which the name holds (1 if unknown)."""
         try:
             return cls(
                 start_lsn=int(doc["LSN"]),
                 finish_lsn=int(doc["FinishLSN"]),
-                timeline=int(doc.get("Timeline") or 1),
+                timeline=_timeline(doc.get("Timeline"), name),
                 pg_version=int(doc.get("PgVersion") or 0),
                 system_identifier=_optional_int(doc.get("SystemIdentifier")),
                 uncompressed_size=int(doc.get("UncompressedSize") or 0),
@@ -304,6 +309,12 @@ class FilesMetadata:
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise IntegrityError(f"malformed {where}: {err!r}") from err
         return cls(files, sets)
+
+
+def _timeline(stored: Any, name: str | None) -> int:
+    if stored:
+        return int(stored)
+    return (start_timeline(name) if name else None) or 1
 
 
 def _optional_int(value: Any) -> int | None:
