@@ -3,10 +3,15 @@ complete backup, and the claim checked again before the sentinel."""
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from walg.backup import layout
 from walg.backup.claim import claim_name, confirm_claim, put_sentinel
+from walg.backup.deletion import DeleteRequest, delete
+from walg.backup.retention import GRACE
 from walg.errors import BackupNameTaken
 from walg.storage.memory import MemoryStorage
 
@@ -54,3 +59,17 @@ def test_lost_claim_or_existing_sentinel_stops_the_commit() -> None:
     with pytest.raises(BackupNameTaken, match="committed by another writer"):
         put_sentinel(storage, claim, b"ours")
     assert storage.read_bytes(layout.sentinel_key(NAME)) == b"theirs"
+
+
+def test_delete_garbage_removes_a_crashed_pushs_claim_after_the_grace() -> None:
+    """The claim of a push that crashed (no sentinel) is an unfinished folder: `delete
+    garbage` keeps it within the hour's grace and removes it after, freeing the name."""
+    storage = MemoryStorage()
+    claim_name(storage, NAME)
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    delete(storage, DeleteRequest("garbage", confirm=True), out=io.StringIO(), now=soon)
+    assert storage.exists(layout.claim_key(NAME))
+    later = datetime.now(UTC) + GRACE + timedelta(minutes=1)
+    delete(storage, DeleteRequest("garbage", confirm=True), out=io.StringIO(), now=later)
+    assert list(storage.list_objects()) == []
+    claim_name(storage, NAME)
