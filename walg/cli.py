@@ -77,6 +77,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, load_command: Comman
     from walg import logs  # structlog costs ~80 ms; only commands that run need it
 
     logs.configure(settings.log.level)
+    warnings = settings.config_warnings()
+    if warnings:  # WAL-G warns about unknown settings too; the command still runs
+        log = logs.get_logger()
+        for line in warnings:
+            log.warning(line)
     run = load_command(args.command)
     return run(args, settings)
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import cast
 
+from walg.config import unsupported
 from walg.config.parse import (
     format_size,
     parse_bool,
@@ -59,6 +60,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
     """
     file_values = read_config_file(config_file) if config_file is not None else {}
     values = _merge(file_values, environ)
+    unsupported.check_supported(values)
     reader = _Reader(values)
     return Settings(
         storages=_storages(reader),
@@ -85,7 +87,8 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
         log=_log(reader),
         postgres=_postgres(reader),
         config_file=config_file,
-        unknown=_unknown(values),
+        unknown=unsupported.unknown(values),
+        noted=unsupported.noted(values),
         given=_given(values),
     )
 
@@ -106,14 +109,12 @@ def _merge(file_values: Mapping[str, str], environ: Mapping[str, str]) -> dict[s
     return values
 
 
-def _unknown(values: Mapping[str, str]) -> tuple[str, ...]:
-    """WALG_* and WALE_* names that are not in the registry (WAL-G warns about them)."""
-    prefixed = (name for name in values if name.startswith(("WALG_", "WALE_")))
-    return tuple(sorted(name for name in prefixed if name not in KNOWN_NAMES))
-
-
 def find_default_config_file(environ: Mapping[str, str]) -> str | None:
-    """``$HOME/.walg.json`` if it is a file (WAL-G's default config file), else None."""
+    """The config file when ``--config`` is not given, as WAL-G finds it: WALG_CONFIG_PATH if
+    set (it must then exist), else ``$HOME/.walg.json`` if it is a file, else None."""
+    named = environ.get("WALG_CONFIG_PATH", "").strip()
+    if named:
+        return named
     home = environ.get("HOME")
     if not home:
         return None
@@ -128,14 +129,15 @@ def read_config_file(path: str) -> dict[str, str]:
             text = file.read()
     except FileNotFoundError:
         raise ConfigError(
-            f"config file {path} does not exist", hint="check the path given to --config"
+            f"config file {path} does not exist",
+            hint="check the path given to --config (or in WALG_CONFIG_PATH)",
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text", hint=_CONFIG_HINT) from None
     except OSError as exc:
         raise ConfigError(
             f"cannot read config file {path}: {exc.strerror or exc}",
-            hint="check the path given to --config and its permissions",
+            hint="check the path given to --config (or in WALG_CONFIG_PATH) and its permissions",
         ) from None
     try:
         data: object = json.loads(text)

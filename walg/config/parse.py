@@ -205,13 +205,25 @@ def parse_url_prefix(name: str, value: str, scheme: str) -> tuple[str, str]:
 
 
 def parse_file_prefix(name: str, value: str) -> str:
-    """A local directory; WAL-E's ``file://localhost/path`` form is accepted too."""
+    """An absolute local directory; WAL-E's ``file://localhost/path`` form is accepted too.
+
+    A relative path (``backups``, ``./x``, ``~/x``: ``~`` is not expanded, as in WAL-G) is
+    refused: it would be resolved against the current directory, which for archive_command
+    is PGDATA, so the archive would land inside the data directory it is meant to protect.
+    """
     text = value.strip()
     hint = f"use a directory path, e.g. {name}=/var/backups/walg"
     if text.startswith("file://localhost/"):
         text = text[len("file://localhost") :]
     elif "://" in text:
         raise _bad(name, value, "a local directory path", hint)
+    if not text.startswith("/"):
+        raise ConfigError(
+            f"{name}={value!r} is not an absolute path: it would be resolved against the "
+            "current directory (PGDATA, for archive_command)",
+            hint=f"use an absolute directory path, e.g. {name}=/var/backups/walg"
+            + ("; '~' is not expanded: write the home directory out" if "~" in text else ""),
+        )
     if len(text) > 1:
         text = text.rstrip("/") or "/"
     return text

@@ -239,10 +239,19 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     config_file: str | None = None
-    unknown: tuple[str, ...] = ()  # WALG_*/WALE_* names given that walg does not know
+    unknown: tuple[str, ...] = ()  # WALG_*/WALE_* names given that neither walg nor WAL-G knows
+    noted: tuple[str, ...] = ()  # WAL-G settings given that walg accepts but does not implement
     # The storage, crypto and tuning variables as given (not PG*), hidden from repr: what a
     # restore_command needs to run wal-fetch with the same configuration.
     given: tuple[tuple[str, Secret], ...] = ()
+
+    def config_warnings(self) -> list[str]:
+        """One line per unknown or not implemented setting, for the command to log once."""
+        if not (self.unknown or self.noted):
+            return []
+        from walg.config.unsupported import warnings
+
+        return warnings(self.unknown, self.noted)
 
     def require_storage(self) -> StorageSettings:
         """The one configured storage; ConfigError if none or several are configured."""

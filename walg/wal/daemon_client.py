@@ -61,6 +61,7 @@ IDENTITY_VARIABLES: Final = (
     "WALE_S3_PREFIX",
     "WALE_GS_PREFIX",
     "HOME",  # where the default config file ~/.walg.json is
+    "WALG_CONFIG_PATH",  # the config file when --config is not given
 )
 """What the client sends so that the daemon can tell which storage it is configured for."""
 
