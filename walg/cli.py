@@ -138,7 +138,23 @@ def main(
 
     ``environ`` defaults to ``os.environ``, read once here and handed to ``walg.config``.
     ``load_command`` maps a command name to its runner; tests pass a fake one.
+    A failed ``wal-fetch`` (usage, settings, storage, anything) gets the exit code that
+    stops PostgreSQL's recovery rather than ends it (:mod:`walg.wal.restore_exit`).
     """
+    from walg.wal.restore_exit import restore_command_exit
+
+    words = sys.argv[1:] if argv is None else argv
+    code = _main(words, environ=environ, load_command=load_command)
+    return restore_command_exit(words, code)
+
+
+def _main(
+    argv: Sequence[str],
+    *,
+    environ: Mapping[str, str] | None,
+    load_command: CommandLoader | None,
+) -> int:
+    """:func:`main`, before restore_command's exit codes."""
     # Fast path: with WALG_DAEMON_SOCKET set, `wal-push` goes to a running `wal-g daemon`
     # before the parser, the settings or the storage are loaded (None: push directly).
     from walg.wal.daemon_client import fast_path

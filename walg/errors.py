@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno as _errno
 
 __all__ = [
+    "EX_ABORT_RECOVERY",
     "EX_GENERAL",
     "EX_INTERRUPTED",
     "EX_NOT_FOUND",
@@ -33,6 +34,7 @@ __all__ = [
     "StageFailed",
     "StorageError",
     "StorageUnavailable",
+    "WalFileInvalid",
     "WalgError",
     "WorkerDied",
     "local_file_error",
@@ -41,6 +43,14 @@ __all__ = [
 EX_GENERAL = 1
 EX_USAGE = 2
 EX_NOT_FOUND = 74  # what restore_command must return for "no such segment" (EX_IOERR)
+# What wal-fetch returns when a WAL file is in the archive but cannot be restored (corrupt,
+# undecryptable, storage failing after retries, destination not writable, bad settings).
+# PostgreSQL's RestoreArchivedFile reads 1-125 as "not available": archive recovery would end
+# there and the server promote without the later WAL. Above 125 (wait_result_is_any_signal
+# with include_command_not_found) it aborts recovery (FATAL) instead. Not 126/127: shells use
+# them for "not executable"/"not found", and PostgreSQL's log would say exactly that; not
+# 129-192 either: shells report a child killed by signal N as 128+N. 200 reads as itself.
+EX_ABORT_RECOVERY = 200
 EX_INTERRUPTED = 130
 
 
@@ -146,6 +156,12 @@ class IntegrityError(WalgError):
     """Stored data is corrupt or does not match its checksum."""
 
     default_hint = "the object may be corrupt; try another backup"
+
+
+class WalFileInvalid(IntegrityError):
+    """A WAL file's content does not fit its name (size, page header, history syntax)."""
+
+    default_hint = "a damaged or misnamed file: PostgreSQL must not get it back from the archive"
 
 
 class CryptoError(WalgError):

@@ -22,10 +22,14 @@ from pathlib import Path
 import pytest
 
 from walg.compression import method_for_extension, open_decompressed
+from walg.postgres.wal_format import LONG_HEADER_SIZE, LongPageHeader
 from walg.wal.daemon_client import fast_path
 
 SEGMENT = "000000010000000000000003"
-CONTENT = (b"walg daemon test record " * 40 + bytes(3000)) * 200
+# A valid 1 MiB segment 3 (wal-push checks its size and first page header).
+CONTENT = LongPageHeader(0xD110, 2, 1, 3 << 20, 0, 7, 1 << 20, 8192).pack() + (
+    (b"walg daemon test record " * 40 + bytes(3000)) * 300
+)[: (1 << 20) - LONG_HEADER_SIZE]
 
 
 def base_env(home: Path) -> dict[str, str]:
@@ -140,6 +144,21 @@ def test_push_through_daemon_stores_the_segment(
         assert (done.returncode, done.stderr) == (0, "")
         assert stored(store, "lz4") == CONTENT
         assert not (store / "wal_005" / f"{SEGMENT}.br").exists()
+
+
+def test_daemon_refuses_an_invalid_segment(
+    short_dir: Path, store: Path, pgdata: Path, tmp_path: Path
+) -> None:
+    """Through the daemon, a file named like a segment but cut short exits 1 with the
+    same ERROR as a direct push, and nothing is stored."""
+    name = "000000010000000000000004"
+    (pgdata / "pg_wal" / name).write_bytes(CONTENT[: 1 << 19])
+    sock = short_dir / "d.sock"
+    with daemon(sock, store, tmp_path):
+        done = wal_push(pgdata, sock, store, tmp_path, name=name)
+    assert done.returncode == 1
+    assert f"ERROR: {pgdata}/pg_wal/{name} is not a valid WAL file {name}: " in done.stderr
+    assert not any(p.is_file() for p in store.rglob("*"))
 
 
 def test_error_comes_back_as_exit_1_with_error_line(

@@ -24,7 +24,7 @@ from walg import config
 from walg.cli import main
 from walg.compression import EXTENSIONS, compress_stream
 from walg.config.settings import CryptoSettings, Secret
-from walg.errors import ConfigError, CryptoError, IntegrityError, ObjectNotFound
+from walg.errors import EX_ABORT_RECOVERY, ConfigError, CryptoError, IntegrityError, ObjectNotFound
 from walg.postgres.wal import segment_name
 from walg.storage.file import FileStorage
 from walg.wal.fetch import fetch_wal
@@ -129,15 +129,19 @@ def test_each_extension_is_found(
     assert dest.read_bytes() == data
 
 
-@pytest.mark.parametrize(("configured", "expected"), [("lz4", b"from lz4"), ("brotli", b"br!")])
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [("lz4", b"1\t0/3000000\tfrom lz4\n"), ("brotli", b"1\t0/3000000\tbr!\n")],
+)
 def test_configured_method_is_tried_first(
     configured: str, expected: bytes, store: FileStorage, env: dict[str, str], pg_wal: Path
 ) -> None:
     """When copies exist under several extensions, the configured method's copy wins."""
-    store.put_object("wal_005/00000001.history.lz4", compressed(b"from lz4", "lz4"))
-    store.put_object("wal_005/00000001.history.br", compressed(b"br!", "brotli"))
+    lz4, br = b"1\t0/3000000\tfrom lz4\n", b"1\t0/3000000\tbr!\n"
+    store.put_object("wal_005/00000002.history.lz4", compressed(lz4, "lz4"))
+    store.put_object("wal_005/00000002.history.br", compressed(br, "brotli"))
     settings = config.load({**env, "WALG_COMPRESSION_METHOD": configured})
-    fetch_wal(store, settings, "00000001.history", str(pg_wal / "RECOVERYHISTORY"))
+    fetch_wal(store, settings, "00000002.history", str(pg_wal / "RECOVERYHISTORY"))
     assert (pg_wal / "RECOVERYHISTORY").read_bytes() == expected
 
 
@@ -165,7 +169,8 @@ def test_unreadable_method_is_not_reported_missing(
 def test_corrupt_object_leaves_nothing(
     store: FileStorage, env: dict[str, str], pg_wal: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A corrupt object raises IntegrityError and exits 1; no DEST, no temporary file."""
+    """A corrupt object raises IntegrityError and exits 200 (recovery must stop, not end);
+    no DEST, no temporary file."""
     damaged = bytearray(compressed(segment(5), "lz4"))
     damaged[len(damaged) // 2 :] = bytes(len(damaged) - len(damaged) // 2)
     store.put_object(key_of(name_of(5), "lz4"), bytes(damaged))
@@ -173,7 +178,7 @@ def test_corrupt_object_leaves_nothing(
     with pytest.raises(IntegrityError):
         fetch_wal(store, config.load(env), name_of(5), str(dest))
     assert os.listdir(pg_wal) == []
-    assert main(["wal-fetch", name_of(5), str(dest)], environ=env) == 1
+    assert main(["wal-fetch", name_of(5), str(dest)], environ=env) == EX_ABORT_RECOVERY
     assert "ERROR:" in capsys.readouterr().err
     assert os.listdir(pg_wal) == []
 
@@ -193,10 +198,11 @@ def test_dest_is_replaced_atomically(store: FileStorage, env: dict[str, str], pg
 def test_unwritable_destination_is_a_clear_error(
     store: FileStorage, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A DEST in a missing directory exits 1 naming the path, not as an internal error."""
+    """A DEST in a missing directory exits 200 (stop recovery) naming the path, not as an
+    internal error."""
     put(store, 7)
     dest = tmp_path / "no-such-dir" / "RECOVERYXLOG"
-    assert main(["wal-fetch", name_of(7), str(dest)], environ=env) == 1
+    assert main(["wal-fetch", name_of(7), str(dest)], environ=env) == EX_ABORT_RECOVERY
     err = capsys.readouterr().err
     assert f"cannot write {dest}" in err
     assert "internal error" not in err

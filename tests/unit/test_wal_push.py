@@ -24,14 +24,16 @@ from walg.compression import method_for_extension, open_decompressed
 from walg.config import Settings
 from walg.config.settings import CryptoSettings, Secret
 from walg.crypto import Crypter, looks_encrypted
-from walg.errors import StorageError, WalgError
+from walg.errors import StorageError, WalFileInvalid, WalgError
+from walg.postgres.wal import parse_segment_name
+from walg.postgres.wal_format import LONG_HEADER_SIZE, LongPageHeader
 from walg.storage.file import TEMP_MARK, FileStorage
 from walg.wal import names
 from walg.wal.markers import TEMP_MAX_AGE, ArchiveStatus, marker_text
 from walg.wal.push import Outcome, push_wal
 
 SEG = [f"00000001000000000000000{i}" for i in range(1, 8)]  # ...01 .. ...07
-SIZE = (1 << 20) + 300_000  # more than one read chunk
+SIZE = 2 << 20  # a segment size PostgreSQL allows, more than one read chunk
 
 
 def wal_bytes(seed: int, size: int = SIZE) -> bytes:
@@ -43,6 +45,20 @@ def wal_bytes(seed: int, size: int = SIZE) -> bytes:
         parts.append(part)
         total += len(part)
     return b"".join(parts)[:size]
+
+
+def with_header(name: str, body: bytes) -> bytes:
+    """``body`` with a first page header that makes it segment ``name`` (a
+    ``len(body)``-byte segment, as PostgreSQL 15 writes it)."""
+    size = len(body)
+    timeline, segno = parse_segment_name(name[:24], size)
+    header = LongPageHeader(0xD110, 0x0002, timeline, segno * size, 0, 7, size, 8192)
+    return header.pack() + body[LONG_HEADER_SIZE:]
+
+
+def segment_bytes(name: str, seed: int, size: int = SIZE) -> bytes:
+    """A valid WAL segment (or partial segment) ``name`` with content from ``seed``."""
+    return with_header(name, wal_bytes(seed, size))
 
 
 @pytest.fixture
@@ -67,7 +83,7 @@ def settings_for(store: Path, **env: str) -> Settings:
 def add_wal(pg_wal: Path, name: str, data: bytes | None = None, ready: bool = True) -> Path:
     """Write WAL file ``name`` (content from its name unless given), marked ready."""
     path = pg_wal / name
-    path.write_bytes(wal_bytes(hash(name) & 0xFFFF) if data is None else data)
+    path.write_bytes(segment_bytes(name, hash(name) & 0xFFFF) if data is None else data)
     if ready:
         (pg_wal / "archive_status" / f"{name}.ready").touch()
     return path
@@ -153,12 +169,25 @@ def test_push_stores_compressed_segment(store: Path, pg_wal: Path, method: str, 
     assert stored(store, key) == path.read_bytes()
 
 
+BACKUP_HISTORY = (
+    f"START WAL LOCATION: 0/3000028 (file {SEG[2]})\nSTOP WAL LOCATION: 0/3000100 (file "
+    f"{SEG[2]})\nCHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\n"
+).encode()
+
+
 @pytest.mark.parametrize(
-    "name", ["00000002.history", f"{SEG[2]}.00000028.backup", f"{SEG[3]}.partial"]
+    ("name", "data"),
+    [
+        ("00000002.history", b"1\t0/3000000\tno recovery target specified\n"),
+        (f"{SEG[2]}.00000028.backup", BACKUP_HISTORY),
+        (f"{SEG[3]}.partial", segment_bytes(SEG[3], 3)),
+    ],
 )
-def test_push_stores_history_backup_and_partial_files(store: Path, pg_wal: Path, name: str) -> None:
+def test_push_stores_history_backup_and_partial_files(
+    store: Path, pg_wal: Path, name: str, data: bytes
+) -> None:
     """Timeline history, backup history and partial files are stored under their own name."""
-    path = add_wal(pg_wal, name, b"1\t0/3000000\tno recovery target specified\n")
+    path = add_wal(pg_wal, name, data)
     result = push_wal(settings_for(store), str(path))
     assert result.key == f"wal_005/{name}.lz4"
     assert stored(store, f"wal_005/{name}.lz4") == path.read_bytes()
@@ -198,6 +227,78 @@ def test_missing_file_is_one_line_error(
     assert err[0] == f"ERROR: WAL file {path} does not exist"
     assert err[1].startswith("HINT: ") and len(err) == 2
     assert objects(store) == []
+
+
+def _bad_files() -> dict[str, tuple[str, bytes, str]]:
+    """Files that must never be archived: test id -> (name, content, what the error says)."""
+    good = segment_bytes(SEG[1], 1)
+    # 1 MiB segments, but the address of segment 2 of 2 MiB segments
+    short = LongPageHeader(0xD110, 2, 1, 4 << 20, 0, 7, 1 << 20, 8192)
+    return {
+        "empty": (SEG[1], b"", "it is empty"),
+        "1 MiB of a 2 MiB segment": (SEG[1], good[: 1 << 20], "segments are 2097152"),
+        "1 MiB, header of 16 MiB": (SEG[1], with_header(SEG[1], bytes(16 << 20))[: 1 << 20],
+                                    "segments are 16777216"),
+        "garbage": (SEG[1], random.Random(5).randbytes(SIZE), "magic"),
+        "wrong address": (SEG[1], segment_bytes(SEG[2], 1), "first page is at 0/600000"),
+        "wrong timeline": (SEG[1], with_header("00000002" + SEG[1][8:], good),
+                           "on timeline 2, not on timeline 1"),
+        "other segment size": (SEG[1], short.pack() + bytes((1 << 20) - 40),
+                               "at 0/400000, but segment .* starts at 0/200000"),
+        "partial cut short": (f"{SEG[1]}.partial", good[:-8192], "segments are 2097152"),
+        "history of timeline 1": ("00000001.history", b"1\t0/3000000\tx\n", "no history file"),
+        "history not text": ("00000003.history", b"\x00" * 40, "malformed"),
+        "history out of order": ("00000003.history", b"2\t0/5000000\tb\n1\t0/3000000\ta\n",
+                                 "must increase"),
+        "empty history": ("00000002.history", b"", "names no parent"),
+        "backup history not text": (f"{SEG[2]}.00000028.backup", b"garbage", "START WAL"),
+        "backup history of another segment": (f"{SEG[1]}.00000028.backup", BACKUP_HISTORY,
+                                              "its name does not name"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_bad_files()))
+def test_invalid_wal_file_is_refused(
+    case: str, store: Path, pg_wal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file whose size or first page header (or text) does not fit its name exits 1
+    with one ERROR line naming the file and the problem, and nothing is stored."""
+    name, data, problem = _bad_files()[case]
+    path = add_wal(pg_wal, name, data)
+    with pytest.raises(WalFileInvalid, match=problem):
+        push_wal(settings_for(store), str(path))
+    code = main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(store)})
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[0].startswith(f"ERROR: {path} is not a valid WAL file {name}: ")
+    assert err[1].startswith("HINT: ") and len(err) == 2
+    assert objects(store) == []
+
+
+def test_invalid_ready_file_is_never_uploaded_ahead(store: Path, pg_wal: Path) -> None:
+    """A ready segment that fails the check is skipped by the background uploads (a
+    warning; not stored, not marked) while valid ones are stored."""
+    paths = ready_segments(pg_wal, 2)
+    add_wal(pg_wal, SEG[2], segment_bytes(SEG[2], 1)[: 1 << 20])  # cut short
+    add_wal(pg_wal, SEG[3])
+    settings = settings_for(store, WALG_UPLOAD_CONCURRENCY="8")
+    with capture_logs() as logs:
+        result = push_wal(settings, str(paths[0]))
+    assert (result.ahead, result.ahead_failed) == ((SEG[1], SEG[3]), (SEG[2],))
+    assert objects(store) == [f"wal_005/{SEG[i]}.lz4" for i in (0, 1, 3)]
+    assert markers(pg_wal) == [f"{SEG[1]}.done", f"{SEG[3]}.done"]
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["segment"] for e in warned] == [SEG[2]] and "valid" in warned[0]["error"]
+
+
+def test_new_timeline_segment_with_old_timeline_header_is_stored(
+    store: Path, pg_wal: Path
+) -> None:
+    """The first segment of a new timeline, copied at promotion from the old timeline's
+    segment (first page still on the old timeline), is archived."""
+    name = "00000003" + SEG[1][8:]
+    path = add_wal(pg_wal, name, segment_bytes(SEG[1], 4))  # first page on timeline 1
+    assert push_wal(settings_for(store), str(path)).outcome is Outcome.STORED
 
 
 def test_storage_error_is_clear_and_non_zero(
@@ -264,7 +365,7 @@ def test_overwrite_check_decrypts(store: Path, pg_wal: Path, pgp_key: str) -> No
     settings = settings_for(store, WALG_PGP_KEY=pgp_key, WALG_PREVENT_WAL_OVERWRITE="true")
     push_wal(settings, str(path))
     assert push_wal(settings, str(path)).outcome is Outcome.IDENTICAL
-    path.write_bytes(wal_bytes(99))
+    path.write_bytes(segment_bytes(SEG[0], 99))
     with pytest.raises(WalgError, match="other content"):
         push_wal(settings, str(path))
 
@@ -291,7 +392,7 @@ def test_different_copy_fails_and_is_kept(
     env = {"WALG_FILE_PREFIX": str(store), "WALG_PREVENT_WAL_OVERWRITE": "true"}
     assert main(["wal-push", str(path)], environ=env) == 0
     original = (store / f"wal_005/{SEG[0]}.lz4").read_bytes()
-    path.write_bytes(wal_bytes(7))
+    path.write_bytes(segment_bytes(SEG[0], 7))
     assert main(["wal-push", str(path)], environ=env) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"ERROR: wal_005/{SEG[0]}.lz4 is already archived with other")
@@ -306,7 +407,9 @@ def test_copy_with_other_extension_is_compared(store: Path, pg_wal: Path) -> Non
     settings = settings_for(store, WALG_PREVENT_WAL_OVERWRITE="true")
     result = push_wal(settings, str(path))
     assert (result.outcome, result.key) == (Outcome.IDENTICAL, f"wal_005/{SEG[0]}.lzma")
-    path.write_bytes(path.read_bytes()[:-1])  # a prefix of the archived content
+    changed = bytearray(path.read_bytes())
+    changed[-1] ^= 1  # the archived content but for its last byte
+    path.write_bytes(changed)
     with pytest.raises(WalgError, match="other content"):
         push_wal(settings, str(path))
     assert objects(store) == [f"wal_005/{SEG[0]}.lzma"]
@@ -316,9 +419,9 @@ def test_segment_is_overwritten_without_the_setting(store: Path, pg_wal: Path) -
     """Without WALG_PREVENT_WAL_OVERWRITE a segment is simply stored again (WAL-G's default)."""
     path = add_wal(pg_wal, SEG[0])
     push_wal(settings_for(store), str(path))
-    path.write_bytes(b"other")
+    path.write_bytes(segment_bytes(SEG[0], 5))
     assert push_wal(settings_for(store), str(path)).outcome is Outcome.STORED
-    assert stored(store, f"wal_005/{SEG[0]}.lz4") == b"other"
+    assert stored(store, f"wal_005/{SEG[0]}.lz4") == segment_bytes(SEG[0], 5)
 
 
 def test_history_file_is_always_checked(store: Path, pg_wal: Path) -> None:
@@ -496,7 +599,10 @@ def test_failed_background_uploads_do_not_fail_the_push(store: Path, pg_wal: Pat
 def test_foreground_failure_cancels_background_uploads(store: Path, pg_wal: Path) -> None:
     """When the file itself fails, slow background uploads stop at once, unmarked and
     leaving no partial object."""
-    big = [add_wal(pg_wal, n, random.Random(i).randbytes(8 << 20)) for i, n in enumerate(SEG[:3])]
+    big = [
+        add_wal(pg_wal, n, with_header(n, random.Random(i).randbytes(8 << 20)))
+        for i, n in enumerate(SEG[:3])
+    ]
     settings = settings_for(
         store,
         WALG_UPLOAD_CONCURRENCY="3",
@@ -531,7 +637,7 @@ def test_stale_markers_and_temporary_files_are_swept(store: Path, pg_wal: Path) 
 def test_no_background_uploads_outside_pg_wal(store: Path, tmp_path: Path) -> None:
     """A file in a folder without archive_status is pushed alone and no marker folder appears."""
     path = tmp_path / SEG[0]
-    path.write_bytes(b"x")
-    (tmp_path / SEG[1]).write_bytes(b"y")
+    path.write_bytes(segment_bytes(SEG[0], 1))
+    (tmp_path / SEG[1]).write_bytes(segment_bytes(SEG[1], 2))
     result = push_wal(settings_for(store, WALG_UPLOAD_CONCURRENCY="4"), str(path))
     assert result.ahead == () and not (tmp_path / "walg_data").exists()

@@ -34,6 +34,7 @@ __all__ = [
     "backup_history_file_name",
     "check_segment_size",
     "format_lsn",
+    "history_entries",
     "history_file_name",
     "is_backup_history_name",
     "is_history_name",
@@ -207,15 +208,21 @@ def history_file_name(timeline: int) -> str:
 def parse_history(text: str) -> dict[int, int]:
     """A timeline history file's switch points: ``{parent timeline: LSN where the history
     left it}``. Lines are ``<parent TLI> <switch LSN> <reason>``; '#' starts a comment."""
-    switches: dict[int, int] = {}
+    return dict(history_entries(text))
+
+
+def history_entries(text: str) -> list[tuple[int, int]]:
+    """A timeline history file's ``(parent timeline, switch LSN)`` lines, in file order
+    (``readTimeLineHistory``: blank lines and lines starting with '#' are skipped)."""
+    entries: list[tuple[int, int]] = []
     for line in text.splitlines():
         fields = line.split(None, 2)
         if not fields or fields[0].startswith("#"):
             continue
         if len(fields) < 2 or not fields[0].isdigit():
             raise ValueError(f"malformed timeline history line {line!r}")
-        switches[int(fields[0])] = parse_lsn(fields[1])
-    return switches
+        entries.append((int(fields[0]), parse_lsn(fields[1])))
+    return entries
 
 
 def backup_history_file_name(

@@ -177,6 +177,10 @@ def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     code, message = answer
     if message:
         sys.stderr.write(message if message.endswith("\n") else message + "\n")
+    if command == "wal-fetch":  # as a direct wal-fetch: recovery must not end on a failure
+        from walg.wal.restore_exit import restore_command_exit
+
+        return restore_command_exit(argv, code)
     return code
 
 

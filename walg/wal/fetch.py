@@ -11,6 +11,10 @@ over the destination and the directory fsynced; on any failure the temporary fil
 so the destination is never partial or corrupt. Memory stays bounded by one 1 MiB buffer
 plus the decompressor's state, whatever the object's size.
 
+Before the rename, the file is checked against its name (a segment's size and first page
+header, a history file's lines: :mod:`walg.postgres.wal_format`); one that fails raises
+:class:`~walg.errors.WalFileInvalid` and is not left behind.
+
 A missing WAL file raises :class:`~walg.errors.ObjectNotFound` (exit 74: recovery then ends
 normally). An object stored with a method walg cannot read (zstd, gzip, lzo from WAL-G)
 raises ConfigError instead, so that recovery does not silently stop early.
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
 from walg.backup.layout import WAL
 from walg.compression import extension, open_decompressed
-from walg.errors import IntegrityError, ObjectNotFound, WalgError
+from walg.errors import IntegrityError, ObjectNotFound, WalFileInvalid, WalgError
 from walg.fsutil import fsync_dir
 from walg.wal.names import candidate_keys
 
@@ -207,6 +211,7 @@ def download(
         try:
             with _decoded(stream, key, method, crypters) as plain:
                 head = _copy(plain, fd)
+            _check_fetched(name, key, fd, head)
             os.fsync(fd)
         except BaseException as err:
             with contextlib.suppress(OSError):
@@ -217,6 +222,28 @@ def download(
         finally:
             os.close(fd)
     return head
+
+
+def _check_fetched(name: str, key: str, fd: int, head: bytes) -> None:
+    """WalFileInvalid unless the file written to ``fd`` can be WAL file ``name``
+    (:func:`walg.postgres.wal_format.check_wal_file`)."""
+    from walg.postgres.wal_format import check_wal_file, head_size
+
+    wanted = head_size(name)
+    if not wanted:
+        return
+    size = os.fstat(fd).st_size
+    if len(head) < min(wanted, size):
+        head = os.pread(fd, wanted, 0)
+    try:
+        check_wal_file(name, size, head)
+    except ValueError as err:
+        raise WalFileInvalid(
+            f"archived object {key} is not a valid WAL file {name}: {err}",
+            hint="the archived copy is damaged or misnamed; PostgreSQL must not replay past "
+            "it: put a good copy of the file in the archive (from the primary's pg_wal, or "
+            "another archive) and start the server again",
+        ) from None
 
 
 def fetch_wal(storage: Storage, settings: Settings, name: str, destination: str) -> bytes:

@@ -32,7 +32,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +40,8 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
-from walg.postgres.wal import (
-    check_segment_size,
-    is_segment_name,
-    next_segment_name,
-    segment_number_from_name,
-    segment_start_lsn,
-)
+from walg.postgres.wal import is_segment_name, next_segment_name
+from walg.postgres.wal_format import LONG_HEADER_SIZE, LongPageHeader, check_segment
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -75,12 +69,6 @@ STALL_TIMEOUT: Final = 10.0
 """Seconds a running prefetch may make no progress before wal-fetch downloads itself."""
 _POLL: Final = 0.005
 
-# XLogLongPageHeaderData: xlp_magic, xlp_info, xlp_tli, xlp_pageaddr, xlp_rem_len (padded
-# to 24 bytes), xlp_sysid, xlp_seg_size, xlp_xlog_blcksz. Native order; little-endian here.
-_LONG_HEADER: Final = struct.Struct("<HHIQI4xQII")
-LONG_HEADER_SIZE: Final = _LONG_HEADER.size
-_XLP_LONG_HEADER: Final = 0x0002
-
 _log = get_logger("walg.wal.prefetch")
 T = TypeVar("T")
 
@@ -104,19 +92,15 @@ class PrefetchDirs:
 
 
 def segment_size_of(head: bytes, name: str) -> int | None:
-    """The segment size a WAL segment's first bytes declare, if they are the long page
-    header of segment ``name`` (its page address is that segment's start); else None."""
+    """The segment size a WAL segment's first bytes declare, if they are a valid first
+    page header of segment ``name`` (:func:`~walg.postgres.wal_format.check_segment`, for a
+    file of the declared size); else None."""
     if len(head) < LONG_HEADER_SIZE or not is_segment_name(name):
         return None
-    _magic, info, _tli, pageaddr, _rem, _sysid, size, _blcksz = _LONG_HEADER.unpack_from(head)
-    if not info & _XLP_LONG_HEADER:
-        return None
     try:
-        check_segment_size(size)
-        start = segment_start_lsn(segment_number_from_name(name, size), size)
+        return check_segment(name, LongPageHeader.parse(head).seg_size, head)
     except ValueError:
         return None
-    return size if pageaddr == start else None
 
 
 def next_names(name: str, segment_size: int, count: int) -> list[str]:

@@ -11,7 +11,11 @@ One call (``archive_command = 'wal-g wal-push %p'``, ``%p`` relative to PGDATA):
    ready (plain segment names on the same timeline, after this one, not marked yet) start
    uploading in background threads, each marked once stored. Their failures are logged,
    never raised: each segment is pushed again by its own archive_command call.
-3. The file itself: with WALG_PREVENT_WAL_OVERWRITE (always for ``.history``) an archived
+3. The file itself (and each background upload) is first checked against its name
+   (:func:`walg.postgres.wal_format.check_wal_file`: a segment's size and first page
+   header, a history file's lines, a backup history file's start): a file that fails is
+   never stored (WalFileInvalid; in the background, a warning). Then with
+   WALG_PREVENT_WAL_OVERWRITE (always for ``.history``) an archived
    copy under any known extension (a stat per extension, the configured one first) is
    decrypted, decompressed and compared with the local file as both stream by: identical
    succeeds without an upload, different fails. Else the file is read, compressed and
@@ -39,7 +43,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
-from walg.errors import Cancelled, IntegrityError, StorageError, WalgError
+from walg import interrupts
+from walg.errors import Cancelled, IntegrityError, StorageError, WalFileInvalid, WalgError
 from walg.logs import get_logger
 from walg.wal import names
 from walg.wal.markers import ArchiveStatus
@@ -113,7 +118,8 @@ class _Source(io.RawIOBase):
     """The bytes to store for a local file, made as they are read: read, compress, encrypt.
 
     Seekable to its start only, so that a put retried by the storage starts over. Reading
-    raises Cancelled once ``cancel`` is set, which makes the storage abort the put.
+    raises Cancelled once ``cancel`` is set, and Terminated once SIGTERM arrived (see
+    :mod:`walg.interrupts`), which makes the storage abort the put.
     """
 
     def __init__(
@@ -182,6 +188,7 @@ class _Source(io.RawIOBase):
 
     def _step(self) -> bytes:
         assert self._file is not None and self._compressor is not None
+        interrupts.check()  # SIGTERM / Ctrl-C: Terminated / Cancelled (the put is aborted)
         if self._cancel.is_set():
             raise Cancelled(f"upload of {self._path} cancelled")
         n = self._file.readinto(self._buffer)
@@ -234,6 +241,7 @@ class _Pusher:
     def push(self, path: str, name: str) -> tuple[Outcome, str]:
         """Store the file at ``path`` as WAL file ``name``; its outcome and key."""
         key = names.wal_key(name, self.method)
+        _check_content(path, name)
         if self.settings.wal.prevent_overwrite or names.always_compare(name):
             found = self._find_archived(name)
             if found is not None:
@@ -333,6 +341,30 @@ class _Ahead:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
+
+
+def _check_content(path: str, name: str) -> None:
+    """WalFileInvalid unless the file at ``path`` can be WAL file ``name`` (its size and
+    first page header, or its text: :mod:`walg.postgres.wal_format`)."""
+    from walg.postgres.wal_format import check_wal_file, head_size
+
+    wanted = head_size(name)
+    if not wanted:
+        return
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(wanted)
+    except OSError as err:
+        raise WalgError(f"cannot read WAL file {path}: {err.strerror}", hint=_RETRY_HINT) from err
+    try:
+        check_wal_file(name, size, head)
+    except ValueError as err:
+        raise WalFileInvalid(
+            f"{path} is not a valid WAL file {name}: {err}; nothing was archived",
+            hint="a damaged or misnamed WAL file must not reach the archive: check the disk "
+            f"and whatever wrote the file ({_RETRY_HINT})",
+        ) from None
 
 
 def _check_local(path: str) -> None:
