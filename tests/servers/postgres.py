@@ -174,9 +174,15 @@ class PgCluster:
 
     @classmethod
     def create(
-        cls, base: Path | None = None, *, data_checksums: bool = False, **options: Any
+        cls,
+        base: Path | None = None,
+        *,
+        data_checksums: bool = False,
+        wal_dir: str | None = None,
+        **options: Any,
     ) -> PgCluster:
-        """initdb a new cluster (trust auth, superuser ``postgres``) and configure it."""
+        """initdb a new cluster (trust auth, superuser ``postgres``) and configure it; with
+        ``wal_dir``, its pg_wal is a link to ``<base>/<wal_dir>`` (``initdb -X``)."""
         cluster = cls(base or cls.make_base(), **options)
         try:
             cluster._prepare_dirs()
@@ -186,6 +192,8 @@ class PgCluster:
             command += ["-U", PG_USER, "--no-sync", "--encoding=UTF8", "--locale=C"]
             if data_checksums:
                 command.append("--data-checksums")
+            if wal_dir is not None:
+                command += ["-X", str(cluster.make_dir(wal_dir))]
             cluster._run_as_server(command)
             with (cluster.data_dir / "postgresql.conf").open("a") as conf:
                 conf.write(f"\ninclude_if_exists = '{_CONF}'\n")

@@ -72,6 +72,18 @@ def test_other_symlinks_are_stored_as_symlinks(tmp_path: Path) -> None:
     assert entries["conf_link"].target == "/somewhere/else"
 
 
+def test_symlinked_pg_wal_is_stored_as_an_empty_directory(tmp_path: Path) -> None:
+    """pg_wal linked elsewhere (initdb -X) is stored as an empty directory, never as a
+    link, and the WAL directory it points to is not read."""
+    pgdata = make_pgdata(tmp_path)
+    wal = tmp_path / "wal_elsewhere"
+    (pgdata / "pg_wal").rename(wal)
+    os.symlink(wal, pgdata / "pg_wal")
+    entries = {e.name: e for e in scan(str(pgdata))}
+    assert entries["pg_wal"].kind == "dir" and entries["pg_wal"].mode == 0o700
+    assert not [n for n in entries if n.startswith("pg_wal/")]
+
+
 @pytest.mark.parametrize(
     ("name", "is_dir", "excluded"),
     [

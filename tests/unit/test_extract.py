@@ -17,7 +17,7 @@ from walg.checksum import Crc32c
 from walg.errors import IntegrityError
 from walg.pipeline import WorkerContext
 from walg.stages.chunks import Chunk
-from walg.stages.extract import Extractor, destination, member_name
+from walg.stages.extract import Extractor, destination, member_name, symlink_action
 
 
 def tar_bytes(members: list[tuple[str, Any]]) -> bytes:
@@ -78,10 +78,11 @@ def test_writing_through_a_planted_symlink_is_refused(tmp_path: Path) -> None:
     target, outside = tmp_path / "restore", tmp_path / "outside"
     target.mkdir()
     outside.mkdir()
-    data = tar_bytes([("/trick", f"->{outside}"), ("/trick/file", b"pwned")])
+    extract(target, tar_bytes([("/trick", f"->{outside}"), ("/trick/file", b"pwned")]))
+    assert list(outside.iterdir()) == []  # the link was not made: the file is inside
+    data = tar_bytes([("/base", None), ("/inner", "->base"), ("/inner/file", b"x")])
     with pytest.raises(IntegrityError, match="through the symlink"):
-        extract(target, data)
-    assert list(outside.iterdir()) == []
+        extract(tmp_path / "other", data)
 
 
 def test_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
@@ -157,3 +158,70 @@ def test_parts_extracted_at_once_by_one_worker_do_not_mix(tmp_path: Path) -> Non
     assert sorted(d.part for d in done) == [1, 2]
     for name, body in bodies.items():
         assert (tmp_path / name).read_bytes() == body, name
+
+
+def test_size_mismatch_names_the_file(tmp_path: Path) -> None:
+    """A member shorter or longer than the size the backup stored fails before it is written."""
+    files = FilesMetadata({"/a": FileDescription(datetime.now(UTC), size=8)})
+    extract(tmp_path / "ok", tar_bytes([("/a", b"12345678")]), {"files": files})
+    with pytest.raises(IntegrityError, match=r"a from part_001\.tar has 3 bytes, but .* 8"):
+        extract(tmp_path / "bad", tar_bytes([("/a", b"123")]), {"files": files})
+    assert not (tmp_path / "bad" / "a").exists()
+
+
+def test_symlinked_pg_wal_becomes_an_empty_directory(tmp_path: Path) -> None:
+    """pg_wal stored as a link to another WAL directory is restored as an empty directory."""
+    target, wal = tmp_path / "restore", tmp_path / "production_wal"
+    wal.mkdir()
+    names = extract(target, tar_bytes([("/pg_wal", f"->{wal}"), ("/pg_xlog", "->../wal")]))
+    assert names == ["pg_wal", "pg_xlog"]
+    for name in names:
+        assert (target / name).is_dir() and not (target / name).is_symlink()
+        assert list((target / name).iterdir()) == []
+        assert (target / name).stat().st_mode & 0o777 == 0o700
+
+
+def test_links_leading_outside_are_skipped_and_inside_ones_kept(tmp_path: Path) -> None:
+    """No link leading outside the target is created; links within it are restored."""
+    target = tmp_path / "restore"
+    data = tar_bytes([
+        ("/postgresql.conf", "->/etc/postgresql/15/main/postgresql.conf"),
+        ("/base/escape", "->../../outside"),
+        ("/base/inside", "->../global"),
+        ("/pg_tblspc/16400", "->/old/tablespace"),
+    ])
+    names = extract(target, data)
+    assert names == ["postgresql.conf", "base/escape", "base/inside", "pg_tblspc/16400"]
+    assert os.readlink(target / "base" / "inside") == "../global"
+    for skipped in ("postgresql.conf", "base/escape", "pg_tblspc/16400"):
+        assert not os.path.lexists(target / skipped), skipped
+
+
+def test_a_mapped_tablespace_link_is_left_as_the_map_made_it(tmp_path: Path) -> None:
+    """A pg_tblspc/<oid> link member of a mapped tablespace keeps the map's link."""
+    target, location = tmp_path / "restore", tmp_path / "new_ts"
+    (target / "pg_tblspc").mkdir(parents=True)
+    location.mkdir()
+    os.symlink(location, target / "pg_tblspc" / "16400")
+    extract(target, tar_bytes([("/pg_tblspc/16400", "->/old/ts")]),
+            tablespaces={"16400": str(location)})
+    assert os.readlink(target / "pg_tblspc" / "16400") == str(location)
+
+
+@pytest.mark.parametrize(
+    ("name", "link", "action"),
+    [
+        ("pg_wal", "/elsewhere", "dir"),
+        ("pg_stat_tmp", "/run/pg", "dir"),
+        ("pg_tblspc/5", "/ts", "mapped"),
+        ("pg_tblspc/6", "/ts", "skip"),
+        ("conf", "/etc/x", "skip"),
+        ("a/b", "../../x", "skip"),
+        ("a/b", "../c", "link"),
+        ("a/b", "c", "link"),
+    ],
+)
+def test_symlink_action(name: str, link: str, action: str) -> None:
+    """Which symlink members become directories, are skipped, or are created."""
+    path = os.path.join("/r", name)
+    assert symlink_action(name, link, path, "/r", {"5": "/ts"}) == action

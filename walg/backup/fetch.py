@@ -3,25 +3,39 @@
 Data parts are downloaded, decrypted, decompressed and extracted in parallel; then
 backup_label.tar; pg_control.tar last, so that an interrupted restore never looks like a
 startable cluster. Files are fsynced as they are written and checked against the
-backup's CRC-32C values; directories are fsynced at the end.
+backup's sizes and CRC-32C values; directories are fsynced at the end.
+
+Nothing is written before every object the restore needs is known to exist, and
+pg_control is written only once every file the metadata lists has been restored
+(see completeness): a failed restore never leaves global/pg_control behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from walg import compression
-from walg.backup import layout
+from walg.backup import completeness, layout
 from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
 from walg.backup.chain import Selection, parts_needed, plan_restore
 from walg.backup.graphs import fetch_graph
 from walg.backup.meta import FilesMetadata
 from walg.backup.recovery import RecoveryOptions, disable_previous, write_recovery
+from walg.backup.scan import PG_CONTROL
 from walg.config import Settings
-from walg.errors import BackupNotFound, ConfigError, CryptoError, IntegrityError, WalgError
+from walg.errors import (
+    BackupNotFound,
+    Cancelled,
+    ConfigError,
+    CryptoError,
+    IntegrityError,
+    WalgError,
+)
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
@@ -85,6 +99,23 @@ class _Source:
     files: FilesMetadata | None
     selection: Selection | None  # None: everything (a full backup restored alone)
 
+    @property
+    def restored(self) -> bool:
+        """Whether this is the backup being restored (not an older one of its chain)."""
+        return self.selection is None or self.selection.everything
+
+    def check_parts(self) -> None:
+        present = {o.name for o in self.objects}
+        completeness.check_parts_present(
+            self.info.name, present, self.files, self.selection, restored=self.restored
+        )
+
+    def check_written(self, written: set[str]) -> None:
+        """Every file this backup was to restore (pg_control aside) was restored."""
+        expected = completeness.expected_files(self.files, self.selection)
+        expected.discard(PG_CONTROL)
+        completeness.check_written(self.info.name, expected, written)
+
     def data_objects(self) -> list[ObjectRef]:
         data = [o for o in self.objects if not o.name.startswith(_SPECIAL)]
         if self.selection is None or self.files is None:
@@ -112,14 +143,18 @@ def backup_fetch(
     sources = _sources(storage, settings, _chain(storage, info))
     path = prepare_target(target)
     tablespaces = _tablespaces(info, path, remap or {})
-    total = sum(s.info.sentinel.uncompressed_size for s in sources)
+    run = functools.partial(
+        _run, settings, target=path, tablespaces=tablespaces, progress=progress,
+        total=sum(s.info.sentinel.uncompressed_size for s in sources),
+    )
     for source in sources[:-1]:
-        _run(settings, source, source.data_objects(), path, tablespaces, progress, total)
+        source.check_written(run(source, source.data_objects()))
     last = sources[-1]
-    label = _named(last.objects, layout.BACKUP_LABEL_PART)
-    control = _named(last.objects, layout.PG_CONTROL_PART)
-    for batch in (last.data_objects(), label, control):  # pg_control last
-        _run(settings, last, batch, path, tablespaces, progress, total)
+    written = run(last, last.data_objects())
+    written |= run(last, _named(last.objects, layout.BACKUP_LABEL_PART))
+    last.check_written(written)
+    completeness.check_label_written(last.info.name, written)
+    _restore_control(path, last, lambda: run(last, _named(last.objects, layout.PG_CONTROL_PART)))
     if disable_previous(path):
         _log.info("disabled recovery settings an earlier backup-fetch left in the backup")
     if recovery is not None and recovery.requested:
@@ -127,6 +162,21 @@ def backup_fetch(
     _fsync_tree(path)
     _log.info("backup fetched", backup=info.name, target=path, chain=len(sources))
     return FetchResult(info.name, path, tablespaces)
+
+
+def _restore_control(target: str, last: _Source, extract: Callable[[], set[str]]) -> None:
+    """Extract pg_control.tar, the last thing written; if that fails or does not restore
+    global/pg_control, leave no pg_control behind (the target must not look complete)."""
+    try:
+        if PG_CONTROL not in extract():
+            raise IntegrityError(
+                f"backup {last.info.name}: {layout.PG_CONTROL_PART} holds no {PG_CONTROL}",
+                hint="the backup is incomplete or damaged; restore another backup",
+            )
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(target, PG_CONTROL))
+        raise
 
 
 _MAX_CHAIN = 10_000  # a cycle of DeltaFrom names means damaged sentinels
@@ -166,6 +216,8 @@ def _sources(storage: Storage, settings: Settings, chain: list[BackupInfo]) -> l
     if len(chain) > 1:
         plan = plan_restore([(s.info.name, s.files or FilesMetadata()) for s in sources])
         sources = [dataclasses.replace(s, selection=p) for s, p in zip(sources, plan, strict=True)]
+    for source in sources:
+        source.check_parts()
     return sources
 
 
@@ -173,9 +225,9 @@ def _objects(storage: Storage, info: BackupInfo) -> list[ObjectRef]:
     prefix = layout.parts_prefix(info.name)
     listed: list[ObjectInfo] = list(storage.list_objects(prefix))
     names = sorted(o.name[len(prefix) :] for o in listed)
-    if not any(n.startswith(layout.PG_CONTROL_PART) for n in names):
+    if not names:
         raise IntegrityError(
-            f"backup {info.name} has no {layout.PG_CONTROL_PART} object",
+            f"backup {info.name} has no objects in {prefix}",
             hint="the backup is incomplete or damaged; restore another backup",
         )
     return [ObjectRef(i + 1, prefix + n, n) for i, n in enumerate(names)]
@@ -248,13 +300,15 @@ def _run(
     settings: Settings,
     source: _Source,
     objects: list[ObjectRef],
+    *,
     target: str,
     tablespaces: dict[str, str],
     progress: ProgressSink | None,
     total: int,
-) -> None:
+) -> set[str]:
+    """Extract ``objects`` of ``source``; the names (relative to PGDATA) of what was written."""
     if not objects:
-        return
+        return set()
     width = max(1, min(settings.concurrency.download, len(objects), os.cpu_count() or 1))
     on_progress = None if progress is None else (lambda p: progress(p, total))
     graph = fetch_graph(
@@ -265,7 +319,19 @@ def _run(
         shared["files"] = source.files
     if source.selection is not None:
         shared["select"] = source.selection
-    ProcessRuntime(on_progress=on_progress).run(graph, shared=shared)
+    try:
+        result = ProcessRuntime(on_progress=on_progress).run(graph, shared=shared)
+    except Cancelled as stopped:  # Ctrl-C or SIGTERM: the target holds part of a backup
+        raise type(stopped)(stopped.msg, hint=interrupted_hint(target)) from None
+    return {name for done in result.outputs["extract"] for name in done.meta["files"]}
+
+
+def interrupted_hint(target: str) -> str:
+    """What to do after a backup-fetch into ``target`` was stopped half-way."""
+    return (
+        f"{target} holds a partial restore: empty it (or choose a new directory) before "
+        "running backup-fetch again, which refuses a non-empty directory"
+    )
 
 
 def _fsync_tree(root: str) -> None:

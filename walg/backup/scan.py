@@ -12,6 +12,7 @@ __all__ = [
     "PG_CONTROL",
     "Entry",
     "Part",
+    "contents_excluded",
     "is_excluded",
     "plan_parts",
     "scan",
@@ -105,7 +106,8 @@ def is_excluded(name: str, is_dir: bool) -> bool:
     return len(parts) == 1 and not is_dir and base in _FILES_EXCLUDED_TOP
 
 
-def _contents_excluded(name: str) -> bool:
+def contents_excluded(name: str) -> bool:
+    """Whether ``name`` is a directory at the top of PGDATA stored empty (pg_wal, ...)."""
     return "/" not in name and name in _CONTENT_EXCLUDED_TOP
 
 
@@ -113,8 +115,10 @@ def scan(pgdata: str, tablespaces: dict[str, str] | None = None) -> Iterator[Ent
     """Walk ``pgdata`` and yield every entry to store, in a stable order.
 
     Symlinks under pg_tblspc/ whose names are in ``tablespaces`` (OID -> location) are
-    followed: their files are yielded under ``pg_tblspc/<oid>/...``. Other symlinks are
-    stored as symlinks. Files that vanish during the walk are skipped.
+    followed: their files are yielded under ``pg_tblspc/<oid>/...``. A directory stored
+    empty (pg_wal, ...) that is a symlink (``initdb -X``) is stored as an empty directory,
+    as pg_basebackup does: a restore must never point at the original's WAL. Other
+    symlinks are stored as symlinks. Files that vanish during the walk are skipped.
     """
     yield from _walk(pgdata, "", tablespaces or {})
 
@@ -134,6 +138,8 @@ def _walk(directory: str, prefix: str, tablespaces: dict[str, str]) -> Iterator[
         if stat.S_ISLNK(st.st_mode) and prefix == "pg_tblspc/" and base in tablespaces:
             yield Entry(name, path, "dir", mtime=st.st_mtime, mode=0o700)
             yield from _walk(tablespaces[base], name + "/", tablespaces)
+        elif stat.S_ISLNK(st.st_mode) and contents_excluded(name):
+            yield Entry(name, path, "dir", mtime=st.st_mtime, mode=0o700)
         elif stat.S_ISLNK(st.st_mode):
             if not is_excluded(name, False):
                 yield Entry(name, path, "symlink", mtime=st.st_mtime, target=os.readlink(path))
@@ -141,7 +147,7 @@ def _walk(directory: str, prefix: str, tablespaces: dict[str, str]) -> Iterator[
             if is_excluded(name, True):
                 continue
             yield Entry(name, path, "dir", mtime=st.st_mtime, mode=stat.S_IMODE(st.st_mode))
-            if not _contents_excluded(name):
+            if not contents_excluded(name):
                 yield from _walk(path, name + "/", tablespaces)
         elif stat.S_ISREG(st.st_mode) and not is_excluded(name, False):
             mode = stat.S_IMODE(st.st_mode)

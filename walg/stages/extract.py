@@ -1,11 +1,17 @@
 """Extractor: writes the members of tar streams into the restore directory, safely.
 
 Member names are accepted with and without WAL-G's leading '/'. A name that would land
-outside the target (``..``, or a path through a symlink) is refused, and so is a symlink
-member pointing outside PGDATA except where PostgreSQL itself keeps one. Files under
+outside the target (``..``, or a path through a symlink) is refused. Files under
 ``pg_tblspc/<oid>/`` go to that tablespace's location. Every regular file is written,
-CRC-32C checked against the backup's files metadata when it has one (see filewriter for
-how bodies are written), and fsynced before the part is reported done.
+its size and CRC-32C checked against the backup's files metadata when it has one (see
+filewriter for how bodies are written), and fsynced before the part is reported done.
+
+No symlink leading outside the target is ever created (see :func:`symlink_action`): a
+restore on the database host must never write into the production cluster's files.
+pg_wal (or another directory whose contents backups leave out) stored as a link, as
+older walg versions stored ``initdb -X`` clusters, becomes an empty directory;
+tablespace links come from the tablespace map (fetch made them before extracting);
+any other link leading outside is skipped with a warning naming it and its target.
 
 When restoring a delta chain, ``shared['select']`` (a chain.Selection) says which members
 of this backup are wanted; the others are read past. A member that the files metadata
@@ -24,6 +30,7 @@ from typing import Any, BinaryIO
 
 from walg.backup.increment import apply_increment, read_header, read_pages
 from walg.backup.meta import FileDescription
+from walg.backup.scan import contents_excluded
 from walg.checksum import Crc32c
 from walg.errors import IntegrityError
 from walg.fsutil import fsync_path
@@ -33,7 +40,7 @@ from walg.stages.filewriter import FileWriter
 from walg.stages.pipe import StreamFeeder
 from walg.stages.tarstream import Member, TarStream
 
-__all__ = ["Extractor", "destination", "member_name"]
+__all__ = ["Extractor", "destination", "member_name", "symlink_action"]
 
 
 class _CheckedReader:
@@ -73,6 +80,23 @@ def destination(name: str, target: str, tablespaces: Mapping[str, str]) -> tuple
         root = tablespaces[parts[1]]
         return root, os.path.join(root, *parts[2:])
     return target, os.path.join(target, *parts)
+
+
+def symlink_action(
+    name: str, link: str, path: str, root: str, tablespaces: Mapping[str, str]
+) -> str:
+    """What to do with symlink member ``name`` -> ``link`` that would be created at
+    ``path`` (inside ``root``): "dir" (make an empty directory instead), "mapped" (the
+    tablespace map made it already), "skip" (it leads outside the target) or "link"."""
+    if contents_excluded(name):
+        return "dir"
+    parts = name.split("/")
+    if len(parts) == 2 and parts[0] == "pg_tblspc" and parts[1] in tablespaces:
+        return "mapped"
+    resolved = os.path.normpath(os.path.join(os.path.dirname(path), link))
+    if posixpath.isabs(link) or not resolved.startswith(root.rstrip(os.sep) + os.sep):
+        return "skip"
+    return "link"
 
 
 def _check_no_symlink_parents(path: str, root: str) -> None:
@@ -149,7 +173,7 @@ class Extractor(Stage):
             os.makedirs(path, mode=0o700, exist_ok=True)
             os.chmod(path, member.mode & 0o7777 or 0o700)
         elif member.issym():
-            self._symlink(name, member.linkname, path)
+            self._symlink(name, member.linkname, path, root)
         elif member.isfile() and self._is_increment(name):
             self._apply_increment(name, tar.body, path, member, job)
             job.paths.append(path)
@@ -160,13 +184,27 @@ class Extractor(Stage):
             raise IntegrityError(f"{part}: unsupported tar member type for {name!r}")
         return name
 
-    def _symlink(self, name: str, link: str, path: str) -> None:
-        if posixpath.isabs(link) or ".." in link.split("/"):
-            self.ctx.log.warning("restoring symlink pointing outside PGDATA", name=name, link=link)
+    def _symlink(self, name: str, link: str, path: str, root: str) -> None:
+        action = symlink_action(name, link, path, root, self.tablespaces)
+        if action == "mapped":
+            return
+        if action == "skip":
+            self.ctx.log.warning(
+                "not restoring a symlink that leads outside the target; "
+                "recreate it by hand if the restored cluster needs it",
+                name=name,
+                link=link,
+            )
+            return
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        os.symlink(link, path)
+        if action == "dir":
+            self.ctx.log.info("restoring a symlinked directory as an empty one", name=name)
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        else:
+            os.symlink(link, path)
 
     def _write_file(self, name: str, source: Any, path: str, member: Member, job: _Job) -> None:
+        self._check_size(name, member.size, job.part)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         mode = member.mode & 0o7777 or 0o600
         crc = job.writer.write(path, source, mode, lambda n: self.ctx.progress(nbytes=n))
@@ -187,6 +225,7 @@ class Extractor(Stage):
 
     def _apply_increment(self, name: str, body: Any, path: str, member: Member, job: _Job) -> None:
         """Apply the increment ``body`` to the file an older backup of the chain restored."""
+        self._check_size(name, member.size, job.part)
         reader = _CheckedReader(body)
         header = read_header(reader, f"{name} in {job.part}")
         apply_increment(path, header, read_pages(reader, header, f"{name} in {job.part}"))
@@ -195,6 +234,15 @@ class Extractor(Stage):
         os.utime(path, (member.mtime, member.mtime))
         self.ctx.progress(nbytes=header.length, items=1)
         self._verify(name, reader.crc.hexdigest(), job.part)
+
+    def _check_size(self, name: str, size: int, part: str) -> None:
+        """The member holds as many bytes as the backup stored for the file."""
+        described = self._described(name)
+        if described is not None and described.size is not None and described.size != size:
+            raise IntegrityError(
+                f"{name} from {part} has {size} bytes, but its backup stored {described.size}",
+                hint="the backup is corrupt; restore another backup",
+            )
 
     def _verify(self, name: str, crc: str, part: str) -> None:
         described = self._described(name)
