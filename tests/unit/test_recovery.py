@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -112,3 +114,28 @@ def test_settings_of_an_earlier_fetch_are_disabled(tmp_path: Path) -> None:
     assert lines[6] == original[6]  # not ours: left alone
     assert not disable_previous(str(tmp_path))  # nothing left to disable
     assert not disable_previous(str(tmp_path / "missing"))
+
+
+def test_recovery_files_are_replaced_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """postgresql.auto.conf is never left truncated: when making the new content durable
+    fails, the old content stays, the error surfaces, and no temporary file is left."""
+    conf = tmp_path / "postgresql.auto.conf"
+    conf.write_text("shared_buffers = '1GB'\n")
+    conf.chmod(0o640)
+    settings = load({"WALG_FILE_PREFIX": "/backups"})
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        write_recovery(str(tmp_path), RecoveryOptions(standby=True), settings)
+    assert conf.read_text() == "shared_buffers = '1GB'\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".walg-")]
+    monkeypatch.undo()
+    write_recovery(str(tmp_path), RecoveryOptions(standby=True), settings)
+    assert conf.read_text().startswith("shared_buffers = '1GB'\n")
+    assert "restore_command" in conf.read_text()
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o640  # the cluster's own mode is kept

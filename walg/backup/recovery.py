@@ -16,15 +16,19 @@ old restore_command names a configuration file the backup does not hold.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import stat
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from walg.config import Settings
 from walg.errors import ConfigError
+from walg.fsutil import fsync_dir
 from walg.postgres.wal import format_lsn, parse_lsn
 
 __all__ = [
@@ -155,8 +159,7 @@ def disable_previous(target: str) -> bool:
     changed = disabled_lines(lines)
     if changed == lines:
         return False
-    with open(path, "w", encoding="utf-8") as conf:
-        conf.writelines(changed)
+    replace_file(path, "".join(changed))
     return True
 
 
@@ -164,12 +167,40 @@ def write_recovery(target: str, options: RecoveryOptions, settings: Settings) ->
     """Write the config file, the recovery settings and the signal file into ``target``."""
     config_path = os.path.join(target, CONFIG_NAME)
     doc = {name: secret.reveal() for name, secret in settings.given}
-    fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(doc, out, indent=2)
+    replace_file(config_path, json.dumps(doc, indent=2))
     command = restore_command(walg_command(), config_path)
-    with open(os.path.join(target, "postgresql.auto.conf"), "a", encoding="utf-8") as conf:
-        conf.write(f"\n{MARKER}\n")
-        conf.write("".join(line + "\n" for line in recovery_lines(options, command)))
+    auto_conf = os.path.join(target, "postgresql.auto.conf")
+    try:
+        with open(auto_conf, encoding="utf-8") as conf:
+            text = conf.read()
+    except FileNotFoundError:
+        text = ""
+    text += f"\n{MARKER}\n" + "".join(line + "\n" for line in recovery_lines(options, command))
+    replace_file(auto_conf, text)
     signal = "standby.signal" if options.standby else "recovery.signal"
-    open(os.path.join(target, signal), "w").close()
+    replace_file(os.path.join(target, signal), "")
+
+
+def replace_file(path: str, text: str) -> None:
+    """Make ``path`` hold ``text`` durably and atomically: a temporary file in the same
+    directory, fsynced, renamed over ``path``, and the directory fsynced. A crash leaves
+    the old content or the new, never a truncated file. The mode of an existing ``path``
+    is kept (0600 for a new one)."""
+    directory = os.path.dirname(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    fd, temp = tempfile.mkstemp(prefix=".walg-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    fsync_dir(directory)
