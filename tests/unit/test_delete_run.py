@@ -299,3 +299,34 @@ def test_wal_report_groups_by_timeline_and_kind_and_shows_gaps() -> None:
         "  2 files (20 B)",
     ]
     assert "WAL files to delete: 11 files (97 B), below segment 00000001000000000000000A" in text
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [DeleteRequest("garbage", confirm=True), DeleteRequest("retain", None, 1, confirm=True),
+     DeleteRequest("before", None, "2030-01-01T00:00:00Z", confirm=True)],
+    ids=["garbage", "retain", "before"],
+)
+def test_malformed_sentinel_stops_planning(request_: DeleteRequest) -> None:
+    """A backup whose sentinel cannot be read keeps its WAL: delete refuses to plan and
+    deletes nothing, instead of treating that WAL as older than every backup."""
+    storage = MemoryStorage()
+    put_wal(storage, 1, range(1, 25), size=100)
+    damaged = put_backup(storage, 5, at(0))
+    put_backup(storage, 10, at(1))
+    storage.put_object(layout.sentinel_key(damaged), b"{truncated")
+    before = keys(storage)
+    with pytest.raises(RetentionError) as caught:
+        run(storage, request_)
+    assert layout.sentinel_key(damaged) in caught.value.msg
+    assert keys(storage) == before
+
+
+def test_everything_force_still_deletes_a_malformed_backup() -> None:
+    """`delete everything FORCE` is not stopped by a malformed sentinel: it deletes all."""
+    storage = MemoryStorage()
+    put_wal(storage, 1, range(1, 5), size=100)
+    damaged = put_backup(storage, 2, at(0))
+    storage.put_object(layout.sentinel_key(damaged), b"{truncated")
+    run(storage, DeleteRequest("everything", "FORCE", confirm=True))
+    assert keys(storage) == set()

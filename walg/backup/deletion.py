@@ -22,7 +22,7 @@ from walg.backup.catalog import BackupInfo
 from walg.backup.deletion_report import render_plan, size_text
 from walg.backup.meta import parse_time
 from walg.backup.retention import BackupRef, GarbageScope, Inventory, Plan, RetainModifier
-from walg.errors import ConfigError, IntegrityError, StorageError
+from walg.errors import ConfigError, IntegrityError, RetentionError, StorageError
 from walg.logs import get_logger
 from walg.postgres.wal import wal_file_name
 from walg.storage.base import ObjectInfo, Storage
@@ -52,6 +52,20 @@ class Snapshot:
     base_objects: list[ObjectInfo]
     wal_objects: list[ObjectInfo]
     temporary: list[ObjectInfo] = field(default_factory=list)
+    malformed: list[ObjectInfo] = field(default_factory=list)  # sentinels that do not parse
+
+    def check_readable(self, mode: str) -> None:
+        """Refuse to plan around a backup whose sentinel cannot be read: its start is
+        unknown, so the WAL it needs (and its delta chain) could be deleted as garbage.
+        ``everything`` deletes it anyway, so it may go on."""
+        if self.malformed and mode != "everything":
+            keys = ", ".join(o.name for o in self.malformed)
+            raise RetentionError(
+                f"cannot plan `delete {mode}`: the sentinel {keys} is malformed, so the WAL "
+                "and base backups that backup needs are unknown; nothing was deleted",
+                hint="restore or repair that sentinel; if that backup is lost, delete the "
+                "sentinel object by hand and run `wal-g delete garbage`",
+            )
 
     def folder_objects(self) -> dict[str, list[ObjectInfo]]:
         """Objects under ``basebackups_005/<name>/`` by ``name``."""
@@ -111,14 +125,17 @@ def backup_ref(backup: BackupInfo) -> BackupRef:
 
 def take_snapshot(storage: Storage, workers: int = catalog.DEFAULT_WORKERS) -> Snapshot:
     """List everything ``wal-g delete`` looks at (sentinels and metadata are read)."""
-    backups = catalog.list_backups(storage, with_metadata=True, workers=workers)
+    damaged: list[ObjectInfo] = []
+    backups = catalog.list_backups(
+        storage, with_metadata=True, workers=workers, malformed=damaged
+    )
     base = list(storage.list_objects(layout.BASEBACKUPS + "/"))
     wal = list(storage.list_objects(layout.WAL + "/"))
     temporary: list[ObjectInfo] = []
     if isinstance(storage, FileStorage):
         for folder in (layout.BASEBACKUPS, layout.WAL):
             temporary += storage.list_temporary(folder)
-    return Snapshot(backups, base, wal, temporary)
+    return Snapshot(backups, base, wal, temporary, damaged)
 
 
 def make_plan(inventory: Inventory, request: DeleteRequest) -> Plan:
@@ -171,6 +188,7 @@ def delete(
     """List, plan, print the plan and, if ``request.confirm``, carry it out."""
     out = out or sys.stdout
     snapshot = take_snapshot(storage, workers)
+    snapshot.check_readable(request.mode)
     plan = make_plan(snapshot.inventory(now or datetime.now(UTC)), request)
     out.write(render_plan(plan, snapshot, _title(request), request.confirm))
     out.flush()
