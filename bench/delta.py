@@ -82,6 +82,7 @@ class Walg:
             **cluster.env,
             "WALG_FILE_PREFIX": str(storage),
             "WALG_COMPRESSION_METHOD": "lz4",
+            "WALG_ARCHIVE_CHECK": "false",  # its clusters do not archive to walg
             "WALG_UPLOAD_CONCURRENCY": str(processes),
             "WALG_UPLOAD_DISK_CONCURRENCY": str(processes),
             "WALG_DOWNLOAD_CONCURRENCY": str(processes),

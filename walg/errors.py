@@ -30,11 +30,13 @@ __all__ = [
     "PermissionDenied",
     "PipelineError",
     "PostgresError",
+    "QueryCancelled",
     "RetentionError",
     "StageFailed",
     "StorageError",
     "StorageUnavailable",
     "WalFileInvalid",
+    "WalNotArchived",
     "WalgError",
     "WorkerDied",
     "local_file_error",
@@ -150,6 +152,19 @@ class Cancelled(PipelineError):
 
 class PostgresError(WalgError):
     """PostgreSQL refused, or is not in the state a command needs."""
+
+
+class QueryCancelled(PostgresError):
+    """The server cancelled a statement (statement_timeout, or pg_cancel_backend)."""
+
+
+class WalNotArchived(PostgresError):
+    """The WAL a backup needs did not reach the archive (in time, or not in this storage)."""
+
+    default_hint = (
+        "fix archive_command (its errors are in the server log), or raise "
+        "WALG_STOP_BACKUP_TIMEOUT; the backup was not committed"
+    )
 
 
 class IntegrityError(WalgError):

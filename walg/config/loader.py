@@ -19,6 +19,7 @@ from walg.config.parse import (
     format_size,
     parse_bool,
     parse_choice,
+    parse_duration,
     parse_file_prefix,
     parse_int,
     parse_log_level,
@@ -237,6 +238,10 @@ class _Reader:
             )
         return size
 
+    def duration(self, name: str) -> float:
+        _, source, raw = self._required(name, "duration")
+        return parse_duration(source, raw)
+
     def rate(self, name: str) -> int | None:
         _, source, raw = self._find(name, "rate")
         return None if raw is None else parse_rate(source, raw)
@@ -305,6 +310,8 @@ def _backup(reader: _Reader) -> BackupSettings:
         delta_origin=cast(DeltaOrigin, reader.choice("WALG_DELTA_ORIGIN")),
         sentinel_user_data_text=user_data,
         verify_page_checksums=reader.flag("WALG_VERIFY_PAGE_CHECKSUMS"),
+        stop_backup_timeout=reader.duration("WALG_STOP_BACKUP_TIMEOUT"),
+        archive_check=reader.flag("WALG_ARCHIVE_CHECK"),
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "format_size",
     "parse_bool",
     "parse_choice",
+    "parse_duration",
     "parse_file_prefix",
     "parse_int",
     "parse_json_or_text",
@@ -47,6 +48,15 @@ _FORMAT_UNITS: Final = (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", 1024**3),
                         ("MiB", 1024**2), ("KiB", 1024))
 _SIZE_RE: Final = re.compile(r"(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[A-Za-z]*)")
 _INT_RE: Final = re.compile(r"[+-]?\d+")
+_DURATION_UNITS: Final[dict[str, int]] = {  # nanoseconds, as Go's time.ParseDuration
+    "ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
+    "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
+}
+_DURATION_PART_RE: Final = re.compile(r"(\d+\.?\d*|\.\d+)([^\d.]*)")
+DURATION_HINT: Final = (
+    "use a Go duration: a number with a unit (ns, us, ms, s, m, h), e.g. 30s, 5m, 1h30m, "
+    "1.5h or 500ms; 0 means no limit"
+)
 _BUCKET_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SCHEME_RE: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?P<rest>.*)", re.DOTALL)
 
@@ -131,6 +141,28 @@ def parse_rate(name: str, value: str) -> int:
     if rate < 1:
         raise ConfigError(f"{name}={value!r} would stop all transfers", hint=hint)
     return rate
+
+
+def parse_duration(name: str, value: str) -> float:
+    """A Go duration (``time.ParseDuration``, as WAL-G reads it) in seconds: ``30s``, ``5m``,
+    ``1h30m``, ``1.5h``, ``500ms``; a bare ``0`` is zero. Every other number needs a unit.
+    Negative durations are refused: walg's durations are timeouts and intervals."""
+    text = value.strip()
+    sign, body = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
+    if body == "0":
+        return 0.0
+    total, position = Decimal(0), 0
+    for match in _DURATION_PART_RE.finditer(body):
+        unit = _DURATION_UNITS.get(match.group(2))
+        if match.start() != position or unit is None:
+            break
+        total += Decimal(match.group(1)) * unit
+        position = match.end()
+    if not body or position != len(body):
+        raise _bad(name, value, "a duration", DURATION_HINT)
+    if sign == "-" and total:
+        raise ConfigError(f"{name}={value!r} is negative", hint=DURATION_HINT)
+    return float(total / 10**9)
 
 
 def format_size(size: int) -> str:

@@ -17,7 +17,8 @@ from typing import Final, Literal
 __all__ = ["GROUPS", "KNOWN_NAMES", "VARIABLES", "Kind", "Var", "markdown_table", "variable"]
 
 Kind = Literal[
-    "text", "path", "secret", "bool", "int", "size", "rate", "choice", "loglevel", "json", "prefix"
+    "text", "path", "secret", "bool", "int", "size", "rate", "choice", "loglevel", "json", "prefix",
+    "duration",
 ]
 
 
@@ -114,6 +115,13 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "Stored in the backup's sentinel as UserData: JSON if it parses, else the text."),
     Var("WALG_VERIFY_PAGE_CHECKSUMS", "backup", "bool",
         "Verify page checksums while reading PGDATA.", default="false"),
+    Var("WALG_STOP_BACKUP_TIMEOUT", "backup", "duration",
+        "How long backup-push waits at pg_backup_stop for the backup's WAL to be archived "
+        "(statement_timeout of the call, as in WAL-G); 0 waits without limit.", default="0"),
+    Var("WALG_ARCHIVE_CHECK", "backup", "bool",
+        "backup-push commits only once the backup's stop segment is in this storage's "
+        "wal_005/; false when WAL is archived elsewhere (restore then needs that archive).",
+        default="true"),
     # rate limits
     Var("WALG_DISK_RATE_LIMIT", "rate limits", "rate",
         "Cap on reading PGDATA, in bytes per second; unset for no cap."),
@@ -159,6 +167,7 @@ _KIND_LABELS: Final[dict[str, str]] = {
     "rate": "rate (bytes/s)",
     "json": "JSON or text",
     "loglevel": "log level",
+    "duration": "duration",
 }
 
 
@@ -186,6 +195,8 @@ Value formats:
 - A fallback ("also read") is used only when the variable itself is unset. An empty value
   counts as unset.
 - bool: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` (and `t`/`f`), in any case.
+- duration: Go syntax, as in WAL-G: a number with a unit `ns`, `us`, `ms`, `s`, `m`, `h`
+  (`30s`, `5m`, `1h30m`, `1.5h`, `500ms`); a bare `0` is zero.
 - size and rate: a byte count, or a number with a unit `K`, `M`, `G`, `T`: every unit is
   a power of 1024 however it is spelt (`64M` = `64MB` = `64MiB` = 67108864), as in WAL-G;
   decimals are allowed (`1.5G`). A rate may end in `/s`.

@@ -155,6 +155,8 @@ class BackupSettings:
     delta_origin: DeltaOrigin = "LATEST"
     sentinel_user_data_text: str | None = None
     verify_page_checksums: bool = False
+    stop_backup_timeout: float = 0.0  # seconds; 0 = wait for archiving without limit
+    archive_check: bool = True  # the stop segment must be in this storage before the sentinel
 
     @property
     def sentinel_user_data(self) -> object:

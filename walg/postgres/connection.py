@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from walg.errors import PostgresError
+from walg.errors import PostgresError, QueryCancelled
 from walg.postgres.label import BackupLabel, parse_backup_label
 from walg.postgres.wal import parse_lsn, wal_file_name
 
@@ -45,6 +45,7 @@ __all__ = [
     "PgConnection",
     "Tablespace",
     "connect",
+    "statement_timeout_ms",
 ]
 
 MIN_SERVER_VERSION: Final = 90600
@@ -59,6 +60,8 @@ _PRIVILEGE_HINT: Final = (
 _NO_DATABASE_RE: Final = re.compile(r'database ".*" does not exist')
 _CONNECTION_PREFIX_RE: Final = re.compile(r"^connection to server .*? failed: ")
 _INSUFFICIENT_PRIVILEGE: Final = "42501"
+_QUERY_CANCELED: Final = "57014"  # statement_timeout or pg_cancel_backend
+_MAX_TIMEOUT_MS: Final = 2**31 - 1  # statement_timeout is an int (milliseconds)
 _UNITS: Final = {"B": 1, "kB": 1024, "8kB": 8192, "MB": 1 << 20, "16MB": 16 << 20}
 
 
@@ -170,6 +173,14 @@ def _first_line(error: Exception, settings: PostgresSettings | None = None) -> s
     return text
 
 
+def statement_timeout_ms(seconds: float) -> int:
+    """``seconds`` as a statement_timeout: whole milliseconds, never 0 (which would mean no
+    limit) for a positive duration, at most what the setting holds; 0 stays 0."""
+    if seconds <= 0:
+        return 0
+    return min(max(1, round(seconds * 1000)), _MAX_TIMEOUT_MS)
+
+
 class PgConnection:
     """One open session. Use as a context manager, or call :meth:`close`.
 
@@ -244,7 +255,9 @@ class PgConnection:
                 hint = _PRIVILEGE_HINT
             elif self.closed or isinstance(error, psycopg2.OperationalError):
                 hint = hint or "the connection to PostgreSQL was lost; check the server log"
-            raise PostgresError(f"{what} failed: {_message(error)}", hint=hint) from None
+            cancelled = getattr(error, "pgcode", None) == _QUERY_CANCELED
+            kind = QueryCancelled if cancelled else PostgresError
+            raise kind(f"{what} failed: {_message(error)}", hint=hint) from None
 
     # --- facts about the server -------------------------------------------------------------
 
@@ -324,13 +337,25 @@ class PgConnection:
         )
         return self._started
 
-    def stop_backup(self, wait_for_archive: bool = False) -> BackupStop:
+    def stop_backup(self, wait_for_archive: bool = False, timeout: float = 0.0) -> BackupStop:
         """Finish the backup started in this session; return the label and tablespace map.
 
         Raises PostgresError if the timeline changed between start and stop: such a backup
         must not be committed. With ``wait_for_archive`` the call blocks until the WAL up to
-        the stop LSN is archived (PostgreSQL 10+; 9.6 always waits on a primary).
+        the stop LSN is archived (PostgreSQL 10+; 9.6 always waits on a primary), and only
+        where the server archives: a primary with archive_mode on or always, a standby with
+        always. ``timeout`` (seconds, 0 = none) is the call's statement_timeout, as in
+        WAL-G: when it expires the server raises QueryCancelled, and the backup is over
+        (the stop record is written, the label is lost); the session stays usable.
         """
+        self.query("SET statement_timeout = %s", (statement_timeout_ms(timeout),))
+        try:
+            return self._stop_backup(wait_for_archive)
+        finally:
+            if not self.closed:
+                self.query("SET statement_timeout = 0")
+
+    def _stop_backup(self, wait_for_archive: bool) -> BackupStop:
         if self.server_version_num >= 150000:
             sql = "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(%s)"
             params: tuple[object, ...] = (wait_for_archive,)

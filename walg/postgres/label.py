@@ -21,7 +21,7 @@ from typing import Final
 
 from walg.postgres.wal import parse_lsn
 
-__all__ = ["BackupLabel", "parse_backup_label"]
+__all__ = ["BackupLabel", "parse_backup_label", "parse_stop_lsn"]
 
 _START_WAL_RE: Final = re.compile(r"(\S+) \(file ([0-9A-F]{24})\)")
 
@@ -68,3 +68,18 @@ def parse_backup_label(text: str) -> BackupLabel:
         label=fields.get("LABEL"),
         start_timeline=None if timeline is None else int(timeline),
     )
+
+
+def parse_stop_lsn(text: str) -> int | None:
+    """The ``STOP WAL LOCATION`` of a backup history file (``<segment>.<offset>.backup``,
+    which pg_backup_stop writes in pg_wal on a primary: the label's lines plus the stop
+    ones); None when the line is missing or malformed."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key.strip() == "STOP WAL LOCATION":
+            match = _START_WAL_RE.fullmatch(value.strip())
+            try:
+                return None if match is None else parse_lsn(match.group(1))
+            except ValueError:
+                return None
+    return None
