@@ -312,3 +312,14 @@ def test_missing_config_file_is_a_config_error(
     code = main(argv, environ=walg_env, load_command=raising(AssertionError()))
     assert code == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_full_with_delta_from_name_is_refused(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """backup-push --full --delta-from-name is a contradiction: exit 2 before any work,
+    rather than silently dropping one of the two flags."""
+    argv = ["backup-push", "/nonexistent/pgdata", "--full", "--delta-from-name", "base_1"]
+    assert main(argv, environ=walg_env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: --full and --delta-from-name contradict each other")

@@ -14,7 +14,14 @@ __all__ = ["run"]
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Back up the cluster in ``args.pgdata``; print the backup's name."""
     from walg.backup.push import backup_push
+    from walg.errors import ConfigError
     from walg.progress import ProgressReporter
+
+    if args.full and args.delta_from_name:
+        raise ConfigError(
+            "--full and --delta-from-name contradict each other",
+            hint="pass --full for a full backup, or --delta-from-name NAME for a delta",
+        )
 
     reporter = ProgressReporter("tar", "backup-push")
     try:
