@@ -121,6 +121,19 @@ def test_wrong_size_is_named(damaged: tuple[Path, Path], walg: Any, tmp_path: Pa
     assert "PG_VERSION from part_" in fetch_fails(walg, store, tmp_path / "restore")
 
 
+def test_bad_pg_control_is_not_left_behind(damaged: tuple[Path, Path], walg: Any,
+                                           tmp_path: Path) -> None:
+    """A pg_control that fails its checksum fails the restore and is removed again."""
+    backup, store = damaged
+    path = backup / "files_metadata.json"
+    doc = read_json(path)
+    doc["Files"]["/global/pg_control"]["WalgCrc32c"] = "00000000"
+    path.write_text(json.dumps(doc))
+    target = tmp_path / "restore"
+    assert "global/pg_control from pg_control.tar" in fetch_fails(walg, store, target)
+    assert (target / "backup_label").exists()
+
+
 def test_old_format_backup_with_a_missing_part_is_caught(damaged: tuple[Path, Path], walg: Any,
                                                          tmp_path: Path) -> None:
     """With Files in the sentinel and no files_metadata.json (old WAL-G), a deleted part's
@@ -165,3 +178,28 @@ def test_symlinked_pg_wal_is_restored_as_a_directory(pg_cluster_factory: Any, wa
     assert restored.psql(COUNT) == expected
     assert not (restored.data_dir / "pg_wal").is_symlink()
     assert {p.name: p.stat().st_mtime_ns for p in wal.rglob("*")} == before
+
+
+def test_delta_with_a_missing_part_of_its_base_fails_before_writing(
+    pg_cluster_factory: Any, walg: Any, tmp_path: Path
+) -> None:
+    """A part of the full backup that holds a file the delta builds on, deleted: restoring
+    the delta names that part and writes nothing."""
+    source, env = archiving(pg_cluster_factory, file_env)
+    env = {**env, "WALG_TAR_SIZE_THRESHOLD": "1048576", "WALG_DELTA_MAX_STEPS": "1"}
+    source.pgbench_init(scale=1)
+    full = push(walg, source, env)
+    source.psql("UPDATE pgbench_accounts SET abalance = 1 WHERE aid % 100 = 0")
+    delta = push(walg, source, env)
+    folder = Path(env["WALG_FILE_PREFIX"]) / "basebackups_005"
+    incremented = {name for name, desc in
+                   read_json(folder / delta / "files_metadata.json")["Files"].items()
+                   if desc["IsIncremented"]}
+    sets = read_json(folder / full / "files_metadata.json")["TarFileSets"]
+    part = next(p for p, files in sorted(sets.items()) if incremented & set(files))
+    (folder / full / "tar_partitions" / part).unlink()
+    target = tmp_path / "restore"
+    done = walg("backup-fetch", str(target), delta, env=env, check=False)
+    assert done.returncode != 0
+    assert f"backup {full} is incomplete: {part} missing" in done.stderr
+    assert not target.exists() or not os.listdir(target)

@@ -154,12 +154,14 @@ def backup_fetch(
     written |= run(last, _named(last.objects, layout.BACKUP_LABEL_PART))
     last.check_written(written)
     completeness.check_label_written(last.info.name, written)
-    _restore_control(path, last, lambda: run(last, _named(last.objects, layout.PG_CONTROL_PART)))
     if disable_previous(path):
         _log.info("disabled recovery settings an earlier backup-fetch left in the backup")
     if recovery is not None and recovery.requested:
         write_recovery(path, recovery, settings)
-    _fsync_tree(path)
+    for root in (path, *tablespaces.values()):
+        _fsync_tree(root)
+    _restore_control(path, last, lambda: run(last, _named(last.objects, layout.PG_CONTROL_PART)))
+    fsync_dir(os.path.dirname(os.path.join(path, PG_CONTROL)))
     _log.info("backup fetched", backup=info.name, target=path, chain=len(sources))
     return FetchResult(info.name, path, tablespaces)
 
@@ -335,6 +337,7 @@ def interrupted_hint(target: str) -> str:
 
 
 def _fsync_tree(root: str) -> None:
-    """fsync every directory below ``root`` (files were fsynced when written)."""
+    """fsync every directory below ``root`` (files were fsynced when written); symlinks
+    are not followed, so tablespace locations are walked on their own."""
     for directory, _dirs, _files in os.walk(root):
         fsync_dir(directory)
