@@ -4,14 +4,17 @@ complete when it is not; pg_wal linked elsewhere (initdb -X) never leads a resto
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lz4.frame
 import pytest
 from conftest_helpers import (  # type: ignore[import-not-found]
     WALG,
@@ -132,6 +135,26 @@ def test_bad_pg_control_is_not_left_behind(damaged: tuple[Path, Path], walg: Any
     target = tmp_path / "restore"
     assert "global/pg_control from pg_control.tar" in fetch_fails(walg, store, target)
     assert (target / "backup_label").exists()
+
+
+def test_backup_without_pg_wal_restores_one(damaged: tuple[Path, Path], walg: Any,
+                                            tmp_path: Path) -> None:
+    """A backup that stored no pg_wal (WAL-G leaves out one that was a symlink) restores
+    with an empty pg_wal, without which PostgreSQL cannot start."""
+    backup, store = damaged
+    part = backup / "tar_partitions" / "part_001.tar.lz4"
+    data = io.BytesIO(lz4.frame.decompress(part.read_bytes()))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=data) as source, \
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in source.getmembers():
+            if member.name.strip("/").split("/")[0] != "pg_wal":
+                tar.addfile(member, source.extractfile(member))
+    part.write_bytes(lz4.frame.compress(out.getvalue()))
+    target = tmp_path / "restore"
+    walg("backup-fetch", str(target), "LATEST", env={"WALG_FILE_PREFIX": str(store)})
+    assert (target / "pg_wal" / "archive_status").is_dir()
+    assert (target / "global" / "pg_control").exists()
 
 
 def test_old_format_backup_with_a_missing_part_is_caught(damaged: tuple[Path, Path], walg: Any,

@@ -154,6 +154,7 @@ def backup_fetch(
     written |= run(last, _named(last.objects, layout.BACKUP_LABEL_PART))
     last.check_written(written)
     completeness.check_label_written(last.info.name, written)
+    _ensure_wal_dir(path, last.info.sentinel.pg_version)
     if disable_previous(path):
         _log.info("disabled recovery settings an earlier backup-fetch left in the backup")
     if recovery is not None and recovery.requested:
@@ -164,6 +165,15 @@ def backup_fetch(
     fsync_dir(os.path.dirname(os.path.join(path, PG_CONTROL)))
     _log.info("backup fetched", backup=info.name, target=path, chain=len(sources))
     return FetchResult(info.name, path, tablespaces)
+
+
+def _ensure_wal_dir(target: str, pg_version: int) -> None:
+    """Create pg_wal (pg_xlog before PostgreSQL 10) if the backup had none: WAL-G leaves
+    out a pg_wal that was a symlink (initdb -X), and PostgreSQL cannot start without it."""
+    wal = os.path.join(target, "pg_xlog" if 0 < pg_version < 100000 else "pg_wal")
+    if not os.path.lexists(wal):
+        _log.info("the backup has no WAL directory; creating an empty one", path=wal)
+        os.makedirs(os.path.join(wal, "archive_status"), mode=0o700)
 
 
 def _restore_control(target: str, last: _Source, extract: Callable[[], set[str]]) -> None:
