@@ -368,6 +368,26 @@ def test_damaged_cache_file_is_discarded(
     assert not Path(held_lock.root, name_of(3)).exists()
 
 
+def test_misnamed_object_is_neither_prefetched_nor_restored(
+    store: FileStorage, env: dict[str, str], pg_wal: Path
+) -> None:
+    """An object that decodes but holds another segment (or is cut short with no
+    compression to notice it) never reaches the cache or DEST: wal-fetch exits 200."""
+    put(store, 1)
+    store.put_object(key_of(name_of(2), "lz4"), compressed(segment(4), "lz4"))
+    store.put_object(key_of(name_of(3), "none"), segment(3)[: SEG // 2])
+    dest = pg_wal / "RECOVERYXLOG"
+    assert main(["wal-fetch", name_of(1), str(dest)], environ=env) == 0
+    dirs = PrefetchDirs.beside(str(dest))
+    wait_idle(dirs)
+    assert sorted(os.listdir(dirs.root)) == [".lock", "running"]
+    assert os.listdir(dirs.running) == []
+    dest.unlink()
+    for segno in (2, 3):
+        assert main(["wal-fetch", name_of(segno), str(dest)], environ=env) == EX_ABORT_RECOVERY
+        assert sorted(os.listdir(pg_wal)) == [".wal-g"]
+
+
 def test_running_download_is_awaited(held_lock: PrefetchDirs, pg_wal: Path) -> None:
     """A segment a live prefetcher is still writing is served once it is complete."""
     running, cached = Path(held_lock.running, name_of(3)), Path(held_lock.root, name_of(3))
