@@ -86,9 +86,9 @@ def _refuse_complete(storage: Storage, name: str) -> None:
         raise BackupNameTaken(
             f"backup {name} exists already; backup-push never writes over a complete "
             "backup, and nothing was written",
-            hint="the cluster wrote no WAL since that backup started, so it holds this "
-            "moment too; to take another anyway, write something and run "
-            "`SELECT pg_switch_wal()`, then backup-push again",
+            hint="no WAL was written since that backup started, so it holds this moment "
+            "too; to take another anyway, write something on the primary and run `SELECT "
+            "pg_switch_wal()` there (on a standby, then CHECKPOINT), and backup-push again",
         )
 
 
