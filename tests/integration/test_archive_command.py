@@ -21,10 +21,12 @@ from servers.postgres import (  # noqa: F401 (pg_cluster_factory is a fixture)
 )
 
 from walg.compression import method_for_extension, open_decompressed
+from walg.postgres.wal_format import LONG_HEADER_SIZE, LongPageHeader
 from walg.storage.file import TEMP_MARK
 
 WALG = str(Path(sys.executable).parent / "wal-g")
 MARKERS = Path("walg_data") / "walg_archive_status"
+SEGMENT_SIZE = 4 << 20  # initdb --wal-segsize=4: wal-push checks size and first page header
 
 
 def wrapper(cluster: PgCluster, env: dict[str, str]) -> str:
@@ -121,14 +123,15 @@ def test_killed_wal_push_never_marks_an_unstored_segment(tmp_path: Path) -> None
     content = {}
     for i in range(1, 9):
         name = f"0000000100000000000000{i:02X}"
-        content[name] = rng.randbytes(3 << 20)
+        header = LongPageHeader(0xD110, 2, 1, i * SEGMENT_SIZE, 0, 7, SEGMENT_SIZE, 8192)
+        content[name] = header.pack() + rng.randbytes(SEGMENT_SIZE - LONG_HEADER_SIZE)
         (pg_wal / name).write_bytes(content[name])
         (pg_wal / "archive_status" / f"{name}.ready").touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WALG_", "WALE_"))}
     env.update(
         WALG_FILE_PREFIX=str(store),
         WALG_UPLOAD_CONCURRENCY="3",
-        WALG_NETWORK_RATE_LIMIT=str(6 << 20),  # ~1.3 s for one call and its two companions
+        WALG_NETWORK_RATE_LIMIT=str(8 << 20),  # ~1.5 s for one call and its two companions
     )
     kills = 0
     for attempt in range(60):
