@@ -106,6 +106,10 @@ def test_tablespace_is_restored_and_can_be_moved(pg_cluster_factory: Any, walg: 
     assert os.readlink(base / "data" / "pg_tblspc" / oid) == str(moved)
     assert any(moved.rglob("*")), "no tablespace files restored at the new location"
     restored = start_restored(pg_cluster_factory, base / "data", base, archive)
+    # PostgreSQL re-creates pg_tblspc links from tablespace_map at its first start: the
+    # restored map must name the new location, or the copy would use the source's files.
+    assert os.readlink(base / "data" / "pg_tblspc" / oid) == str(moved)
+    source.stop()  # the restored cluster must read its own copy, not the source's files
     assert restored.psql(CHECK.format(table="far")) == expected
 
 

@@ -25,7 +25,12 @@ from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
 from walg.backup.chain import Selection, parts_needed, plan_restore
 from walg.backup.graphs import fetch_graph
 from walg.backup.meta import FilesMetadata
-from walg.backup.recovery import RecoveryOptions, disable_previous, write_recovery
+from walg.backup.recovery import (
+    RecoveryOptions,
+    disable_previous,
+    replace_file,
+    write_recovery,
+)
 from walg.backup.scan import PG_CONTROL
 from walg.config import Settings
 from walg.errors import (
@@ -39,6 +44,7 @@ from walg.errors import (
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
+from walg.postgres.label import relocate_tablespace_map
 from walg.stages.download import ObjectRef
 from walg.storage import ObjectInfo, Storage, open_storage
 
@@ -155,6 +161,7 @@ def backup_fetch(
     last.check_written(written)
     completeness.check_label_written(last.info.name, written)
     _ensure_wal_dir(path, last.info.sentinel.pg_version)
+    _relocate_tablespace_map(path, tablespaces)
     if disable_previous(path):
         _log.info("disabled recovery settings an earlier backup-fetch left in the backup")
     if recovery is not None and recovery.requested:
@@ -165,6 +172,20 @@ def backup_fetch(
     fsync_dir(os.path.dirname(os.path.join(path, PG_CONTROL)))
     _log.info("backup fetched", backup=info.name, target=path, chain=len(sources))
     return FetchResult(info.name, path, tablespaces)
+
+
+def _relocate_tablespace_map(target: str, locations: dict[str, str]) -> None:
+    """Point the restored tablespace_map at the locations the tablespaces were restored to:
+    PostgreSQL re-creates pg_tblspc links from it at its first start."""
+    path = os.path.join(target, "tablespace_map")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return
+    moved = relocate_tablespace_map(text, locations)
+    if moved != text:
+        replace_file(path, moved)
 
 
 def _ensure_wal_dir(target: str, pg_version: int) -> None:
