@@ -14,6 +14,7 @@ __all__ = [
     "EX_GENERAL",
     "EX_INTERRUPTED",
     "EX_NOT_FOUND",
+    "EX_TERMINATED",
     "EX_USAGE",
     "BackupNameTaken",
     "BackupNotFound",
@@ -35,6 +36,7 @@ __all__ = [
     "StageFailed",
     "StorageError",
     "StorageUnavailable",
+    "Terminated",
     "WalFileInvalid",
     "WalNotArchived",
     "WalgError",
@@ -53,7 +55,8 @@ EX_NOT_FOUND = 74  # what restore_command must return for "no such segment" (EX_
 # them for "not executable"/"not found", and PostgreSQL's log would say exactly that; not
 # 129-192 either: shells report a child killed by signal N as 128+N. 200 reads as itself.
 EX_ABORT_RECOVERY = 200
-EX_INTERRUPTED = 130
+EX_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EX_TERMINATED = 143  # 128 + SIGTERM
 
 
 class WalgError(Exception):
@@ -144,10 +147,16 @@ class WorkerDied(PipelineError):
 
 
 class Cancelled(PipelineError):
-    """The run was stopped by a signal (Ctrl-C, SIGTERM) before it finished."""
+    """The run was stopped by Ctrl-C (SIGINT) before it finished; see also Terminated."""
 
     exit_code = EX_INTERRUPTED
     default_hint = "nothing was committed; run the command again"
+
+
+class Terminated(Cancelled):
+    """The run was stopped by SIGTERM (at a safe point: see :mod:`walg.interrupts`)."""
+
+    exit_code = EX_TERMINATED
 
 
 class PostgresError(WalgError):

@@ -6,7 +6,8 @@ the upstream server, except the ones a rule picks:
 - ``fail_next(k, status)``: answer with ``status`` and an S3-style XML error body;
 - ``drop_next(k)``: read the request, then close the connection without answering;
 - ``cut_next(k, after)``: forward the answer's head and ``after`` bytes of its body, then
-  close the connection (a download cut in the middle).
+  close the connection (a download cut in the middle);
+- ``stall_next(k)``: read the request and never answer it (until the proxy closes).
 
 A rule applies to the next ``k`` requests it matches (``match``: a regular expression searched
 in ``"METHOD /path?query"``, or a predicate on the :class:`SeenRequest`); other requests pass
@@ -145,6 +146,7 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._closed = False
+        self._closing = threading.Event()  # releases stalled requests
         self._acceptor = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
         self._acceptor.start()
 
@@ -173,6 +175,10 @@ class FaultProxy:
     def cut_next(self, k: int, after: int = 0, *, match: Match = None) -> None:
         """Cut the next ``k`` matching answers after ``after`` bytes of their body."""
         self._add(_Rule("cut", k, match, after=after))
+
+    def stall_next(self, k: int, *, match: Match = None) -> None:
+        """Leave the next ``k`` matching requests unanswered until the proxy closes."""
+        self._add(_Rule("stall", k, match))
 
     def clear(self) -> None:
         """Forget the rules that are left and the requests seen."""
@@ -239,6 +245,7 @@ class FaultProxy:
                 return
             self._closed = True
             sockets = list(self._sockets)
+        self._closing.set()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
         self._listener.close()
@@ -317,6 +324,10 @@ class FaultProxy:
             client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         if rule is not None and rule.kind == "drop":
             _copy_body(reader, head, None)
+            return
+        if rule is not None and rule.kind == "stall":
+            _copy_body(reader, head, None)
+            self._closing.wait()
             return
         upstream = socket.create_connection(self._upstream, timeout=self._timeout)
         self._track(upstream)

@@ -50,16 +50,22 @@ def wait_all_gone(pids: list[int], seconds: float) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_parent_signal_stops_all_workers(tmp_path: Path, signum: int) -> None:
-    """SIGINT or SIGTERM to the parent cancels the run: exit 130, workers closed and gone."""
+@pytest.mark.parametrize(
+    ("signum", "code", "error"),
+    [(signal.SIGINT, 130, "Cancelled"), (signal.SIGTERM, 143, "Terminated")],
+)
+def test_parent_signal_stops_all_workers(
+    tmp_path: Path, signum: int, code: int, error: str
+) -> None:
+    """SIGINT (exit 130) or SIGTERM (exit 143) to the parent cancels the run: workers
+    closed and gone."""
     proc = start_parent(tmp_path)
     pids = worker_pids(tmp_path)
     assert len(pids) == 4
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 130, out
-    assert out.startswith("Cancelled:")
+    assert proc.returncode == code, out
+    assert out.startswith(f"{error}:")
     assert wait_all_gone(pids, 5) == []
     assert len(list(tmp_path.glob("*.closed"))) == 4
 

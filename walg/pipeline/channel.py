@@ -13,8 +13,10 @@ End of stream is counted: every upstream worker puts one END when it finishes; t
 consumer that takes the last expected END marks the channel closed, and every later
 ``get`` raises :class:`EndOfStream` without blocking.
 
-Blocking calls are plain semaphore waits: the runtime cancels a worker with a signal whose
-handler raises, which interrupts them.
+Blocking calls are plain semaphore and lock waits, in the functions of ``BLOCKING_CODE``:
+the runtime cancels a worker with a signal whose handler raises only while the worker runs
+one of these (see ``walg.pipeline.worker``), which interrupts the wait. A channel a
+cancellation interrupted is not used again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from walg.pipeline import codec
 
-__all__ = ["MIN_SLOT_SIZE", "Channel", "EndOfStream"]
+__all__ = ["BLOCKING_CODE", "MIN_SLOT_SIZE", "Channel", "EndOfStream"]
 
 MIN_SLOT_SIZE = 4096
 
@@ -194,3 +196,16 @@ class _SlotWriter:
         if self._slot_start < 0:
             self._next_slot()
         self._ch._filled.release()
+
+
+BLOCKING_CODE = frozenset(
+    f.__code__
+    for f in (
+        Channel.get,
+        Channel._read_data,
+        Channel._stream_out,
+        Channel._put_message,
+        _SlotWriter._next_slot,
+    )
+)
+"""The code of every function that waits for another process (the cancellation points)."""

@@ -3,7 +3,8 @@
 Same graph, same hooks, same results as :class:`~walg.pipeline.runtime.ProcessRuntime`
 (as a multiset: the order across workers differs). Each stage still gets ``workers``
 instances, fed round-robin; items are pushed depth-first, so memory stays bounded by the
-graph's depth. Exceptions propagate as they are, with their real traceback.
+graph's depth. Exceptions propagate as they are, with their real traceback. Ctrl-C and
+SIGTERM stop the run between items, as Cancelled and Terminated (see :mod:`walg.interrupts`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from walg import interrupts
 from walg.pipeline.graph import Graph
 from walg.pipeline.result import ProgressCallback, RunResult
 from walg.pipeline.stage import Stage, WorkerContext
@@ -32,7 +34,8 @@ class InlineRuntime:
         result = RunResult(outputs={name: [] for name in graph.sinks()})
         run = _InlineRun(graph, result, self.on_progress, shared or {})
         try:
-            run.execute()
+            with interrupts.stop_requests():
+                run.execute()
         finally:
             run.close_all()
         return result
@@ -84,6 +87,7 @@ class _InlineRun:
 
     def _emit_all(self, name: str, items: Iterable[Any] | None) -> None:
         for item in items or ():
+            interrupts.check()
             self._emit(name, item)
 
     def _emit(self, name: str, item: Any) -> None:

@@ -6,6 +6,9 @@ polling. The first failure (an exception, a worker that ends without reporting, 
 or SIGTERM in the parent) cancels the run: every live worker gets SIGTERM, which unwinds
 it through ``close()``; any still alive after ``grace`` seconds gets SIGKILL. The caller
 then gets the first failure, with the worker's traceback attached as ``__cause__``.
+
+In the parent, Ctrl-C and SIGTERM only record a request (:mod:`walg.interrupts`) and wake
+the supervisor's wait, which raises Cancelled or Terminated from there.
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ import logging
 import os
 import pickle
 import signal
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import multiprocess
 from multiprocess.connection import wait
 
+from walg import interrupts
 from walg.errors import Cancelled, WorkerDied
 from walg.logs import emit
 from walg.pipeline import remote
@@ -82,7 +85,7 @@ class ProcessRuntime:
         result = RunResult(outputs={name: [] for name in graph.sinks()})
         workers: list[_Worker] = []
         try:
-            with _sigterm_cancels():
+            with interrupts.stop_requests():
                 workers = self._start(ctx, graph, channels, dict(shared or {}))
                 self._supervise(workers, result)
         except BaseException as exc:
@@ -153,13 +156,17 @@ class ProcessRuntime:
     def _supervise(self, workers: list[_Worker], result: RunResult) -> None:
         live = {id(w): w for w in workers}
         failure: BaseException | None = None
+        wakeup = interrupts.wakeup_fd()
         while live and failure is None:
+            interrupts.check()
             by_handle: dict[Any, _Worker] = {}
             for w in live.values():
                 if not w.eof:
                     by_handle[w.reader] = w
                 by_handle[w.process.sentinel] = w
-            for handle in wait(list(by_handle)):
+            ready = wait(list(by_handle) + ([] if wakeup is None else [wakeup]))
+            interrupts.check()
+            for handle in ready:
                 w = by_handle[handle]
                 failure = failure or self._drain(w, result)
                 if handle is w.process.sentinel:
@@ -253,20 +260,3 @@ def _signal(w: _Worker, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         if w.process.pid is not None and w.process.exitcode is None:
             os.kill(w.process.pid, signum)
-
-
-@contextlib.contextmanager
-def _sigterm_cancels() -> Iterator[None]:
-    """While a run is under way in the main thread, SIGTERM raises :class:`Cancelled`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise Cancelled(f"stopped by {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -22,8 +22,9 @@ from typing import Any
 
 import structlog
 
+from walg import interrupts
 from walg.pipeline import codec, remote
-from walg.pipeline.channel import Channel, EndOfStream
+from walg.pipeline.channel import BLOCKING_CODE, Channel, EndOfStream
 from walg.pipeline.graph import StageSpec
 from walg.pipeline.stage import Stage, WorkerContext
 
@@ -31,6 +32,10 @@ __all__ = ["EXIT_CANCELLED", "Outlet", "WorkerPlan", "worker_main"]
 
 EXIT_CANCELLED = 128 + signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
+_RETRY = 0.05  # seconds between tries to deliver a cancellation (see _on_stop_signal)
+# Where a cancellation may be raised: a wait for another process (a channel), or for
+# another thread of the stage (a condition, as in queue.Queue: e.g. an upload thread).
+_CANCEL_POINTS = BLOCKING_CODE | {threading.Condition.wait.__code__}
 
 Send = Callable[[tuple[Any, ...]], None]
 
@@ -62,15 +67,21 @@ class WorkerPlan:
 
 
 class _Cancel(BaseException):
-    """Raised by the SIGTERM handler to unwind a worker (not an Exception: stage code
-    catching Exception must not swallow it)."""
+    """Unwinds a cancelled worker (not an Exception: stage code catching Exception must
+    not swallow it)."""
+
+
+class _Delivery:
+    done = False  # _Cancel was raised by the handler (at most once)
 
 
 def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
     """Entry point of a worker process. It ends with os._exit, and no exception leaves it:
-    a traceback printed by the process machinery would reach the user's terminal. The
-    SIGTERM handler raises at most once (it then ignores SIGTERM), so the outer handler
-    below catches the one _Cancel that may arrive at any point, even during cleanup."""
+    a traceback printed by the process machinery would reach the user's terminal.
+
+    Cancellation (SIGTERM from the supervisor, or from the kernel when the parent dies)
+    is a flag, checked between items; a worker blocked in a channel wait is woken by the
+    handler raising _Cancel there, and only there (see _on_stop_signal)."""
     try:
         code = _guarded(plan, conn, foreign)
     except BaseException:
@@ -111,6 +122,8 @@ def _work(plan: WorkerPlan, send: Send) -> int:
     except _Cancel:
         raise
     except BaseException as exc:
+        if interrupts.requested():  # cancelled: whatever it raised since is not news
+            raise _Cancel() from None
         payload, text = remote.pack(exc)
         with contextlib.suppress(OSError):  # the parent may be gone already
             send(("error", payload, text))
@@ -129,6 +142,7 @@ def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
             _emit_all(stage.generate(), emit)
         else:
             while True:
+                _cancel_point()
                 try:
                     item = plan.inbox.get()
                 except EndOfStream:
@@ -146,7 +160,13 @@ def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
 
 def _emit_all(items: Iterable[Any] | None, emit: Callable[[Any], None]) -> None:
     for item in items or ():
+        _cancel_point()
         emit(item)
+
+
+def _cancel_point() -> None:
+    if interrupts.requested():
+        raise _Cancel()
 
 
 def _emitter(plan: WorkerPlan, send: Send) -> Callable[[Any], None]:
@@ -176,9 +196,20 @@ def _sender(conn: Any) -> Send:
     return send
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let close() run undisturbed
-    raise _Cancel()
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """SIGTERM (and the retry timer it arms): record the request. Raise _Cancel only if
+    the worker is inside a wait (_CANCEL_POINTS), where it is the one way to wake it:
+    never anywhere else, such as a finalizer or a stage's close(). Elsewhere the worker
+    stops at its next item; a timer brings this handler back every _RETRY seconds in case
+    it is about to block in a wait first."""
+    interrupts.record(signal.SIGTERM)
+    if _Delivery.done:
+        return
+    if frame is not None and frame.f_code in _CANCEL_POINTS:
+        _Delivery.done = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise _Cancel()
+    signal.setitimer(signal.ITIMER_REAL, _RETRY)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -202,7 +233,8 @@ def _keep_freed_memory() -> None:
 def _install_signals(parent_pid: int) -> None:
     # The parent owns Ctrl-C: it cancels the workers itself, with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGALRM, _on_stop_signal)
     # the parent forked us with both blocked (see ProcessRuntime._start)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     try:  # if the parent dies (even by SIGKILL), the kernel sends us SIGTERM
