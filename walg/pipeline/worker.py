@@ -72,7 +72,7 @@ class _Cancel(BaseException):
 
 
 class _Delivery:
-    done = False  # _Cancel was raised by the handler (at most once)
+    done = False  # the handler raises no more: it raised _Cancel once, or close() runs
 
 
 def worker_main(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> None:
@@ -154,6 +154,7 @@ def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
                 channel.put_end()
         ctx.flush_progress()
     finally:
+        _Delivery.done = True  # from here on a cancellation must not cut close() short
         if stage is not None:
             stage.close()
 
