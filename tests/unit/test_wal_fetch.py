@@ -67,7 +67,8 @@ def key_of(name: str, method: str) -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> FileStorage:
-    """File storage in a temporary directory."""
+    """File storage in a temporary directory (an archive that exists, empty)."""
+    (tmp_path / "storage").mkdir()
     return FileStorage(str(tmp_path / "storage"))
 
 
@@ -154,6 +155,21 @@ def test_missing_segment_exits_74(
         fetch_wal(store, config.load(env), name_of(9), str(dest))
     assert main(["wal-fetch", name_of(9), str(dest)], environ=env) == 74
     assert name_of(9) in capsys.readouterr().err
+    assert os.listdir(pg_wal) == []
+
+
+def test_missing_storage_folder_is_not_the_end_of_the_archive(
+    tmp_path: Path, pg_wal: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A storage folder that does not exist (an unmounted file system, a mistyped prefix)
+    aborts recovery instead of answering "not archived" (74), which would end it early."""
+    missing = tmp_path / "not-mounted" / "walg"
+    dest = pg_wal / "RECOVERYXLOG"
+    env = {"WALG_FILE_PREFIX": str(missing)}
+    assert main(["wal-fetch", name_of(9), str(dest), "--no-prefetch"], environ=env) == (
+        EX_ABORT_RECOVERY
+    )
+    assert f"the storage folder {missing} does not exist" in capsys.readouterr().err
     assert os.listdir(pg_wal) == []
 
 

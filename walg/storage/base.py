@@ -166,6 +166,12 @@ class Storage(ABC):
 
     # -- the public interface -------------------------------------------------------------
 
+    def check_present(self) -> None:
+        """Raise StorageError if the storage itself is missing, so that a caller about to
+        say "no such object" can tell a missing object from a missing archive. Cloud
+        backends already report a missing bucket on every call; a folder overrides this."""
+        return
+
     def put_object(self, key: str, data: bytes | BinaryIO) -> None:
         """Store ``data`` under ``key``, replacing what was there. A stream is read to its
         end; it is retried from its start after a transient error only if it is seekable."""

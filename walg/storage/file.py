@@ -46,6 +46,15 @@ class FileStorage(Storage):
     def _describe(self, root: str) -> str:
         return f"file://{os.path.join(self.directory, root)}"
 
+    def check_present(self) -> None:
+        """A storage folder that does not exist is an unmounted file system or a wrong
+        prefix, never an empty archive: wal-fetch must not read it as "not archived"."""
+        if not os.path.isdir(self.directory):
+            raise StorageError(
+                f"the storage folder {self.directory} does not exist",
+                hint="check WALG_FILE_PREFIX, and that the file system holding it is mounted",
+            )
+
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, *key.split("/"))
 

@@ -107,6 +107,7 @@ def open_wal(storage: Storage, name: str, preferred: str) -> tuple[BinaryIO, str
     for method, ext in _UNREADABLE.items():
         if storage.exists(f"{WAL}/{name}.{ext}"):
             extension(method)  # raises ConfigError: "compression method ... not supported"
+    storage.check_present()  # an unmounted archive is a failure, not the end of the WAL
     tried = ", ".join(key for key, _ in candidates)
     raise ObjectNotFound(
         f"WAL file {name} is not in the archive at {storage.url} (tried {tried})",
