@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,9 +16,16 @@ from walg.wal.prefetch import PrefetchDirs
 
 
 @contextmanager
-def fetch_daemon(sock: Path, store: Path, home: Path) -> Iterator[None]:
+def fetch_daemon(
+    sock: Path, store: Path, home: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[None]:
     """A daemon prefetching 3 segments ahead (clients are configured for 1)."""
-    env = {**base_env(home), "WALG_FILE_PREFIX": str(store), "WALG_DOWNLOAD_CONCURRENCY": "3"}
+    env = {
+        **base_env(home),
+        "WALG_FILE_PREFIX": str(store),
+        "WALG_DOWNLOAD_CONCURRENCY": "3",
+        **(settings or {}),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "walg", "daemon", str(sock)],
         env=env,
@@ -42,7 +49,12 @@ def put(store: Path, segno: int) -> bytes:
 
 
 def wal_fetch(
-    pgdata: Path, sock: Path, store: Path, home: Path, name: str
+    pgdata: Path,
+    sock: Path,
+    store: Path,
+    home: Path,
+    name: str,
+    settings: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``wal-g wal-fetch NAME pg_wal/RECOVERYXLOG`` as restore_command runs it (cwd PGDATA)."""
     env = {
@@ -50,6 +62,7 @@ def wal_fetch(
         "WALG_DAEMON_SOCKET": str(sock),
         "WALG_FILE_PREFIX": str(store),
         "WALG_DOWNLOAD_CONCURRENCY": "1",
+        **(settings or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "walg", "wal-fetch", name, "pg_wal/RECOVERYXLOG"],
@@ -116,3 +129,31 @@ def test_without_a_daemon_wal_fetch_runs_directly(short_dir: Path, tmp_path: Pat
     done = wal_fetch(pgdata, short_dir / "absent.sock", store, tmp_path, name_of(1))
     assert done.returncode == 0, done.stderr
     assert (pgdata / "pg_wal" / "RECOVERYXLOG").read_bytes() == data
+
+
+def test_fetch_with_another_key_is_refused(short_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A restore_command configured with a PGP key the daemon does not have is refused and
+    stops recovery (exit 200, naming the setting): the daemon would read with its own."""
+    store, pgdata = tmp_path / "store", tmp_path / "pgdata"
+    (pgdata / "pg_wal").mkdir(parents=True)
+    put(store, 1)
+    client = {"WALG_PGP_KEY_PATH": str(tmp_path / "key.asc")}
+    with fetch_daemon(short_dir / "d.sock", store, tmp_path):
+        done = wal_fetch(pgdata, short_dir / "d.sock", store, tmp_path, name_of(1), client)
+    assert done.returncode == 200
+    assert "runs with other settings than this wal-fetch: WALG_PGP_KEY_PATH differs" in done.stderr
+    assert not (pgdata / "pg_wal" / "RECOVERYXLOG").exists()
+
+
+def test_fetch_with_another_compression_is_served(short_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The compression method does not change what a fetch reads: the daemon serves it."""
+    store, pgdata = tmp_path / "store", tmp_path / "pgdata"
+    (pgdata / "pg_wal").mkdir(parents=True)
+    data = {n: put(store, n) for n in range(1, 5)}
+    client = {"WALG_COMPRESSION_METHOD": "brotli", "WALG_PREVENT_WAL_OVERWRITE": "true"}
+    with fetch_daemon(short_dir / "d.sock", store, tmp_path):
+        done = wal_fetch(pgdata, short_dir / "d.sock", store, tmp_path, name_of(1), client)
+        assert done.returncode == 0, done.stderr
+        assert (pgdata / "pg_wal" / "RECOVERYXLOG").read_bytes() == data[1]
+        # Three ahead: the daemon's setting, not the client's (one): the daemon served it.
+        assert cached(pgdata) == [name_of(2), name_of(3), name_of(4)]

@@ -555,6 +555,23 @@ def test_marker_for_another_storage_is_ignored(store: Path, tmp_path: Path, pg_w
     assert markers(pg_wal) == []
 
 
+def test_marker_for_another_endpoint_is_not_trusted(tmp_path: Path, pg_wal: Path) -> None:
+    """A segment uploaded ahead to a bucket at one S3 endpoint is pushed again once the same
+    bucket and path are configured at another endpoint (the archive moved to another
+    service): the old endpoint's marker does not vouch for it."""
+    old_service, new_service = tmp_path / "old", tmp_path / "new"
+    paths = ready_segments(pg_wal, 2)
+    s3 = {"WALG_S3_PREFIX": "s3://bucket/walg", "WALG_UPLOAD_CONCURRENCY": "2"}
+    before = config.load({**s3, "AWS_ENDPOINT": "http://127.0.0.1:9000"})
+    push_wal(before, str(paths[0]), storage=FileStorage(str(old_service)))
+    assert markers(pg_wal) == [f"{SEG[1]}.done"]
+    after = config.load({**s3, "AWS_ENDPOINT": "https://s3.example.net"})
+    result = push_wal(after, str(paths[1]), storage=FileStorage(str(new_service)))
+    assert result.outcome is Outcome.STORED
+    assert objects(new_service) == [f"wal_005/{SEG[1]}.lz4"]
+    assert markers(pg_wal) == []
+
+
 def test_incomplete_marker_is_not_trusted(store: Path, pg_wal: Path) -> None:
     """A marker cut short (no final newline) does not count as uploaded."""
     path = add_wal(pg_wal, SEG[0])

@@ -59,6 +59,16 @@ class Secret:
         return "***"
 
 
+def _endpoint(url: str | None, scheme: str) -> str:
+    """An endpoint URL as identities compare it: without a trailing slash, and with the
+    ``scheme`` the storage assumes when none is given (so ``host:9000`` and
+    ``https://host:9000`` are one S3 endpoint)."""
+    if not url:
+        return ""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"{scheme}://{url}"
+
+
 def _reveal(secret: Secret | None) -> str | None:
     return None if secret is None else secret.reveal()
 
@@ -254,6 +264,24 @@ class Settings:
         from walg.config.unsupported import warnings
 
         return warnings(self.unknown, self.noted)
+
+    def storage_identity(self) -> str:
+        """Where the configured storage is, in one line without credentials: the location
+        and the endpoint it is reached at, e.g. ``s3://bucket/path (endpoint=AWS)`` or
+        ``s3://bucket/path (endpoint=http://127.0.0.1:9000 region=us-east-1)``; for file
+        storage the directory. Two configurations with the same identity store to the same
+        place: the "uploaded ahead" markers and ``wal-g daemon`` compare it (ConfigError
+        when no single storage is configured)."""
+        storage = self.require_storage()
+        if storage.kind == "file":
+            return storage.path
+        if storage.kind == "s3":
+            parts = [f"endpoint={_endpoint(self.s3.endpoint, 'https') or 'AWS'}"]
+            parts += [f"region={self.s3.region}"] if self.s3.region else []
+            parts += [f"profile={self.s3.profile}"] if self.s3.profile else []
+        else:
+            parts = [f"endpoint={_endpoint(self.gcs.emulator_host, 'http') or 'Google'}"]
+        return f"{storage.url} ({' '.join(parts)})"
 
     def require_storage(self) -> StorageSettings:
         """The one configured storage; ConfigError if none or several are configured."""

@@ -19,12 +19,16 @@ user: run it as the user PostgreSQL runs as. The client falls back to a direct p
 daemon accepts its connection; once a request is sent, the daemon's answer (or a non-zero
 exit if none comes) is final, and PostgreSQL retries as usual.
 
-Storage identity: the client sends its storage prefix variables (and HOME and ``--config``,
-for the config file); the daemon resolves them as ``walg.config`` would and refuses (exit 2,
-a clear ERROR) a request configured for another storage, or for none, rather than archive
-it somewhere else. Other settings (compression, encryption, overwrite prevention,
-concurrency) are the daemon's own; run the daemon with the same configuration as the
-cluster's archive_command.
+Settings: the client sends its walg settings (its WALG_*, WALE_*, AWS_* but credentials,
+GOOGLE_*, STORAGE_EMULATOR_HOST variables, HOME and ``--config`` for the config file); the
+daemon loads them as ``walg.config`` would and refuses (exit 2, an ERROR naming the
+settings) a request configured for none, for another storage (prefix, endpoint, region:
+:meth:`Settings.storage_identity`), or with any other setting that changes how data is
+stored or read (:func:`walg.config.compare.differences`: compression, encryption key,
+overwrite prevention, S3 storage class and server-side encryption), rather than serve it
+with its own settings. Settings that change neither (concurrency, rate limits, logging,
+credentials) are the daemon's own. So run the daemon with the cluster's archive_command
+configuration.
 
 The socket is created mode 0600 (the daemon's user only). A start is refused while a live
 daemon answers on the socket, or while another daemon holds ``SOCKET.lock`` (an flock; the
@@ -48,7 +52,7 @@ from typing import TYPE_CHECKING, Final
 
 from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError, local_file_error
 from walg.logs import get_logger
-from walg.wal.daemon_client import IDENTITY_VARIABLES, MAGIC
+from walg.wal.daemon_client import MAGIC, is_sent
 from walg.wal.prefetch import fetch_with_prefetch, spawn_thread
 from walg.wal.push import push_wal
 
@@ -85,7 +89,7 @@ class WalDaemon:
     def __init__(self, settings: Settings, socket_path: str, storage: Storage | None = None):
         self.settings = settings
         self.socket_path = os.path.abspath(socket_path)
-        self.storage_url = settings.require_storage().url
+        self.identity = settings.storage_identity()
         if storage is None:
             from walg.storage import open_storage
 
@@ -173,7 +177,7 @@ class WalDaemon:
     def serve_forever(self) -> None:
         """Accept and serve requests until ``stop`` is set; then wait for those in flight."""
         assert self._listener is not None, "bind() first"
-        _log.info("daemon: listening", socket=self.socket_path, storage=self.storage_url)
+        _log.info("daemon: listening", socket=self.socket_path, storage=self.identity)
         while not self.stop.is_set():
             if not self._slots.acquire(timeout=_POLL):
                 continue
@@ -222,7 +226,7 @@ class WalDaemon:
         path, command = "?", "request"
         try:
             command, path, config_file, env = _read_request(conn)
-            self._check_identity(config_file, env)
+            self._check_settings(command, config_file, env)
             if command == "wal-push":
                 result = push_wal(self.settings, path, storage=self.storage)
                 if self.settings.log.levelno <= 10:
@@ -254,30 +258,38 @@ class WalDaemon:
             )
         return 0, ""
 
-    def _check_identity(self, config_file: str, env: dict[str, str]) -> None:
-        """ConfigError unless the client is configured for the daemon's storage."""
+    def _check_settings(self, command: str, config_file: str, env: dict[str, str]) -> None:
+        """ConfigError unless the client's settings store and read the data as the daemon's."""
         from walg import config
+        from walg.config.compare import differences
 
         try:
             client = config.load(env, config_file or config.find_default_config_file(env))
-            url = client.require_storage().url
+            differ = differences(self.settings, client, writes=command == "wal-push")
         except WalgError as err:
             raise ConfigError(
-                f"the walg daemon cannot tell which storage this wal-push is configured for: "
+                f"the walg daemon cannot tell which storage this {command} is configured for: "
                 f"{err.msg}",
                 hint="configure the same WALG_*_PREFIX for archive_command as for the daemon",
             ) from err
-        if url != self.storage_url:
+        if differ == ["storage"]:
             raise ConfigError(
-                f"the walg daemon at {self.socket_path} archives to {self.storage_url}, "
-                f"but this wal-push is configured for {url}",
+                f"the walg daemon at {self.socket_path} archives to {self.identity}, "
+                f"but this {command} is configured for {client.storage_identity()}",
                 hint="point WALG_DAEMON_SOCKET at a daemon for that storage, "
-                "or unset it to push directly",
+                f"or unset it to run {command} directly",
+            )
+        if differ:
+            raise ConfigError(
+                f"the walg daemon at {self.socket_path} runs with other settings than this "
+                f"{command}: {', '.join(differ)} differ{'s' if len(differ) == 1 else ''}",
+                hint="start the daemon with the same settings as archive_command and "
+                f"restore_command, or unset WALG_DAEMON_SOCKET to run {command} directly",
             )
 
 
 def _read_request(conn: socket.socket) -> tuple[str, str, str, dict[str, str]]:
-    """``(command, path, config file, identity variables and @arguments)`` of a request
+    """``(command, path, config file, settings variables and @arguments)`` of a request
     (see daemon_client)."""
     conn.settimeout(_READ_TIMEOUT)
     chunks: list[bytes] = []
@@ -304,7 +316,7 @@ def _read_request(conn: socket.socket) -> tuple[str, str, str, dict[str, str]]:
     env: dict[str, str] = {}
     for item in variables:
         name, equals, value = item.partition("=")
-        if equals and (name in IDENTITY_VARIABLES or name in _FETCH_ARGUMENTS):
+        if equals and (is_sent(name) or name in _FETCH_ARGUMENTS):
             env[name] = value
     if command == "wal-fetch":
         name = env.get("@name", "")

@@ -15,11 +15,18 @@ The protocol (one request per connection; see :mod:`walg.wal.daemon`):
 
 - request: NUL-separated UTF-8 fields, then the client shuts down its writing side::
 
-      walg-daemon/1 \\0 wal-push \\0 <absolute path> \\0 <--config file or empty>
-      \\0 NAME=VALUE ...   (the client's storage prefix variables, and HOME)
+      walg-daemon/2 \\0 wal-push \\0 <absolute path> \\0 <--config file or empty>
+      \\0 NAME=VALUE ...   (the client's walg settings, see is_sent, and HOME)
 
   For ``wal-fetch`` the path is the absolute DEST, and two arguments follow the config
   file: ``@name=<WAL file name>`` and ``@prefetch=1`` (or ``0`` for ``--no-prefetch``).
+
+  The daemon loads these as ``walg.config`` would and refuses (exit 2) a request whose
+  settings would store or read the data otherwise than its own (:mod:`walg.config.compare`).
+  They include secrets (a PGP key, its passphrase): the client sends them only to a daemon
+  running as its own user (SO_PEERCRED), which could read them from this process's
+  environment anyway; the socket is mode 0600. AWS credentials are not sent: they change
+  neither where nor how data is stored, so the daemon does not compare them.
 
 - answer: ``<exit code>\\n<message>`` (the message is the ERROR/HINT lines, or empty), then
   the daemon closes the connection. No answer at all (EOF) means the daemon stopped first.
@@ -39,31 +46,41 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSWER_TIMEOUT",
     "CONNECT_TIMEOUT",
-    "IDENTITY_VARIABLES",
     "MAGIC",
     "SOCKET_VARIABLE",
     "console_main",
     "fast_path",
+    "is_sent",
     "request",
 ]
 
 SOCKET_VARIABLE: Final = "WALG_DAEMON_SOCKET"
-MAGIC: Final = "walg-daemon/1"
+MAGIC: Final = "walg-daemon/2"  # 2: the client sends all its walg settings
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds to wait for the daemon to accept; longer, and the client pushes directly."""
 ANSWER_TIMEOUT: Final = 600.0
 """Seconds to wait for the answer (a huge file on a slow network); never forever."""
-IDENTITY_VARIABLES: Final = (
-    "WALG_FILE_PREFIX",
-    "WALG_S3_PREFIX",
-    "WALG_GS_PREFIX",
-    "WALE_FILE_PREFIX",
-    "WALE_S3_PREFIX",
-    "WALE_GS_PREFIX",
-    "HOME",  # where the default config file ~/.walg.json is
-    "WALG_CONFIG_PATH",  # the config file when --config is not given
+SENT_PREFIXES: Final = ("WALG_", "WALE_", "AWS_", "S3_", "GOOGLE_", "STORAGE_EMULATOR_HOST")
+"""Names of the variables the client sends (the settings walg's config reads, except PG*)."""
+NOT_SENT: Final = frozenset(
+    (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_ACCESS_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SECRET_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+    )
 )
-"""What the client sends so that the daemon can tell which storage it is configured for."""
+"""Credentials: the daemon does not compare them (they rotate; they say nothing of where)."""
+
+
+def is_sent(name: str) -> bool:
+    """Whether the client sends variable ``name`` to the daemon: its walg settings (so the
+    daemon can refuse a request configured otherwise), HOME and WALG_CONFIG_PATH (to find
+    the config file)."""
+    return name == "HOME" or (name.startswith(SENT_PREFIXES) and name not in NOT_SENT)
+
 
 _MAX_ANSWER: Final = 1 << 16
 _tried = False  # console_main already tried the daemon: walg.cli.main must not again
@@ -103,7 +120,7 @@ def request(
     message)``, or None when no daemon accepts the connection (the caller then runs the
     command itself)."""
     fields = [MAGIC, command, os.path.abspath(path), config_file, *arguments]
-    fields += [f"{name}={environ[name]}" for name in IDENTITY_VARIABLES if name in environ]
+    fields += [f"{name}={value}" for name, value in environ.items() if is_sent(name)]
     payload = "\0".join(fields).encode("utf-8", "surrogateescape")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -112,6 +129,9 @@ def request(
             conn.connect(socket_path)
         except OSError:  # no socket file, nobody listening, backlog full: push directly
             return None
+        stranger = _stranger(conn, socket_path)
+        if stranger:
+            return 2, stranger
         conn.settimeout(ANSWER_TIMEOUT)
         try:
             conn.sendall(payload)
@@ -131,6 +151,22 @@ def request(
     if not newline or not code.strip().isdigit():
         return 1, _no_answer(socket_path, "it closed the connection")
     return int(code), message
+
+
+def _stranger(conn: socket.socket, socket_path: str) -> str:
+    """The ERROR/HINT lines if the process listening on ``socket_path`` runs as another
+    user (it would be handed this user's settings and trusted with its WAL); else ""."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:  # not Linux: the socket's own mode (0600) is the guard
+        return ""
+    uid = int.from_bytes(conn.getsockopt(socket.SOL_SOCKET, option, 12)[4:8], sys.byteorder)
+    if uid == os.getuid():
+        return ""
+    return (
+        f"ERROR: the process listening on {socket_path} runs as user ID {uid}, not as this "
+        f"user ({os.getuid()}); nothing was sent to it\nHINT: run `wal-g daemon` as the "
+        "user PostgreSQL runs as, or unset WALG_DAEMON_SOCKET"
+    )
 
 
 def _no_answer(socket_path: str, why: str) -> str:

@@ -7,7 +7,8 @@ archive_command call, is recorded by a marker of walg's own::
 
     pg_wal/walg_data/walg_archive_status/<name>.done
 
-holding two lines: the storage it was uploaded to (its URL, no credentials) and the object
+holding two lines: the storage it was uploaded to (its identity, no credentials:
+:meth:`walg.config.Settings.storage_identity`, which names the endpoint too) and the object
 key. Rules that keep "no segment is marked done that is not stored" true:
 
 - a marker is written only after the storage's put returned (the object is durable);
@@ -15,7 +16,10 @@ key. Rules that keep "no segment is marked done that is not stored" true:
   marker is either absent or complete (a SIGKILL leaves at most a temporary file, which
   is never read as a marker and is swept later);
 - a marker counts only if it is complete and names the storage configured now: after the
-  user points walg at another storage, old markers are ignored and the segment is pushed.
+  user points walg at another storage (another prefix, or the same bucket at another
+  endpoint), old markers are ignored and the segment is pushed. (Markers of S3 and GCS
+  written before the identity named the endpoint never match: those segments are pushed
+  again.)
 
 The marker is consumed (removed) by the archive_command call for its segment. Markers
 whose ``.ready`` file is gone (PostgreSQL archived the segment some other way, e.g. after
@@ -42,7 +46,7 @@ TEMP_MAX_AGE: Final = 3600.0
 """Seconds after which a temporary marker file left by a killed push is removed."""
 
 _TEMP_PREFIX: Final = ".tmp-"
-_MAX_MARKER: Final = 4096  # bytes read from a marker: a URL and a key
+_MAX_MARKER: Final = 4096  # bytes read from a marker: a storage identity and a key
 
 
 def _entries(directory: str) -> list[str]:
@@ -59,11 +63,11 @@ def _names(directory: str, suffix: str) -> list[str]:
     return [name[: -len(suffix)] for name in _entries(directory) if name.endswith(suffix)]
 
 
-def marker_text(storage_url: str, key: str) -> str:
-    """The content of a marker for an object ``key`` stored in ``storage_url``."""
-    if "\n" in storage_url or "\n" in key:
-        raise ValueError("a storage URL or key with a newline cannot be recorded")
-    return f"{storage_url}\n{key}\n"
+def marker_text(identity: str, key: str) -> str:
+    """The content of a marker for an object ``key`` stored in the storage ``identity``."""
+    if "\n" in identity or "\n" in key:
+        raise ValueError("a storage identity or key with a newline cannot be recorded")
+    return f"{identity}\n{key}\n"
 
 
 class ArchiveStatus:
@@ -90,27 +94,28 @@ class ArchiveStatus:
     def _marker(self, name: str) -> str:
         return os.path.join(self.marker_dir, name + MARKER_SUFFIX)
 
-    def is_marked(self, name: str, storage_url: str) -> bool:
-        """Whether ``name`` has a complete marker saying it was stored in ``storage_url``."""
+    def is_marked(self, name: str, identity: str) -> bool:
+        """Whether ``name`` has a complete marker saying it was stored in the storage
+        ``identity``."""
         try:
             with open(self._marker(name), "rb") as marker:
                 text = marker.read(_MAX_MARKER).decode("utf-8", "replace")
         except OSError:  # missing, or unreadable: then the segment is simply pushed
             return False
         lines = text.split("\n")
-        return len(lines) == 3 and lines[2] == "" and lines[0] == storage_url and bool(lines[1])
+        return len(lines) == 3 and lines[2] == "" and lines[0] == identity and bool(lines[1])
 
-    def take(self, name: str, storage_url: str) -> bool:
-        """If ``name`` was uploaded ahead to ``storage_url``, remove its marker and say so."""
-        if not self.is_marked(name, storage_url):
+    def take(self, name: str, identity: str) -> bool:
+        """If ``name`` was uploaded ahead to ``identity``, remove its marker and say so."""
+        if not self.is_marked(name, identity):
             return False
         self.unmark(name)
         return True
 
-    def mark(self, name: str, storage_url: str, key: str) -> None:
-        """Record that ``name`` is stored as ``key`` in ``storage_url``. Call only after
+    def mark(self, name: str, identity: str, key: str) -> None:
+        """Record that ``name`` is stored as ``key`` in ``identity``. Call only after
         the storage's put returned: the marker is durable when this returns."""
-        data = marker_text(storage_url, key).encode()
+        data = marker_text(identity, key).encode()
         make_dirs(self.marker_dir, 0o700)
         temp = os.path.join(
             self.marker_dir, f"{_TEMP_PREFIX}{name}.{os.getpid()}.{os.urandom(4).hex()}"

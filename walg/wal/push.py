@@ -292,10 +292,10 @@ class _Pusher:
 class _Ahead:
     """Background uploads of ready segments, each marked done once stored."""
 
-    def __init__(self, pusher: _Pusher, status: ArchiveStatus, storage_url: str) -> None:
+    def __init__(self, pusher: _Pusher, status: ArchiveStatus, identity: str) -> None:
         self.pusher = pusher
         self.status = status
-        self.storage_url = storage_url
+        self.identity = identity
         self.done: list[str] = []
         self.failed: list[str] = []
         self._threads: list[threading.Thread] = []
@@ -313,7 +313,7 @@ class _Ahead:
         path = os.path.join(self.status.wal_dir, name)
         try:
             _, key = self.pusher.push(path, name)
-            self.status.mark(name, self.storage_url, key)
+            self.status.mark(name, self.identity, key)
         except Exception as err:
             with self._lock:
                 self.failed.append(name)
@@ -383,13 +383,13 @@ def _check_local(path: str) -> None:
 
 
 def _push(
-    pusher: _Pusher, status: ArchiveStatus, storage_url: str, path: str, name: str
+    pusher: _Pusher, status: ArchiveStatus, identity: str, path: str, name: str
 ) -> PushResult:
     """Push ``path`` while ready segments upload in the background."""
     in_pg_wal = status.is_pg_wal and names.is_segment_name(name)
     limit = pusher.settings.concurrency.upload - 1
     ready = status.ready() if in_pg_wal else []
-    ahead = _Ahead(pusher, status, storage_url)
+    ahead = _Ahead(pusher, status, identity)
     if ready and limit > 0:
         ahead.start(names.ahead_candidates(name, ready, status.marked(), limit))
     try:
@@ -413,9 +413,9 @@ def push_wal(settings: Settings, path: str, storage: Storage | None = None) -> P
     """
     _check_local(path)
     name = os.path.basename(path)
-    storage_url = settings.require_storage().url
+    identity = settings.storage_identity()
     status = ArchiveStatus(os.path.dirname(path))
-    if names.is_segment_name(name) and status.take(name, storage_url):
+    if names.is_segment_name(name) and status.take(name, identity):
         _debug(settings, "wal-push: uploaded ahead", file=name)
         return PushResult(name, Outcome.UPLOADED_AHEAD)
     if names.wal_file_kind(name) is None:
@@ -426,7 +426,7 @@ def push_wal(settings: Settings, path: str, storage: Storage | None = None) -> P
         storage = open_storage(settings)
     crypter = _open_crypter(settings)
     try:
-        result = _push(_Pusher(settings, storage, crypter), status, storage_url, path, name)
+        result = _push(_Pusher(settings, storage, crypter), status, identity, path, name)
     except StorageError as err:
         raise type(err)(f"cannot archive {name}: {err.msg}", err.hint or _RETRY_HINT) from err
     finally:
