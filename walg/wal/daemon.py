@@ -270,7 +270,8 @@ class WalDaemon:
             raise ConfigError(
                 f"the walg daemon cannot tell which storage this {command} is configured for: "
                 f"{err.msg}",
-                hint="configure the same WALG_*_PREFIX for archive_command as for the daemon",
+                hint=err.hint
+                or "configure the same WALG_*_PREFIX for archive_command as for the daemon",
             ) from err
         if differ == ["storage"]:
             raise ConfigError(
