@@ -151,6 +151,8 @@ FALLBACKS: list[tuple[str, str, str, Getter]] = [
     ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "sk", _secret(lambda s: s.s3.secret_access_key)),
     ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "tok", _secret(lambda s: s.s3.session_token)),
     ("AWS_REGION", "AWS_DEFAULT_REGION", "eu-west-1", lambda s: s.s3.region),
+    ("AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000", lambda s: s.s3.endpoint),
+    ("AWS_ENDPOINT", "AWS_ENDPOINT_URL", "http://127.0.0.1:9000", lambda s: s.s3.endpoint),
     ("WALG_S3_STORAGE_CLASS", "WALE_S3_STORAGE_CLASS", "GLACIER", lambda s: s.s3.storage_class),
     ("WALG_S3_STORAGE_CLASS", "S3_STORAGE_CLASS", "GLACIER", lambda s: s.s3.storage_class),
     ("WALG_S3_SSE", "WALE_S3_SSE", "AES256", lambda s: s.s3.sse),

@@ -128,3 +128,15 @@ def test_the_daemon_client_sends_every_setting_it_could_differ_in() -> None:
     assert sorted(n for n in names - credentials if not is_sent(n)) == []
     assert sorted(n for n in credentials if is_sent(n)) == []
     assert is_sent("HOME") and is_sent("WALG_CONFIG_PATH") and not is_sent("PGPASSWORD")
+
+
+def test_botocore_endpoint_variables_are_part_of_the_identity() -> None:
+    """AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (which botocore itself reads) are fallbacks of
+    AWS_ENDPOINT, so the storage identity sees the endpoint the uploads really go to."""
+    base = {"WALG_S3_PREFIX": "s3://bucket/path"}
+    aws = config.load(base).storage_identity()
+    via_url = config.load({**base, "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"})
+    via_s3 = config.load({**base, "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"})
+    explicit = config.load({**base, "AWS_ENDPOINT": "http://127.0.0.1:9000"})
+    assert via_url.storage_identity() == via_s3.storage_identity() == explicit.storage_identity()
+    assert via_url.storage_identity() != aws
