@@ -168,5 +168,6 @@ def test_standby_backup_waits_for_the_primary_to_archive_its_stop_segment(
             waited = True
             archive_now(primary)  # finish the segment on the primary: it gets archived
     assert proc.wait(timeout=300) == 0
+    assert waited, "backup-push did not wait for the stop segment"
     (sentinel,) = sentinels(storage)
     assert list(storage.glob(f"wal_005/{stop_segment(sentinel)}.*"))

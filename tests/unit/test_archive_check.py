@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from walg.backup.archive_check import (
+    STANDBY_TIMEOUT,
     Plan,
+    effective_timeout,
     find_segment,
     missing_error,
     plan,
@@ -16,6 +18,7 @@ from walg.backup.archive_check import (
     unchecked_warning,
     wait_for_segment,
 )
+from walg.config.registry import VARIABLES
 from walg.postgres.archiver import ArchiverStatus
 from walg.postgres.connection import statement_timeout_ms
 from walg.postgres.label import parse_stop_lsn
@@ -88,7 +91,8 @@ def test_missing_error_says_why_per_case() -> None:
     and every hint offers WALG_ARCHIVE_CHECK=false."""
     standby = missing_error(SEGMENT, True, "on", "file:///b/", 5.0)
     assert "did not reach file:///b/wal_005/ within 5s" in standby.msg
-    assert "pg_switch_wal()" in standby.hint
+    assert "SELECT pg_switch_wal() on the primary or set archive_timeout there" in standby.hint
+    assert "raise WALG_STOP_BACKUP_TIMEOUT" in standby.hint
     off = missing_error(SEGMENT, False, "off", "file:///b/", 0.0)
     assert "archive_mode is off" in off.msg and "archive_mode=on" in off.hint
     elsewhere = missing_error(SEGMENT, False, "on", "s3://bucket/x", 0.0)
@@ -169,3 +173,42 @@ def test_parse_stop_lsn() -> None:
     assert parse_stop_lsn("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n") \
         is None
     assert parse_stop_lsn("STOP WAL LOCATION: zz (file 000000010000000000000003)\n") is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "in_recovery", "expected"),
+    [(0.0, False, 0.0), (0.0, True, STANDBY_TIMEOUT), (30.0, False, 30.0), (30.0, True, 30.0),
+     (3600.0, True, 3600.0)],
+)
+def test_effective_timeout(setting: float, in_recovery: bool, expected: float) -> None:
+    """WALG_STOP_BACKUP_TIMEOUT unset waits without limit on a primary only; a standby then
+    waits STANDBY_TIMEOUT; a set value applies as it is on both."""
+    assert effective_timeout(setting, in_recovery) == expected
+
+
+def test_standby_with_the_default_gives_up_after_standby_timeout() -> None:
+    """A standby whose primary never archives the stop segment, WALG_STOP_BACKUP_TIMEOUT
+    unset: the wait ends at STANDBY_TIMEOUT (not never) and the error says what to do."""
+    storage = MemoryStorage()
+    fake = FakeTime(storage, arrive_after=None)
+    limit = effective_timeout(0.0, in_recovery=True)
+    assert wait_for_segment(storage, SEGMENT, limit, clock=fake.clock, sleep=fake.sleep) is None
+    assert fake.now == pytest.approx(STANDBY_TIMEOUT)
+    err = missing_error(SEGMENT, True, "on", "file:///b/", limit)
+    assert "within 300s" in err.msg
+    assert "SELECT pg_switch_wal() on the primary or set archive_timeout there" in err.hint
+    assert "WALG_STOP_BACKUP_TIMEOUT" in err.hint
+
+
+def test_standby_timeout_error_points_at_the_primary() -> None:
+    """pg_backup_stop cancelled on a standby (archive_mode=always): the hint says the primary
+    must finish the segment."""
+    err = timeout_error(SEGMENT, STANDBY_TIMEOUT, status(None, T1), in_recovery=True)
+    assert "not archived within 300s" in err.msg
+    assert "SELECT pg_switch_wal() on the primary" in err.hint
+
+
+def test_stop_backup_timeout_description_states_the_standby_default() -> None:
+    """The setting's documented standby default is STANDBY_TIMEOUT."""
+    (var,) = (v for v in VARIABLES if v.name == "WALG_STOP_BACKUP_TIMEOUT")
+    assert STANDBY_TIMEOUT == 300.0 and "5m on a standby" in var.description

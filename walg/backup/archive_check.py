@@ -4,11 +4,12 @@ A base backup restores only with the WAL from its start to its stop. backup-push
 
 1. calls pg_backup_stop with ``wait_for_archive`` (WAL-G calls ``pg_backup_stop()``, whose
    default is true), bounded by WALG_STOP_BACKUP_TIMEOUT set as the call's statement_timeout
-   (WAL-G's way; unset or 0 = no limit, WAL-G's default). PostgreSQL waits only where it
-   archives: on a primary with archive_mode on or always (after switching to a new segment,
-   so the stop segment is finished), on a standby only with archive_mode always. When the
-   timeout expires the server cancels the call, which ends the backup: walg exits non-zero,
-   writes no sentinel, and names the stop segment and the archiver's last failure.
+   (WAL-G's way; unset or 0 = no limit on a primary, WAL-G's default; on a standby see 3).
+   PostgreSQL waits only where it archives: on a primary with archive_mode on or always
+   (after switching to a new segment, so the stop segment is finished), on a standby only
+   with archive_mode always. When the timeout expires the server cancels the call, which
+   ends the backup: walg exits non-zero, writes no sentinel, and names the stop segment and
+   the archiver's last failure.
 2. checks that the stop segment (the one holding the last byte before the stop LSN, the one
    PostgreSQL waits for) is in this storage's ``wal_005/``, under any extension walg reads.
    WAL-G does not check this; pgBackRest does (``archive-check``, on by default). Without
@@ -20,7 +21,10 @@ A base backup restores only with the WAL from its start to its stop. backup-push
    the primary finishes it (archive_timeout, pg_switch_wal()) and archives it, or this
    standby does with archive_mode always. WAL-G returns at once there; pgBackRest (which
    stops the backup on the primary) waits for the segment in its repository, up to
-   archive-timeout. walg waits like pgBackRest.
+   archive-timeout (60 s by default). walg waits like pgBackRest, and never without limit:
+   with WALG_STOP_BACKUP_TIMEOUT unset (0) a standby waits STANDBY_TIMEOUT. A quiet primary
+   with archive_timeout=0 may never finish the segment, and an unbounded wait would pile up
+   cron runs, each holding a PostgreSQL session.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from walg.storage import Storage
 from walg.wal.names import candidate_keys
 
 __all__ = [
+    "STANDBY_TIMEOUT",
     "Plan",
+    "effective_timeout",
     "find_segment",
     "missing_error",
     "plan",
@@ -59,6 +65,17 @@ _POLL_FIRST: Final = 0.5
 _POLL_MAX: Final = 5.0
 _REPORT_EVERY: Final = 60.0
 _CHECK_OFF: Final = "or set WALG_ARCHIVE_CHECK=false if WAL is archived elsewhere on purpose"
+STANDBY_TIMEOUT: Final = 300.0
+"""How long a standby waits for its stop segment when WALG_STOP_BACKUP_TIMEOUT is unset (0).
+
+Five minutes covers a primary whose archive_timeout is up to a few minutes (PostgreSQL's
+documentation calls a minute or so reasonable) plus a slow archive_command, five times
+pgBackRest's archive-timeout default (60 s); it is short enough that a backup-push every
+15 minutes or more cannot pile up behind a primary that never finishes the segment."""
+_SWITCH_ON_PRIMARY: Final = (
+    "run SELECT pg_switch_wal() on the primary or set archive_timeout there (it finishes "
+    "the segment), or raise WALG_STOP_BACKUP_TIMEOUT"
+)
 
 
 class Plan(Enum):
@@ -76,6 +93,15 @@ def plan(in_recovery: bool, archive_check: bool) -> Plan:
     return Plan.WAIT if in_recovery else Plan.LOOK
 
 
+def effective_timeout(setting: float, in_recovery: bool) -> float:
+    """WALG_STOP_BACKUP_TIMEOUT as applied: 0 (unset) waits without limit on a primary, as
+    WAL-G does, but STANDBY_TIMEOUT on a standby, where the wait ends only when the primary
+    finishes the segment."""
+    if setting > 0:
+        return setting
+    return STANDBY_TIMEOUT if in_recovery else 0.0
+
+
 def stop_segment(timeline: int, stop_lsn: int, segment_size: int) -> str:
     """The segment holding the byte before ``stop_lsn`` (``XLByteToPrevSeg``): the last one
     the backup needs, the one pg_backup_stop waits for."""
@@ -86,14 +112,20 @@ def _seconds(timeout: float) -> str:
     return f"{timeout:g}s"
 
 
-def timeout_error(segment: str | None, timeout: float, status: ArchiverStatus) -> WalNotArchived:
+def timeout_error(
+    segment: str | None, timeout: float, status: ArchiverStatus, in_recovery: bool = False
+) -> WalNotArchived:
     """pg_backup_stop did not see the backup's WAL archived within ``timeout``."""
     what = f"WAL segment {segment}" if segment else "the last WAL segment"
+    hint = ("fix archive_command (its errors are in the server log), or raise "
+            "WALG_STOP_BACKUP_TIMEOUT if archiving is only slow; the backup was not committed")
+    if in_recovery:
+        hint = (f"this is a standby: the segment is archived once the primary finishes it: "
+                f"{_SWITCH_ON_PRIMARY}; the backup was not committed")
     return WalNotArchived(
         f"{what}, the last one this backup needs, was not archived within "
         f"{_seconds(timeout)} (WALG_STOP_BACKUP_TIMEOUT): {status.describe()}",
-        hint="fix archive_command (its errors are in the server log), or raise "
-        "WALG_STOP_BACKUP_TIMEOUT if archiving is only slow; the backup was not committed",
+        hint=hint,
     )
 
 
@@ -104,13 +136,11 @@ def missing_error(
     needs = f"WAL segment {segment}, the last one this backup needs,"
     folder = f"{where.rstrip('/')}/{WAL}/"
     if in_recovery:
-        within = f"within {_seconds(timeout)}" if timeout > 0 else "in time"
         return WalNotArchived(
-            f"{needs} did not reach {folder} {within} (this is a standby: the segment "
-            "is archived once the primary finishes it)",
-            hint="check that the primary archives to this storage; pg_switch_wal() on the "
-            "primary or its archive_timeout finishes the segment; raise "
-            f"WALG_STOP_BACKUP_TIMEOUT, {_CHECK_OFF}",
+            f"{needs} did not reach {folder} within {_seconds(timeout)} (this is a standby: "
+            "the segment is archived once the primary finishes it)",
+            hint=f"{_SWITCH_ON_PRIMARY} (unset, a standby waits {_seconds(STANDBY_TIMEOUT)}); "
+            f"check that the primary archives to this storage, {_CHECK_OFF}",
         )
     if mode not in ARCHIVING_MODES:
         return WalNotArchived(
@@ -185,7 +215,7 @@ def stop_and_check(
 ) -> BackupStop:
     """pg_backup_stop, waiting for archiving, then the stop segment checked in ``storage``
     (or waited for, on a standby); WalNotArchived when the WAL is not there."""
-    timeout = backup.stop_backup_timeout
+    timeout = effective_timeout(backup.stop_backup_timeout, start.in_recovery)
     began = time.monotonic()
     try:
         stop = pg.stop_backup(wait_for_archive=True, timeout=timeout)
@@ -193,7 +223,7 @@ def stop_and_check(
         if timeout <= 0:
             raise  # cancelled by someone else (pg_cancel_backend)
         segment = _segment_from_history(data_dir, start)
-        raise timeout_error(segment, timeout, archiver_status(pg)) from None
+        raise timeout_error(segment, timeout, archiver_status(pg), start.in_recovery) from None
     segment = stop_segment(start.timeline, stop.lsn, start.segment_size)
     mode = archive_mode(pg)
     action = plan(start.in_recovery, backup.archive_check)
@@ -201,7 +231,7 @@ def stop_and_check(
         _log.warning(unchecked_warning(segment, start.in_recovery, mode))
         return stop
     if action is Plan.WAIT:
-        left = 0.0 if timeout <= 0 else max(timeout - (time.monotonic() - began), 0.001)
+        left = max(timeout - (time.monotonic() - began), 0.001)  # > 0: a standby has a limit
         key = wait_for_segment(storage, segment, left)
     else:
         key = find_segment(storage, segment)

@@ -118,7 +118,9 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "Verify page checksums while reading PGDATA.", default="false"),
     Var("WALG_STOP_BACKUP_TIMEOUT", "backup", "duration",
         "How long backup-push waits at pg_backup_stop for the backup's WAL to be archived "
-        "(statement_timeout of the call, as in WAL-G); 0 waits without limit.", default="0"),
+        "(statement_timeout of the call, as in WAL-G); 0 waits without limit on a primary "
+        "(WAL-G's default) but 5m on a standby, which waits for the primary to archive the "
+        "stop segment (a quiet primary with archive_timeout=0 may never do it).", default="0"),
     Var("WALG_ARCHIVE_CHECK", "backup", "bool",
         "backup-push commits only once the backup's stop segment is in this storage's "
         "wal_005/; false when WAL is archived elsewhere (restore then needs that archive).",
