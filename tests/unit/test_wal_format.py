@@ -56,8 +56,14 @@ def test_every_known_magic_passes(version: str) -> None:
         (segment_name(1, 5) + ".partial", header(1, 5)),
         (segment_name(1, 5), header(1, 5, info=0x0002 | 0x0001 | 0x0004)),  # other flags
         (segment_name(1, 5), header(1, 5, blcksz=32768)),  # --with-wal-blocksize
+        (segment_name(1, 5), header(1, 5, magic=0xD118, info=0x0012)),  # a future flag
+        (segment_name(1, 5), header(1, 5, magic=0xD1FF, info=0x8003)),
+        (segment_name(1, 5), header(1, 5, magic=0xD111)),  # between 15 and 16: a beta, a fork
+        (segment_name(1, 5), header(1, 5, magic=0xD0A0, info=0x0022)),  # between 9.6 and 10
     ],
-    ids=["old timeline", "older timeline", "partial", "flags", "block size"],
+    ids=["old timeline", "older timeline", "partial", "flags", "block size",
+         "future version's flag", "highest magic, new flags", "magic between known ones",
+         "unknown flag with an unknown magic"],
 )
 def test_legitimate_segments_pass(name: str, hdr: LongPageHeader) -> None:
     """Segments PostgreSQL really writes pass, first pages of a new timeline included."""
@@ -72,8 +78,13 @@ BAD_SEGMENTS = {
     "larger": (header(3, 0x205), 32 * MIB, "it is 33554432 bytes"),
     "magic": (header(3, 0x205, magic=0x1234), None, "magic 0x1234"),
     "magic of 9.5": (header(3, 0x205, magic=0xD087), None, "magic 0xD087"),
+    "magic above the ceiling": (header(3, 0x205, magic=0xD200), None, "magic 0xD200"),
     "short header": (header(3, 0x205, info=0x0000), None, "not a segment's first"),
     "unknown flag": (header(3, 0x205, info=0x0012), None, "xlp_info 0x0012"),
+    "unknown flag of 17": (header(3, 0x205, magic=0xD116, info=0x0102), None, "xlp_info 0x0102"),
+    "future, short header": (header(3, 0x205, magic=0xD120, info=0x0010), None, "xlp_info 0x0010"),
+    "future, address": (header(3, 0x206, magic=0xD120, info=0x0012), None, "first page is at"),
+    "future, size": (header(3, 0x205, magic=0xD120), MIB, "header says segments"),
     "segment size": (header(3, 0x205, seg_size=3 * MIB), 3 * MIB, "impossible segment size"),
     "block size": (header(3, 0x205, blcksz=1000), None, "impossible WAL block size"),
     "address": (header(3, 0x206), None, "first page is at 2/6000000, but segment"),

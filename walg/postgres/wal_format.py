@@ -6,14 +6,16 @@ its name says. A name's kind (see :func:`walg.postgres.wal.wal_file_kind`) decid
 - segment ``TTTTTTTTXXXXXXXXYYYYYYYY`` and partial segment ``<segment>.partial`` (the last
   segment of an old timeline, renamed at promotion; full size too): the file starts with
   the long page header of that segment (``XLogLongPageHeaderData``, checked as
-  ``XLogReaderValidatePageHeader`` does): a known ``xlp_magic``; ``XLP_LONG_HEADER`` set and
-  no unknown flag in ``xlp_info``; ``xlp_seg_size`` a power of two from 1 MiB to 1 GiB and
-  equal to the file's size; ``xlp_xlog_blcksz`` a power of two from 1 to 64 KiB;
-  ``xlp_pageaddr`` the first byte of the segment the name numbers (with that segment size);
-  ``xlp_tli`` from 1 up to the name's timeline. Not equal to it: at promotion PostgreSQL
-  copies the old timeline's last segment, up to the switch point, into the new timeline's
-  first segment (``XLogInitNewTimeline``), so that file's first page keeps the old
-  timeline's ID (or an older one after quick successive promotions);
+  ``XLogReaderValidatePageHeader`` does): an ``xlp_magic`` from PostgreSQL 9.6's up to 0xD1FF
+  (PostgreSQL only raises it: a future major version's, a beta's or a fork's between known
+  ones must not stop archiving); ``XLP_LONG_HEADER`` set in ``xlp_info`` and, with a known
+  magic only, no unknown flag (a future version may add one); ``xlp_seg_size`` a power of
+  two from 1 MiB to 1 GiB and equal to the file's size; ``xlp_xlog_blcksz`` a power of two
+  from 1 to 64 KiB; ``xlp_pageaddr`` the first byte of the segment the name numbers (with
+  that segment size); ``xlp_tli`` from 1 up to the name's timeline. Not equal to it: at
+  promotion PostgreSQL copies the old timeline's last segment, up to the switch point, into
+  the new timeline's first segment (``XLogInitNewTimeline``), so that file's first page
+  keeps the old timeline's ID (or an older one after quick successive promotions);
 - timeline history ``TTTTTTTT.history``: text lines ``<parent TLI>\\t<switch LSN>\\t<reason>``
   (``readTimeLineHistory``), at least one, parent timelines increasing and below the name's
   timeline (so timeline 1 has no history file);
@@ -76,11 +78,12 @@ PAGE_MAGIC: Final = {  # XLOG_PAGE_MAGIC of each major version (xlog_internal.h)
     "16": 0xD113,
     "17": 0xD116,
 }
-# PostgreSQL only ever raises the magic: a newer major version's is above 17's. Up to this
-# ceiling it is accepted, so that a new major version does not stop archiving.
-_MAGIC_CEILING: Final = 0xD1FF
+# PostgreSQL only ever raises the magic: a newer major version's is above 17's, a beta's or
+# a fork's may lie between known ones. Any magic from the oldest version walg supports up to
+# this ceiling is accepted, so that such a server keeps archiving; the page address, size and
+# long-header checks still catch a misnamed or damaged file.
+_MAGIC_RANGE: Final = range(min(PAGE_MAGIC.values()), 0xD1FF + 1)
 _KNOWN_MAGIC: Final = frozenset(PAGE_MAGIC.values())
-_NEWEST_MAGIC: Final = max(PAGE_MAGIC.values())
 
 MAX_TEXT_SIZE: Final = 1 << 20
 """Largest history or backup history file accepted (real ones are a few hundred bytes)."""
@@ -152,12 +155,12 @@ def check_segment(name: str, size: int, head: bytes) -> int:
     if size == 0:
         raise ValueError("it is empty")
     header = LongPageHeader.parse(head[:size])
-    if header.magic not in _KNOWN_MAGIC and not _NEWEST_MAGIC < header.magic <= _MAGIC_CEILING:
+    if header.magic not in _MAGIC_RANGE:
         raise ValueError(
             f"it does not start with a WAL page header (magic 0x{header.magic:04X} is no "
             "PostgreSQL version's)"
         )
-    if not header.info & XLP_LONG_HEADER or header.info & ~XLP_ALL_FLAGS:
+    if not _first_page_flags(header):
         raise ValueError(
             f"its first page header is not a segment's first (xlp_info 0x{header.info:04X})"
         )
@@ -177,6 +180,14 @@ def check_segment(name: str, size: int, head: bytes) -> int:
             "name or an earlier one"
         )
     return seg_size
+
+
+def _first_page_flags(header: LongPageHeader) -> bool:
+    """Whether ``xlp_info`` is a segment's first page's: XLP_LONG_HEADER set, and no flag
+    unknown to the version whose magic it is (a version walg does not know may add flags)."""
+    if not header.info & XLP_LONG_HEADER:
+        return False
+    return header.magic not in _KNOWN_MAGIC or not header.info & ~XLP_ALL_FLAGS
 
 
 def _declared_size(header: LongPageHeader) -> int:
