@@ -19,14 +19,23 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import pytest
-from servers.faults import FaultProxy, OneWay, one_way
+from servers.faults import FaultProxy, OneWay, SeenRequest, one_way
 from servers.s3 import PREFIX, S3Maker, make_s3_storage, moto_server, start_moto, stop_moto
+from structlog.testing import capture_logs
 
+from walg.backup.claim import claim_name, confirm_claim, put_sentinel
 from walg.config.settings import S3Settings, Secret, StorageSettings
-from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
+from walg.errors import (
+    BackupNameTaken,
+    ObjectExists,
+    ObjectNotFound,
+    PermissionDenied,
+    StorageError,
+    StorageUnavailable,
+)
 from walg.storage.base import RetryPolicy
 from walg.storage.s3 import S3Storage
-from walg.storage.s3_errors import Where, delete_error
+from walg.storage.s3_errors import Where, delete_error, no_conditional_writes
 from walg.storage.s3_multipart import (
     DEFAULT_PART_SIZE,
     MAX_PART_SIZE,
@@ -382,6 +391,107 @@ def test_fault_proxy_stops_its_threads(moto_server: str) -> None:
         assert idle.recv(1) == b""  # closed by the proxy
     finally:
         idle.close()
+
+
+# -- services without conditional writes --------------------------------------------------
+
+NAMING = "The If-None-Match header is not supported"
+# How S3-compatible services refuse If-None-Match: (status, code, message).
+REFUSALS = {
+    "501": (
+        501,
+        "NotImplemented",
+        "A header you provided implies functionality that is not implemented",
+    ),
+    "invalid-argument": (400, "InvalidArgument", NAMING),
+    "invalid-request": (400, "InvalidRequest", NAMING),
+}
+
+
+def conditional_put(request: SeenRequest) -> bool:
+    return request.method == "PUT" and "if-none-match" in request.headers
+
+
+def refuse_conditional_writes(proxy: FaultProxy, refusal: str) -> None:
+    status, code, message = REFUSALS[refusal]
+    proxy.fail_next(100, status, code=code, message=message, match=conditional_put)
+
+
+def fallback_warnings(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if "no conditional writes" in e["event"]]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_put_new_without_conditional_writes_checks_then_puts(
+    proxied: S3Storage, proxy: FaultProxy, refusal: str
+) -> None:
+    """A service refusing If-None-Match as unsupported gets a check then a plain PUT: the
+    key is created once, an existing key is ObjectExists, and one warning is logged."""
+    refuse_conditional_writes(proxy, refusal)
+    folder = proxied.sub_folder("basebackups_005/base_000000010000000000000002")
+    with capture_logs() as logs:
+        folder.put_new("claim", b"first")
+        with pytest.raises(ObjectExists):
+            folder.put_new("claim", b"second")
+        proxied.put_new("other", b"other")
+    assert folder.read_bytes("claim") == b"first"
+    assert proxied.read_bytes("other") == b"other"
+    assert proxy.faults == 1  # the storage and its sub-folder remember the service's answer
+    assert len(fallback_warnings(logs)) == 1
+
+
+def test_backup_name_claimed_once_without_conditional_writes(
+    proxied: S3Storage, proxy: FaultProxy
+) -> None:
+    """On a service without conditional writes backup-push still claims a name: a second
+    claim on it is refused, and the first push commits its sentinel."""
+    refuse_conditional_writes(proxy, "501")
+    name = "base_000000010000000000000002"
+    claim = claim_name(proxied, name)
+    with pytest.raises(BackupNameTaken):
+        claim_name(proxied, name)
+    confirm_claim(proxied, claim)
+    put_sentinel(proxied, claim, b"{}")
+
+
+def test_other_bad_requests_are_no_fallback(
+    make_s3_storage: S3Maker, proxied: S3Storage, proxy: FaultProxy
+) -> None:
+    """A 400 InvalidArgument that does not name If-None-Match is an error of put_new, not
+    retried and not followed by an unconditional PUT."""
+    proxy.fail_next(1, 400, code="InvalidArgument", message="Invalid storage class")
+    with pytest.raises(StorageError, match="Invalid storage class"):
+        proxied.put_new("claim", b"first")
+    assert proxy.count == 1
+    assert_nothing_stored(make_s3_storage, proxied, "claim")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "expected"),
+    [
+        (501, "NotImplemented", "", True),
+        (501, "", "", True),  # an answer without a body (HEAD-like proxies)
+        (400, "InvalidArgument", "", False),
+        (400, "InvalidRequest", "if-none-match: not supported", True),
+        (400, "MalformedXML", NAMING, False),
+        (412, "PreconditionFailed", "At least one of the pre-conditions failed", False),
+    ],
+)
+def test_no_conditional_writes_rule(status: int, code: str, message: str, expected: bool) -> None:
+    """Which error answers to a conditional PUT mean that the service lacks the feature."""
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    assert no_conditional_writes(response) is expected
+
+
+def test_not_implemented_is_not_retried(proxied: S3Storage, proxy: FaultProxy) -> None:
+    """A 501 NotImplemented answer is a StorageError at once: retrying cannot help."""
+    proxy.fail_next(BUDGET + 1, 501, code="NotImplemented")
+    with pytest.raises(StorageError) as caught:
+        proxied.put_object("k", b"data")
+    assert type(caught.value) is StorageError and proxy.count == 1
 
 
 # -- errors -------------------------------------------------------------------------------

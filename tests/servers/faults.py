@@ -157,13 +157,19 @@ class FaultProxy:
     # -- rules ----------------------------------------------------------------------------
 
     def fail_next(
-        self, k: int, status: int = 503, *, match: Match = None, code: str | None = None
+        self,
+        k: int,
+        status: int = 503,
+        *,
+        match: Match = None,
+        code: str | None = None,
+        message: str = "injected by FaultProxy",
     ) -> None:
         """Answer the next ``k`` matching requests with ``status`` and an XML error."""
         code = code or _ERROR_CODES.get(status, "InjectedFault")
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
-            f"{code}</Code><Message>injected by FaultProxy</Message>"
+            f"{code}</Code><Message>{message}</Message>"
             "<RequestId>fault</RequestId></Error>"
         ).encode()
         self._add(_Rule("fail", k, match, status=status, body=body))

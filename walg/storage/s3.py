@@ -25,10 +25,22 @@ from botocore.config import Config
 
 from walg import __version__
 from walg.config.settings import S3Settings, StorageSettings
-from walg.errors import ConfigError, ObjectExists, StorageError, StorageUnavailable
+from walg.errors import (
+    ConfigError,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+)
 from walg.logs import get_logger
 from walg.storage.base import ObjectInfo, ReadStream, RetryPolicy, Storage
-from walg.storage.s3_errors import Where, delete_error, translate, translated
+from walg.storage.s3_errors import (
+    Where,
+    delete_error,
+    no_conditional_writes,
+    translate,
+    translated,
+)
 from walg.storage.s3_multipart import DEFAULT_PART_SIZE, MultipartUpload, PartSource
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Options", "S3Storage"]
@@ -134,17 +146,36 @@ class S3Storage(Storage):
     def _put_new(self, key: str, data: bytes) -> None:
         """One PUT with ``If-None-Match: *``: S3 stores it only if the key is free (412
         otherwise; 409 while a concurrent conditional write is in flight, which a retry
-        resolves). A service that ignores the header overwrites: callers check first."""
+        resolves). A service that ignores the header overwrites: callers check first.
+
+        A service that refuses the header as unsupported (:func:`no_conditional_writes`)
+        gets, from then on in this process, a check for the key and then a plain PUT."""
         args = {"Bucket": self.options.bucket, "Key": key, "Body": data, **self._put_args()}
+        if self._clients.conditional_writes:
+            try:
+                self._call("put", key, lambda c: c.put_object(IfNoneMatch="*", **args))
+                return
+            except StorageError as err:
+                code = _code(err)
+                if code == "PreconditionFailed":
+                    raise ObjectExists(f"object {self._where.url(key)} exists already") from err
+                if code == "ConditionalRequestConflict":
+                    raise StorageUnavailable(f"S3 put of {self._where.url(key)}: {code}") from err
+                if not no_conditional_writes(_response(err)):
+                    raise
+                self._clients.conditional_writes = False
+                _log.warning(
+                    "S3 service has no conditional writes (If-None-Match): two backup-push "
+                    "at one WAL position are caught only by walg's own checks",
+                    bucket=self.options.bucket,
+                    error=err.msg,
+                )
         try:
-            self._call("put", key, lambda c: c.put_object(IfNoneMatch="*", **args))
-        except StorageError as err:
-            code = _code(err)
-            if code == "PreconditionFailed":
-                raise ObjectExists(f"object {self._where.url(key)} exists already") from err
-            if code == "ConditionalRequestConflict":
-                raise StorageUnavailable(f"S3 put of {self._where.url(key)}: {code}") from err
-            raise
+            self._stat(key)
+        except ObjectNotFound:
+            self._call("put", key, lambda c: c.put_object(**args))
+            return
+        raise ObjectExists(f"object {self._where.url(key)} exists already")
 
     def _read(self, key: str, offset: int) -> BinaryIO:
         args = {"Bucket": self.options.bucket, "Key": key}
@@ -202,12 +233,15 @@ class S3Storage(Storage):
             raise delete_error(errors, len(keys), self._where)
 
 
+def _response(err: StorageError) -> dict[str, Any]:
+    """The S3 error answer behind a translated error ({} if it was not an S3 answer)."""
+    cause = err.__cause__
+    return dict(cause.response) if isinstance(cause, bce.ClientError) else {}
+
+
 def _code(err: StorageError) -> str:
     """The S3 error code behind a translated error ("" if it was not an S3 answer)."""
-    cause = err.__cause__
-    if isinstance(cause, bce.ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
+    return str(_response(err).get("Error", {}).get("Code", ""))
 
 
 class _Body(ReadStream):
@@ -235,7 +269,9 @@ class _Body(ReadStream):
 class _Client:
     """The boto3 client, made on first use in each process; pickles without it.
 
-    Shared by a storage and its sub-folders (``copy.copy`` keeps the same holder).
+    Shared by a storage and its sub-folders (``copy.copy`` keeps the same holder), with
+    what this process learnt about the service: ``conditional_writes`` turns False once the
+    service refused ``If-None-Match`` as unsupported.
     """
 
     def __init__(self, options: S3Options) -> None:
@@ -246,6 +282,7 @@ class _Client:
         self._lock = threading.Lock()
         self._client: Any = None
         self._pid = 0
+        self.conditional_writes = True
 
     def __getstate__(self) -> dict[str, Any]:
         return {"options": self._options}

@@ -22,7 +22,15 @@ from walg.errors import (
     WalgError,
 )
 
-__all__ = ["RETRYABLE_CODES", "Where", "client_error", "delete_error", "translate", "translated"]
+__all__ = [
+    "RETRYABLE_CODES",
+    "Where",
+    "client_error",
+    "delete_error",
+    "no_conditional_writes",
+    "translate",
+    "translated",
+]
 
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 DENIED_CODES = frozenset(
@@ -52,6 +60,10 @@ RETRYABLE_CODES = frozenset(
         "TooManyRequests",
     }
 )
+# Answers by which a service refuses a PUT's ``If-None-Match: *`` as a request it does not
+# support (some S3-compatible services), rather than as a key that exists (412).
+_UNSUPPORTED_CODES = frozenset({"NotImplemented"})
+_BAD_ARGUMENT_CODES = frozenset({"InvalidArgument", "InvalidRequest"})
 _CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or AWS_PROFILE and "
     "~/.aws/credentials), and that they may access the bucket"
@@ -115,9 +127,24 @@ def client_error(response: dict[str, Any], op: str, key: str, where: Where) -> S
         return ObjectNotFound(f"no object {target}")
     if code in DENIED_CODES or status == 403:
         return PermissionDenied(f"S3 {op} of {target} denied: {detail}", _CREDENTIALS_HINT)
+    if code in _UNSUPPORTED_CODES or status == 501:  # permanent: retrying cannot help
+        return StorageError(f"S3 {op} of {target} not supported by the service: {detail}")
     if code in RETRYABLE_CODES or status >= 500 or status == 429:
         return StorageUnavailable(f"S3 {op} of {target} failed: {detail} (HTTP {status})")
     return StorageError(f"S3 {op} of {target} failed: {detail} (HTTP {status})")
+
+
+def no_conditional_writes(response: dict[str, Any]) -> bool:
+    """Whether an error answer to a PUT with ``If-None-Match: *`` means that the service
+    does not implement conditional writes: 501 NotImplemented, or a 400 InvalidArgument /
+    InvalidRequest whose message (or ArgumentName / Header element) names the header."""
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or "")
+    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    if code in _UNSUPPORTED_CODES or status == 501:
+        return True
+    said = " ".join(str(value) for value in error.values()).lower()
+    return code in _BAD_ARGUMENT_CODES and "if-none-match" in said
 
 
 def delete_error(errors: list[dict[str, Any]], asked: int, where: Where) -> StorageError:
