@@ -4,15 +4,16 @@ complete backup, and the claim checked again before the sentinel."""
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from walg.backup import layout
-from walg.backup.claim import claim_name, confirm_claim, put_sentinel
+from walg.backup.claim import Claim, claim_name, confirm_claim, put_sentinel, released_on_failure
 from walg.backup.deletion import DeleteRequest, delete
 from walg.backup.retention import GRACE
-from walg.errors import BackupNameTaken
+from walg.errors import BackupNameTaken, StorageUnavailable
 from walg.storage.memory import MemoryStorage
 
 NAME = "base_000000010000000000000004"
@@ -73,3 +74,65 @@ def test_delete_garbage_removes_a_crashed_pushs_claim_after_the_grace() -> None:
     delete(storage, DeleteRequest("garbage", confirm=True), out=io.StringIO(), now=later)
     assert list(storage.list_objects()) == []
     claim_name(storage, NAME)
+
+
+def _fail_inside(storage: MemoryStorage, claim: Claim, error: BaseException) -> None:
+    with pytest.raises(type(error)), released_on_failure(storage, claim):
+        storage.put_object(layout.part_key(NAME, "part_001.tar.lz4"), b"tar")
+        raise error
+
+
+def test_failed_push_frees_its_name_for_a_retry() -> None:
+    """A push that fails after claiming (archive timeout, storage error, Ctrl-C) removes
+    its parts and then its claim, so a retry at the same WAL position (a standby keeps
+    its start point until the primary's next checkpoint) can claim the name at once."""
+    for error in (StorageUnavailable("S3 is down"), KeyboardInterrupt()):
+        storage = MemoryStorage()
+        _fail_inside(storage, claim_name(storage, NAME), error)
+        assert list(storage.list_objects()) == []
+        retry = claim_name(storage, NAME)
+        confirm_claim(storage, retry)
+
+
+def test_failure_never_removes_a_committed_or_foreign_backup() -> None:
+    """Nothing is removed when the name has a sentinel, or when the claim is no longer
+    this push's (another push holds the name now)."""
+    storage = MemoryStorage()
+    claim = claim_name(storage, NAME)
+    storage.put_object(layout.sentinel_key(NAME), b"{}")
+    _fail_inside(storage, claim, RuntimeError("after the commit"))
+    assert storage.exists(layout.sentinel_key(NAME)) and storage.exists(layout.claim_key(NAME))
+    storage = MemoryStorage()
+    claim = claim_name(storage, NAME)
+    storage.put_object(layout.claim_key(NAME), b'{"WalgToken": "someone else"}')
+    _fail_inside(storage, claim, RuntimeError("lost the claim"))
+    assert storage.exists(layout.claim_key(NAME))
+    assert storage.exists(layout.part_key(NAME, "part_001.tar.lz4"))
+
+
+class _RecordingStorage(MemoryStorage):
+    """Memory storage that records each delete request's keys, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes: list[list[str]] = []
+
+    def _delete(self, keys: Sequence[str]) -> None:
+        self.deletes.append(list(keys))
+        super()._delete(keys)
+
+
+def test_deleting_an_unfinished_folder_removes_its_claim_first() -> None:
+    """`delete garbage` deletes a stale push's claim in a request of its own before its
+    parts: a push that is in fact still running then fails its claim check before the
+    sentinel instead of committing a backup whose parts were deleted under it."""
+    storage = _RecordingStorage()
+    claim = claim_name(storage, NAME)
+    for n in range(1, 4):
+        storage.put_object(layout.part_key(NAME, f"part_00{n}.tar.lz4"), b"tar")
+    later = datetime.now(UTC) + GRACE + timedelta(hours=1)
+    delete(storage, DeleteRequest("garbage", confirm=True), out=io.StringIO(), now=later)
+    claim_requests = [i for i, keys in enumerate(storage.deletes) if layout.claim_key(NAME) in keys]
+    assert claim_requests == [0] and storage.deletes[0] == [layout.claim_key(NAME)]
+    with pytest.raises(BackupNameTaken):
+        confirm_claim(storage, claim)

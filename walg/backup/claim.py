@@ -15,19 +15,24 @@ the backup deletes it, and ``delete garbage`` removes the folder of a push that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from walg.backup import layout
 from walg.backup.meta import format_time
-from walg.errors import BackupNameTaken, ObjectExists, ObjectNotFound
+from walg.errors import BackupNameTaken, ObjectExists, ObjectNotFound, WalgError
+from walg.logs import get_logger
 from walg.storage.base import Storage
 
-__all__ = ["Claim", "claim_name", "confirm_claim", "put_sentinel"]
+_log = get_logger("walg")
+
+__all__ = ["Claim", "claim_name", "confirm_claim", "put_sentinel", "released_on_failure"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,36 @@ def confirm_claim(storage: Storage, claim: Claim) -> None:
         )
 
 
+@contextlib.contextmanager
+def released_on_failure(storage: Storage, claim: Claim) -> Iterator[None]:
+    """Run the push holding ``claim``; if it fails (any exception, Ctrl-C, SIGTERM), remove
+    what it stored and then the claim, so that a retry at the same WAL position (a standby
+    keeps its start point until the primary's next checkpoint) is not refused for an
+    hour. Nothing is removed once the name has a sentinel, or when the claim is no longer
+    this push's. A push killed outright leaves its folder to `delete garbage`."""
+    try:
+        yield
+    except BaseException:
+        try:
+            _release(storage, claim)
+        except (WalgError, OSError) as err:  # best effort: the original error matters
+            _log.warning("could not remove the objects of the failed backup", backup=claim.name,
+                         error=str(err), hint="`wal-g delete garbage` removes them later")
+        raise
+
+
+def _release(storage: Storage, claim: Claim) -> None:
+    if storage.exists(layout.sentinel_key(claim.name)):
+        return
+    if _read_claim(storage, claim.name).get("WalgToken") != claim.token:
+        return
+    folder = f"{layout.BASEBACKUPS}/{claim.name}/"
+    claim_key = layout.claim_key(claim.name)
+    stored = [o.name for o in storage.list_objects(folder) if o.name != claim_key]
+    storage.delete_objects(stored)
+    storage.delete_objects([claim_key])  # last: the name is free only once the folder is
+
+
 def put_sentinel(storage: Storage, claim: Claim, data: bytes) -> None:
     """Write the sentinel of the claimed backup, only if the name has none yet."""
     try:
@@ -88,7 +123,8 @@ def _refuse_complete(storage: Storage, name: str) -> None:
             "backup, and nothing was written",
             hint="no WAL was written since that backup started, so it holds this moment "
             "too; to take another anyway, write something on the primary and run `SELECT "
-            "pg_switch_wal()` there (on a standby, then CHECKPOINT), and backup-push again",
+            "pg_switch_wal()` there, and backup-push again (on a standby: CHECKPOINT on the "
+            "primary, and wait until the standby has replayed it)",
         )
 
 

@@ -244,7 +244,14 @@ def _folder(name: str) -> str:
 
 
 def _delete_listed(storage: Storage, prefix: str) -> tuple[int, int]:
-    """Delete every object under ``prefix`` as listed now; (count, bytes)."""
+    """Delete every object under ``prefix`` as listed now; (count, bytes).
+
+    A backup-push claim goes first, in its own request: a push still writing that folder
+    (idle for an hour, waiting for archiving) then fails its check before the sentinel
+    instead of committing a backup whose parts were deleted under it."""
     objects = list(storage.list_objects(prefix))
-    storage.delete_objects(o.name for o in objects)
+    claims = [o.name for o in objects if o.name.endswith("/" + layout.CLAIM)]
+    if claims:
+        storage.delete_objects(claims)
+    storage.delete_objects(o.name for o in objects if o.name not in claims)
     return len(objects), sum(o.size for o in objects)

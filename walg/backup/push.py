@@ -29,7 +29,13 @@ from typing import Any
 from walg.backup import layout
 from walg.backup.archive_check import stop_and_check
 from walg.backup.catalog import list_backups, read_files_metadata
-from walg.backup.claim import Claim, claim_name, confirm_claim, put_sentinel
+from walg.backup.claim import (
+    Claim,
+    claim_name,
+    confirm_claim,
+    put_sentinel,
+    released_on_failure,
+)
 from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
 from walg.backup.graphs import parts_in_flight, push_graph
 from walg.backup.marking import mark_backup
@@ -123,28 +129,36 @@ def backup_push(
         claim = claim_name(storage, name)  # before any part: one push per name
         _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
         verify_since = start.lsn if verify else None
-        stored = _store_data(settings, name, data_dir, tablespaces, progress, delta, verify_since)
-        stop = stop_and_check(pg, storage, settings.backup, start, data_dir)
-        stored.done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
-    sentinel = dataclasses.replace(
-        _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, stored),
-        start_time=started_at,
-        finish_time=datetime.now(UTC),
-        is_permanent=permanent,
-    )
-    if delta is not None:
-        sentinel = dataclasses.replace(
-            sentinel,
-            delta_from=delta.base.name,
-            delta_full_name=delta.base.full_name,
-            delta_count=delta.base.count,
-            delta_lsn=delta.base.start_lsn,
-        )
-    chain_to_mark = delta.base.name if permanent and delta is not None else None
-    _commit(storage, claim, sentinel, stored, chain_to_mark)
+        with released_on_failure(storage, claim):
+            stored = _store_data(
+                settings, name, data_dir, tablespaces, progress, delta, verify_since
+            )
+            stop = stop_and_check(pg, storage, settings.backup, start, data_dir)
+            stored.done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
+            sentinel = dataclasses.replace(
+                _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, stored),
+                start_time=started_at,
+                finish_time=datetime.now(UTC),
+                is_permanent=permanent,
+            )
+            if delta is not None:
+                sentinel = _delta_sentinel(sentinel, delta.base)
+            chain_to_mark = delta.base.name if permanent and delta is not None else None
+            _commit(storage, claim, sentinel, stored, chain_to_mark)
     _report_corruption(stored)
     _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(stored.done))
     return PushResult(name, sentinel, len(stored.done))
+
+
+def _delta_sentinel(sentinel: Sentinel, base: DeltaBase) -> Sentinel:
+    """``sentinel`` with the keys that make it a delta on ``base``."""
+    return dataclasses.replace(
+        sentinel,
+        delta_from=base.name,
+        delta_full_name=base.full_name,
+        delta_count=base.count,
+        delta_lsn=base.start_lsn,
+    )
 
 
 def _history(data_dir: str, timeline: int, base: DeltaBase) -> dict[int, int]:
