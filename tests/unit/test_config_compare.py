@@ -39,10 +39,15 @@ def test_endpoint_spellings_of_one_service_are_one_identity() -> None:
     )
 
 
-def test_s3_region_and_profile_change_the_identity() -> None:
-    """AWS_REGION and AWS_PROFILE (which may name an endpoint of its own) are in the identity."""
-    assert identity(**S3) != identity(**S3, AWS_REGION="eu-west-1")
-    assert identity(**S3) != identity(**S3, AWS_PROFILE="other")
+def test_s3_region_and_profile_do_not_change_the_identity() -> None:
+    """AWS_REGION and AWS_PROFILE leave the identity as it is: a bucket name is global and
+    the endpoint is already in it, and a profile stands for credentials, which are not
+    compared (a daemon started with AWS_REGION must serve an archive_command without it)."""
+    assert identity(**S3) == identity(**S3, AWS_REGION="eu-west-1", AWS_PROFILE="other")
+    local = {**S3, "AWS_ENDPOINT": "http://127.0.0.1:9000"}
+    assert identity(**local) == identity(**local, AWS_REGION="us-east-1", AWS_DEFAULT_REGION="x")
+    daemon = config.load({**S3, "AWS_REGION": "eu-west-1", "AWS_PROFILE": "walg"})
+    assert differences(daemon, config.load(S3), writes=True) == []
 
 
 def test_gcs_emulator_changes_the_identity() -> None:

@@ -7,7 +7,7 @@ endpoint, compression, encryption key, overwrite rule, S3 storage class or serve
 encryption) must be refused, not served with the daemon's: :func:`differences` names them.
 
 Compared, for wal-push and wal-fetch: the storage identity (:meth:`Settings.storage_identity`:
-prefix, endpoint, region, profile, emulator) and the OpenPGP settings (key, key file, its
+prefix, endpoint, emulator) and the OpenPGP settings (key, key file, its
 passphrase, gpg key ID: a key decides what is written and what can be read). For wal-push
 only: the compression method, WALG_PREVENT_WAL_OVERWRITE and, on S3, the storage class and
 server-side encryption. Not compared, as they change neither: credentials (they rotate;

@@ -268,17 +268,17 @@ class Settings:
     def storage_identity(self) -> str:
         """Where the configured storage is, in one line without credentials: the location
         and the endpoint it is reached at, e.g. ``s3://bucket/path (endpoint=AWS)`` or
-        ``s3://bucket/path (endpoint=http://127.0.0.1:9000 region=us-east-1)``; for file
-        storage the directory. Two configurations with the same identity store to the same
-        place: the "uploaded ahead" markers and ``wal-g daemon`` compare it (ConfigError
-        when no single storage is configured)."""
+        ``s3://bucket/path (endpoint=http://127.0.0.1:9000)``; for file storage the
+        directory. Two configurations with the same identity store to the same place: the
+        "uploaded ahead" markers and ``wal-g daemon`` compare it (ConfigError when no
+        single storage is configured). Not part of it: the S3 region (a bucket name is
+        global on AWS, the region only picks who answers; another service is another
+        endpoint) and the AWS profile (credentials, which are not compared)."""
         storage = self.require_storage()
         if storage.kind == "file":
             return storage.path
         if storage.kind == "s3":
             parts = [f"endpoint={_endpoint(self.s3.endpoint, 'https') or 'AWS'}"]
-            parts += [f"region={self.s3.region}"] if self.s3.region else []
-            parts += [f"profile={self.s3.profile}"] if self.s3.profile else []
         else:
             parts = [f"endpoint={_endpoint(self.gcs.emulator_host, 'http') or 'Google'}"]
         return f"{storage.url} ({' '.join(parts)})"

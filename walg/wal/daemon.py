@@ -22,7 +22,7 @@ exit if none comes) is final, and PostgreSQL retries as usual.
 Settings: the client sends its walg settings (its WALG_*, WALE_*, AWS_* but credentials,
 GOOGLE_*, STORAGE_EMULATOR_HOST variables, HOME and ``--config`` for the config file); the
 daemon loads them as ``walg.config`` would and refuses (exit 2, an ERROR naming the
-settings) a request configured for none, for another storage (prefix, endpoint, region:
+settings) a request configured for none, for another storage (prefix, endpoint:
 :meth:`Settings.storage_identity`), or with any other setting that changes how data is
 stored or read (:func:`walg.config.compare.differences`: compression, encryption key,
 overwrite prevention, S3 storage class and server-side encryption), rather than serve it
