@@ -123,6 +123,25 @@ def test_wal_not_in_this_storage_is_refused_unless_opted_out(
     assert warning in allowed.stderr
 
 
+def test_wal_stored_by_wal_g_with_zstd_passes_the_check_with_a_warning(
+    pg_cluster_factory: Any, walg: Any
+) -> None:
+    """WAL archived to this storage by WAL-G's wal-push with zstd (a .zst object, which walg
+    cannot read) is archived: backup-push commits, warning that only WAL-G restores it."""
+    cluster = pg_cluster_factory()
+    storage = cluster.make_dir("storage")
+    wal = cluster.make_dir("storage/wal_005")
+    cluster.archive_command = script(cluster, "zst.sh", f'cp "$1" "{wal}/$(basename "$1").zst"') \
+        + " %p"
+    cluster.configure()
+    cluster.restart()
+    done = push(walg, cluster, storage)
+    assert done.returncode == 0, done.stderr
+    (sentinel,) = sentinels(storage)
+    assert (wal / f"{stop_segment(sentinel)}.zst").exists()
+    assert "walg cannot read it" in done.stderr and "WAL-G's wal-fetch" in done.stderr
+
+
 def streaming_standby(factory: Any, primary: PgCluster) -> PgCluster:
     """A hot standby of ``primary`` (pg_basebackup -R), not archiving itself."""
     base = PgCluster.make_base()

@@ -16,8 +16,10 @@ from walg.backup.archive_check import (
     stop_segment,
     timeout_error,
     unchecked_warning,
+    unreadable_warning,
     wait_for_segment,
 )
+from walg.backup.layout import WalKey, wal_keys
 from walg.config.registry import VARIABLES
 from walg.postgres.archiver import ArchiverStatus
 from walg.postgres.connection import statement_timeout_ms
@@ -116,10 +118,39 @@ def test_find_segment_under_any_extension() -> None:
     storage.put_object(f"wal_005/{SEGMENT}.partial.lz4", b"x")
     assert find_segment(storage, SEGMENT) is None
     storage.put_object(f"wal_005/{SEGMENT}.br", b"x")
-    assert find_segment(storage, SEGMENT) == f"wal_005/{SEGMENT}.br"
+    assert find_segment(storage, SEGMENT) == WalKey(f"wal_005/{SEGMENT}.br", "brotli", True)
     plain = MemoryStorage()
     plain.put_object(f"wal_005/{SEGMENT}", b"x")
-    assert find_segment(plain, SEGMENT) == f"wal_005/{SEGMENT}"
+    assert find_segment(plain, SEGMENT) == WalKey(f"wal_005/{SEGMENT}", "none", True)
+
+
+@pytest.mark.parametrize(("ext", "method"), [("zst", "zstd"), ("gz", "gzip"), ("lzo", "lzo")])
+def test_find_segment_stored_by_wal_g_with_a_method_walg_cannot_read(
+    ext: str, method: str
+) -> None:
+    """A stop segment WAL-G's wal-push stored with zstd, gzip or lzo is archived: found,
+    marked unreadable, and the warning says only WAL-G can restore it."""
+    storage = MemoryStorage()
+    storage.put_object(f"wal_005/{SEGMENT}.{ext}", b"x")
+    found = find_segment(storage, SEGMENT)
+    assert found == WalKey(f"wal_005/{SEGMENT}.{ext}", method, False)
+    warning = unreadable_warning(SEGMENT, found)
+    assert f"{SEGMENT}.{ext}" in warning and "walg cannot read it" in warning
+    assert "WAL-G's wal-fetch" in warning
+    storage.put_object(f"wal_005/{SEGMENT}.lzma", b"x")  # a copy walg reads is preferred
+    assert find_segment(storage, SEGMENT) == WalKey(f"wal_005/{SEGMENT}.lzma", "lzma", True)
+
+
+def test_wal_keys_list_every_extension_walg_or_wal_g_writes() -> None:
+    """The one list of WAL keys: walg's methods (the preferred first), then WAL-G's zstd,
+    gzip and lzo (internal/compression), marked unreadable."""
+    keys = wal_keys(SEGMENT, "brotli")
+    assert [(k.key.removeprefix(f"wal_005/{SEGMENT}"), k.readable) for k in keys] == [
+        (".br", True), (".lz4", True), (".lzma", True), ("", True),
+        (".zst", False), (".gz", False), (".lzo", False),
+    ]
+    with pytest.raises(ValueError):
+        wal_keys("a/b", "lz4")
 
 
 class FakeTime:
@@ -143,7 +174,7 @@ def test_wait_for_segment_returns_when_it_arrives() -> None:
     storage = MemoryStorage()
     fake = FakeTime(storage, arrive_after=6)
     key = wait_for_segment(storage, SEGMENT, 0.0, clock=fake.clock, sleep=fake.sleep)
-    assert key == f"wal_005/{SEGMENT}.lz4" and fake.sleeps == 6
+    assert key is not None and key.key == f"wal_005/{SEGMENT}.lz4" and fake.sleeps == 6
 
 
 def test_wait_for_segment_gives_up_at_the_timeout() -> None:

@@ -173,12 +173,14 @@ def test_missing_storage_folder_is_not_the_end_of_the_archive(
     assert os.listdir(pg_wal) == []
 
 
+@pytest.mark.parametrize(("ext", "method"), [("zst", "zstd"), ("gz", "gzip"), ("lzo", "lzo")])
 def test_unreadable_method_is_not_reported_missing(
-    store: FileStorage, env: dict[str, str], pg_wal: Path
+    store: FileStorage, env: dict[str, str], pg_wal: Path, ext: str, method: str
 ) -> None:
-    """A copy only in a format walg cannot read (WAL-G's .zst) fails clearly, never 74."""
-    store.put_object(f"wal_005/{name_of(4)}.zst", b"\x28\xb5\x2f\xfd")
-    with pytest.raises(ConfigError, match="zstd"):
+    """A copy only in a format walg cannot read (WAL-G's .zst, .gz, .lzo) fails clearly,
+    never 74."""
+    store.put_object(f"wal_005/{name_of(4)}.{ext}", b"\x28\xb5\x2f\xfd")
+    with pytest.raises(ConfigError, match=method):
         fetch_wal(store, config.load(env), name_of(4), str(pg_wal / "RECOVERYXLOG"))
 
 

@@ -11,7 +11,9 @@ A base backup restores only with the WAL from its start to its stop. backup-push
    ends the backup: walg exits non-zero, writes no sentinel, and names the stop segment and
    the archiver's last failure.
 2. checks that the stop segment (the one holding the last byte before the stop LSN, the one
-   PostgreSQL waits for) is in this storage's ``wal_005/``, under any extension walg reads.
+   PostgreSQL waits for) is in this storage's ``wal_005/``, under any extension walg or
+   WAL-G reads (WAL-G's wal-push may be the archive_command; with zstd, gzip or lzo a
+   warning says that only WAL-G can restore that WAL).
    WAL-G does not check this; pgBackRest does (``archive-check``, on by default). Without
    it, an archive_command pushing to another prefix, or archive_mode=off, gives a listed
    backup that cannot be restored from this storage. WALG_ARCHIVE_CHECK=false skips the
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Final
 
-from walg.backup.layout import WAL
+from walg.backup.layout import WAL, WalKey, wal_keys
 from walg.config.settings import BackupSettings
 from walg.errors import QueryCancelled, WalNotArchived
 from walg.logs import get_logger
@@ -44,7 +46,6 @@ from walg.postgres.connection import BackupStart, BackupStop, PgConnection
 from walg.postgres.label import parse_stop_lsn
 from walg.postgres.wal import backup_history_file_name, segment_name, segment_number
 from walg.storage import Storage
-from walg.wal.names import candidate_keys
 
 __all__ = [
     "STANDBY_TIMEOUT",
@@ -57,6 +58,7 @@ __all__ = [
     "stop_segment",
     "timeout_error",
     "unchecked_warning",
+    "unreadable_warning",
     "wait_for_segment",
 ]
 
@@ -174,13 +176,23 @@ def unchecked_warning(segment: str, in_recovery: bool, mode: str) -> str:
     )
 
 
-def find_segment(storage: Storage, segment: str) -> str | None:
-    """The key under which ``segment`` is stored (any compression walg reads), or None."""
-    wanted = {key for key, _ in candidate_keys(segment, "lz4")}
-    for info in storage.list_objects(f"{WAL}/{segment}"):
-        if info.name in wanted:
-            return info.name
-    return None
+def unreadable_warning(segment: str, key: WalKey) -> str:
+    """The stop segment is archived with a compression only WAL-G reads (logged as a
+    warning): the backup is restorable, but not by walg alone."""
+    return (
+        f"WAL segment {segment} is archived as {key.key} ({key.method}, written by WAL-G's "
+        "wal-push): walg cannot read it, so this backup's WAL must be restored with WAL-G's "
+        "wal-fetch (or archive with WALG_COMPRESSION_METHOD lz4, lzma, brotli or none)"
+    )
+
+
+def find_segment(storage: Storage, segment: str) -> WalKey | None:
+    """The key under which ``segment`` is stored (any compression walg or WAL-G reads, one
+    walg reads preferred), or None."""
+    wanted = {k.key: k for k in wal_keys(segment, "lz4")}
+    found = [wanted[info.name] for info in storage.list_objects(f"{WAL}/{segment}")
+             if info.name in wanted]
+    return min(found, key=lambda k: not k.readable, default=None)
 
 
 def wait_for_segment(
@@ -190,7 +202,7 @@ def wait_for_segment(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> str | None:
+) -> WalKey | None:
     """Poll until ``segment`` is stored (its key) or ``timeout`` seconds passed (None);
     ``timeout`` 0 waits without limit. Logs what it waits for, then once a minute."""
     start = clock()
@@ -237,7 +249,9 @@ def stop_and_check(
         key = find_segment(storage, segment)
     if key is None:
         raise missing_error(segment, start.in_recovery, mode, storage.url, timeout)
-    _log.info("the backup's WAL is archived", stop_segment=segment, key=key)
+    if not key.readable:
+        _log.warning(unreadable_warning(segment, key))
+    _log.info("the backup's WAL is archived", stop_segment=segment, key=key.key)
     return stop
 
 

@@ -6,12 +6,13 @@
     basebackups_005/<backup>/walg_push_claim.json     backup-push's claim on the name
     basebackups_005/<backup>/tar_partitions/part_001.tar.lz4 ... pg_control.tar.lz4,
                                             backup_label.tar.lz4
-    wal_005/<segment>.lz4
+    wal_005/<segment>.lz4     (.lzma, .br, none; WAL-G's .zst, .gz, .lzo: see wal_keys)
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 __all__ = [
     "BACKUP_LABEL_PART",
@@ -23,6 +24,7 @@ __all__ = [
     "SENTINEL_SUFFIX",
     "TAR_PARTITIONS",
     "WAL",
+    "WalKey",
     "backup_name",
     "claim_key",
     "files_metadata_key",
@@ -34,6 +36,8 @@ __all__ = [
     "parts_prefix",
     "sentinel_key",
     "start_timeline",
+    "wal_key",
+    "wal_keys",
 ]
 
 BASEBACKUPS = "basebackups_005"
@@ -107,3 +111,33 @@ def part_name(number: int, extension: str) -> str:
 
 def part_key(name: str, part: str) -> str:
     return parts_prefix(name) + part
+
+
+class WalKey(NamedTuple):
+    """A key under which an archived copy of a WAL file may be stored."""
+
+    key: str
+    method: str  # the compression method its extension names
+    readable: bool  # False: stored by WAL-G with a method walg cannot read (zstd, gzip, lzo)
+
+
+def wal_key(name: str, ext: str) -> str:
+    """``wal_005/<name>.<ext>`` (``wal_005/<name>`` when ``ext`` is empty), as WAL-G names
+    WAL file ``name``; ValueError if ``name`` is not a file name."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not a file name: {name!r}")
+    return f"{WAL}/{name}.{ext}" if ext else f"{WAL}/{name}"
+
+
+def wal_keys(name: str, preferred: str) -> list[WalKey]:
+    """Every key under which an archived copy of WAL file ``name`` may exist, whatever the
+    compression it was pushed with: the methods walg reads, ``preferred`` first, then
+    WAL-G's order; then those only WAL-G reads. The one list of WAL extensions that
+    archiving, the archive check and wal-fetch look for."""
+    from walg.compression import EXTENSIONS, UNREADABLE, extension  # not on wal-push's path
+
+    wal_key(name, "")  # ValueError for a bad name, before a bad method's ConfigError
+    extension(preferred)
+    methods = [preferred, *(m for m in EXTENSIONS if m != preferred)]
+    keys = [WalKey(wal_key(name, EXTENSIONS[m]), m, True) for m in methods]
+    return keys + [WalKey(wal_key(name, ext), m, False) for m, ext in UNREADABLE.items()]

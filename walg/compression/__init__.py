@@ -74,6 +74,7 @@ __all__ = [
     "EXTENSIONS",
     "LEVELS",
     "METHODS",
+    "UNREADABLE",
     "Buffer",
     "Compressor",
     "Decompressor",
@@ -98,8 +99,9 @@ LEVELS: dict[str, range] = {
     "none": range(1),
 }
 DEFAULT_LEVELS: dict[str, int] = {"lz4": 0, "lzma": 0, "brotli": 1, "none": 0}
-# What WAL-G can read but walg cannot: method -> extension.
-_UNSUPPORTED: dict[str, str] = {"zstd": "zst", "gzip": "gz", "lzo": "lzo"}
+# What WAL-G can read but walg cannot: method -> extension (WAL-G's internal/compression:
+# zstd/compressor.go, gzip/decompressor.go, lzo/decompressor.go).
+UNREADABLE: dict[str, str] = {"zstd": "zst", "gzip": "gz", "lzo": "lzo"}
 
 _COMPRESSORS: dict[str, Callable[[int], Compressor]] = {
     "lz4": Lz4Compressor,
@@ -118,9 +120,9 @@ _DECOMPRESSORS: dict[str, Callable[[str], Decompressor]] = {
 def _check_method(method: str) -> None:
     if method in EXTENSIONS:
         return
-    if method in _UNSUPPORTED:
+    if method in UNREADABLE:
         raise ConfigError(
-            f"compression method {method!r} (.{_UNSUPPORTED[method]}) is not supported by walg",
+            f"compression method {method!r} (.{UNREADABLE[method]}) is not supported by walg",
             "walg reads and writes lz4, lzma, brotli and uncompressed objects; "
             "use WAL-G itself for objects stored with other methods",
         )
@@ -144,7 +146,7 @@ def method_for_extension(ext: str) -> str | None:
     else gives None.
     """
     ext = ext.removeprefix(".")
-    for table in (EXTENSIONS, _UNSUPPORTED):
+    for table in (EXTENSIONS, UNREADABLE):
         for method, known in table.items():
             if ext == known:
                 return method

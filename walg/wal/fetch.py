@@ -28,11 +28,10 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
-from walg.backup.layout import WAL
+from walg.backup.layout import wal_keys
 from walg.compression import extension, open_decompressed
 from walg.errors import IntegrityError, ObjectNotFound, WalFileInvalid, WalgError
 from walg.fsutil import fsync_dir
-from walg.wal.names import candidate_keys
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -47,8 +46,6 @@ HEAD_SIZE: Final = 64
 """How many leading bytes of the fetched file :func:`download_to_fd` returns."""
 
 _SNIFF: Final = 64  # bytes of the stored object looked at to recognise OpenPGP
-# Methods WAL-G may have pushed with that walg recognises but cannot read: method -> extension.
-_UNREADABLE: Final = {"zstd": "zst", "gzip": "gz", "lzo": "lzo"}
 
 
 class _ReadInto(Protocol):
@@ -95,20 +92,21 @@ def open_wal(storage: Storage, name: str, preferred: str) -> tuple[BinaryIO, str
     when no copy exists, ConfigError when only a copy walg cannot read exists.
     """
     try:
-        candidates = candidate_keys(name, preferred)
+        keys = wal_keys(name, preferred)
     except ValueError:
         raise WalgError(
             f"invalid WAL file name {name!r}",
             hint="restore_command passes %f, a file name such as 000000010000000000000001",
         ) from None
-    for key, method in candidates:
+    candidates = [k for k in keys if k.readable]
+    for key, method, _ in candidates:
         with contextlib.suppress(ObjectNotFound):
             return storage.read_object(key), key, method
-    for method, ext in _UNREADABLE.items():
-        if storage.exists(f"{WAL}/{name}.{ext}"):
+    for key, method, readable in keys:
+        if not readable and storage.exists(key):
             extension(method)  # raises ConfigError: "compression method ... not supported"
     storage.check_present()  # an unmounted archive is a failure, not the end of the WAL
-    tried = ", ".join(key for key, _ in candidates)
+    tried = ", ".join(k.key for k in candidates)
     raise ObjectNotFound(
         f"WAL file {name} is not in the archive at {storage.url} (tried {tried})",
         hint="at the end of recovery this is expected; otherwise check that the storage "

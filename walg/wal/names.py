@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable
 
-from walg.backup.layout import WAL
+from walg.backup import layout
 from walg.postgres.wal import (
     WalFileKind,
     is_backup_history_name,
@@ -39,22 +39,17 @@ def wal_key(name: str, method: str) -> str:
     """``wal_005/<name>.<ext>``: where WAL file ``name`` compressed with ``method`` is stored."""
     from walg.compression import extension  # not on wal-push's fast path
 
-    if not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"not a file name: {name!r}")
-    ext = extension(method)
-    return f"{WAL}/{name}.{ext}" if ext else f"{WAL}/{name}"
+    layout.wal_key(name, "")  # ValueError for a bad name before the method's ConfigError
+    return layout.wal_key(name, extension(method))
 
 
 def candidate_keys(name: str, preferred: str) -> list[tuple[str, str]]:
     """``(key, method)`` for every method walg reads, ``preferred`` first, then WAL-G's order.
 
-    These are the keys under which an archived copy of ``name`` may exist, whatever
-    compression it was pushed with.
+    These are the keys of :func:`walg.backup.layout.wal_keys` that walg can read.
     """
-    from walg.compression import EXTENSIONS
-
-    methods = [preferred, *(m for m in EXTENSIONS if m != preferred)]
-    return [(wal_key(name, method), method) for method in methods]
+    return [(key, method) for key, method, readable in layout.wal_keys(name, preferred)
+            if readable]
 
 
 def always_compare(name: str) -> bool:
