@@ -19,6 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from walg import config
+from walg.backup import layout
 from walg.cli import main
 from walg.compression import method_for_extension, open_decompressed
 from walg.config import Settings
@@ -127,13 +128,35 @@ def test_wal_key_per_method(method: str, key: str) -> None:
 
 
 def test_candidate_keys_start_with_the_preferred_method() -> None:
-    """Keys to look for come with their method, the configured one first."""
-    assert names.candidate_keys("00000002.history", "brotli") == [
-        ("wal_005/00000002.history.br", "brotli"),
-        ("wal_005/00000002.history.lz4", "lz4"),
-        ("wal_005/00000002.history.lzma", "lzma"),
-        ("wal_005/00000002.history", "none"),
+    """Keys to look for come with their method, the configured one first, then those
+    only WAL-G reads."""
+    keys = layout.wal_keys("00000002.history", "brotli")
+    assert [(k.key, k.method, k.readable) for k in keys] == [
+        ("wal_005/00000002.history.br", "brotli", True),
+        ("wal_005/00000002.history.lz4", "lz4", True),
+        ("wal_005/00000002.history.lzma", "lzma", True),
+        ("wal_005/00000002.history", "none", True),
+        ("wal_005/00000002.history.zst", "zstd", False),
+        ("wal_005/00000002.history.gz", "gzip", False),
+        ("wal_005/00000002.history.lzo", "lzo", False),
     ]
+
+
+def test_copy_only_wal_g_can_read_is_not_archived_beside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A history file already archived by WAL-G with zstd cannot be compared: wal-push
+    refuses (exit 1) rather than store a second, perhaps different, copy beside it."""
+    storage = tmp_path / "storage"
+    (storage / "wal_005").mkdir(parents=True)
+    (storage / "wal_005" / "00000002.history.zst").write_bytes(b"zstd bytes")
+    history = tmp_path / "00000002.history"
+    history.write_text("1\t0/3000000\tno recovery target specified\n")
+    assert main(["wal-push", str(history)], environ={"WALG_FILE_PREFIX": str(storage)}) == 1
+    assert "00000002.history.zst is already archived, compressed with zstd" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in (storage / "wal_005").iterdir()) == ["00000002.history.zst"]
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "..", "."])

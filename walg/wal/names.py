@@ -25,7 +25,6 @@ __all__ = [
     "WalFileKind",
     "ahead_candidates",
     "always_compare",
-    "candidate_keys",
     "is_backup_history_name",
     "is_history_name",
     "is_partial_name",
@@ -41,15 +40,6 @@ def wal_key(name: str, method: str) -> str:
 
     layout.wal_key(name, "")  # ValueError for a bad name before the method's ConfigError
     return layout.wal_key(name, extension(method))
-
-
-def candidate_keys(name: str, preferred: str) -> list[tuple[str, str]]:
-    """``(key, method)`` for every method walg reads, ``preferred`` first, then WAL-G's order.
-
-    These are the keys of :func:`walg.backup.layout.wal_keys` that walg can read.
-    """
-    return [(key, method) for key, method, readable in layout.wal_keys(name, preferred)
-            if readable]
 
 
 def always_compare(name: str) -> bool:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 from walg import interrupts
+from walg.backup import layout
 from walg.errors import Cancelled, IntegrityError, StorageError, WalFileInvalid, WalgError
 from walg.logs import get_logger
 from walg.wal import names
@@ -258,9 +259,20 @@ class _Pusher:
         return Outcome.STORED, key
 
     def _find_archived(self, name: str) -> tuple[str, str] | None:
-        """``(key, method)`` of an archived copy of ``name``, if there is one."""
-        for key, method in names.candidate_keys(name, self.method):
+        """``(key, method)`` of an archived copy of ``name``, if there is one. A copy only
+        WAL-G can read (zstd, gzip, lzo) cannot be compared, so it is refused rather than
+        archived beside (a second, perhaps different history file for one timeline)."""
+        for key, method, readable in layout.wal_keys(name, self.method):
             if self.storage.exists(key):
+                if not readable:
+                    raise WalgError(
+                        f"{key} is already archived, compressed with {method}, which walg "
+                        "cannot read to compare it with "
+                        f"{name}; not archiving a second copy beside it",
+                        hint="that copy was written by WAL-G: check it with WAL-G's "
+                        "wal-fetch, and delete it if it is wrong, or archive this file with "
+                        f"WAL-G ({_RETRY_HINT})",
+                    )
                 return key, method
         return None
 
