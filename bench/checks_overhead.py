@@ -2,8 +2,9 @@
 
 In one run, on one throwaway PostgreSQL 15 cluster archiving with this tree's wal-push:
 
-1. one `wal-g wal-push` of a real 16 MiB segment (median of --pushes) to file storage:
-   segment checks (size, first page header), overwrite and claim lookups;
+1. one `wal-g wal-push` of a real 16 MiB segment (median of --pushes, the trees
+   alternating segment by segment) to file storage: segment checks (size, first page
+   header) and the lookups for copies;
 2. backup-push of a pgbench database of --scale (median of --rounds): name claim, waiting
    for the stop segment to be archived and finding it in storage;
 3. backup-fetch of that backup (median of --rounds): completeness checks before and after
@@ -96,14 +97,11 @@ def measure(cluster: PgCluster, trees: dict[str, Path], args: argparse.Namespace
     print(f"database: {size / 1e6:.0f} MB (pgbench scale {args.scale}); "
           f"{args.pushes} segments; {args.rounds} rounds")
     figures: dict[str, dict[str, float]] = {}
+    wal = wal_push_medians(cluster, trees, segments)
     for label, tree in trees.items():
         command, extra = tree_command(tree)
         env = {**os.environ, **cluster.env, **extra, "WALG_FILE_PREFIX": str(archive),
                "WALG_LOG_LEVEL": "ERROR"}
-        pgdata = fake_pgdata(cluster)
-        push_store = cluster.make_dir(f"pushes-{len(figures)}")
-        push_env = {**env, "WALG_FILE_PREFIX": str(push_store)}
-        wal = time_pushes([*command, "wal-push"], pgdata, segments, push_env)
         names: list[str] = []
 
         def backup(_: int, command: list[str] = command, env: dict[str, str] = env,
@@ -122,9 +120,25 @@ def measure(cluster: PgCluster, trees: dict[str, Path], args: argparse.Namespace
                 shutil.rmtree(target)
 
         fetch = median_time(args.rounds, restore)
-        figures[label] = {"wal-push (ms)": wal * 1000, "backup-push (s)": push,
+        figures[label] = {"wal-push (ms)": wal[label] * 1000, "backup-push (s)": push,
                           "backup-fetch (s)": fetch}
     report(figures, size)
+
+
+def wal_push_medians(
+    cluster: PgCluster, trees: dict[str, Path], segments: list[Path]
+) -> dict[str, float]:
+    """Median seconds of one wal-push per tree, the trees alternating segment by segment
+    (so that a busy moment of the machine weighs on both alike)."""
+    pgdata = fake_pgdata(cluster)
+    times: dict[str, list[float]] = {label: [] for label in trees}
+    for segment in segments:
+        for n, (label, tree) in enumerate(trees.items()):
+            command, extra = tree_command(tree)
+            env = {**os.environ, **extra, "WALG_LOG_LEVEL": "ERROR",
+                   "WALG_FILE_PREFIX": str(cluster.make_dir(f"pushes-{n}"))}
+            times[label].append(time_pushes([*command, "wal-push"], pgdata, [segment], env))
+    return {label: statistics.median(values) for label, values in times.items()}
 
 
 def report(figures: dict[str, dict[str, float]], size: int) -> None:
