@@ -15,8 +15,8 @@ from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server
 from test_pitr import wrapper  # type: ignore[import-not-found]
 
-from walg.backup import layout
 from walg.backup.retention import classify_wal_key, wal_position
+from walg.format import layout
 from walg.storage.base import Storage
 from walg.storage.file import FileStorage
 

@@ -16,11 +16,11 @@ from servers.gcs import gcs_emulator, make_gcs_storage
 from servers.s3 import PREFIX, S3Maker, make_s3_storage, moto_server
 from servers.synthetic_backups import at, put_backup, put_history, put_wal, wal_key
 
-from walg.backup import layout
 from walg.backup.catalog import list_backups
 from walg.backup.deletion import DeleteRequest, delete
 from walg.cli import main
 from walg.errors import RetentionError
+from walg.format import layout
 from walg.postgres.wal import segment_name
 from walg.storage.base import Storage
 from walg.storage.file import FileStorage

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from walg.backup import layout
-from walg.backup.meta import ExtendedMetadata, Sentinel
+from walg.format import layout
+from walg.format.meta import ExtendedMetadata, Sentinel
 from walg.postgres.wal import DEFAULT_SEGMENT_SIZE, history_file_name, segment_name
 from walg.storage.base import Storage
 

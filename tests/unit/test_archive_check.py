@@ -19,8 +19,8 @@ from walg.backup.archive_check import (
     unreadable_warning,
     wait_for_segment,
 )
-from walg.backup.layout import WalKey, wal_keys
 from walg.config.registry import VARIABLES
+from walg.format.layout import WalKey, wal_keys
 from walg.postgres.archiver import ArchiverStatus
 from walg.postgres.connection import statement_timeout_ms
 from walg.postgres.label import parse_stop_lsn

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from walg.backup import layout
 from walg.backup.claim import Claim, claim_name, confirm_claim, put_sentinel, released_on_failure
 from walg.backup.deletion import DeleteRequest, delete
 from walg.backup.retention import GRACE
 from walg.errors import BackupNameTaken, StorageUnavailable
+from walg.format import layout
 from walg.storage.memory import MemoryStorage
 
 NAME = "base_000000010000000000000004"

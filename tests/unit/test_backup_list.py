@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from walg.backup import layout
 from walg.backup.catalog import BackupInfo
 from walg.backup.listing import NO_BACKUPS, render
-from walg.backup.meta import ExtendedMetadata, Sentinel
 from walg.cli import main
+from walg.format import layout
+from walg.format.meta import ExtendedMetadata, Sentinel
 from walg.storage.file import FileStorage
 
 FULL = "base_000000010000000000000002"

@@ -9,12 +9,13 @@ import json
 import pytest
 from servers.synthetic_backups import at, put_backup, put_wal
 
-from walg.backup import layout, listing
+from walg.backup import listing
 from walg.backup.catalog import list_backups
 from walg.backup.deletion import DeleteRequest, delete
 from walg.backup.marking import mark_backup
 from walg.cli import main
 from walg.errors import BackupNotFound, RetentionError
+from walg.format import layout
 from walg.storage.base import Storage
 from walg.storage.file import FileStorage
 from walg.storage.memory import MemoryStorage

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from walg.backup import layout
-from walg.backup.meta import (
+from walg.errors import IntegrityError
+from walg.format import layout
+from walg.format.meta import (
     ExtendedMetadata,
     FileDescription,
     FilesMetadata,
@@ -18,7 +19,6 @@ from walg.backup.meta import (
     format_time,
     parse_time,
 )
-from walg.errors import IntegrityError
 
 # The shape WAL-G writes (BackupSentinelDtoV2), with values of a real-looking delta backup.
 WALG_SENTINEL = {

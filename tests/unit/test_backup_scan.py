@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from walg.backup.scan import PG_CONTROL, Entry, is_excluded, plan_parts, scan
+from walg.format.scan import PG_CONTROL, Entry, is_excluded, plan_parts, scan
 
 
 def make_pgdata(root: Path) -> Path:

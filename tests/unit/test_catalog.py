@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import pytest
 from structlog.testing import capture_logs
 
-from walg.backup import catalog, layout
+from walg.backup import catalog
 from walg.backup.catalog import (
     LATEST,
     BackupNotFound,
@@ -25,8 +25,9 @@ from walg.backup.catalog import (
     read_metadata,
 )
 from walg.backup.delta import check_base, choose_base
-from walg.backup.meta import FileDescription, FilesMetadata, Sentinel
 from walg.errors import EX_GENERAL, IntegrityError, ObjectNotFound, PermissionDenied
+from walg.format import layout
+from walg.format.meta import FileDescription, FilesMetadata, Sentinel
 from walg.storage.base import Storage
 from walg.storage.file import FileStorage
 from walg.storage.memory import MemoryStorage

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from servers.synthetic_backups import at, put_backup, put_history, put_wal, wal_key
 
-from walg.backup import layout
 from walg.backup.catalog import list_backups
 from walg.backup.deletion import DeleteRequest, delete
 from walg.cli import main
 from walg.errors import ConfigError, PermissionDenied, RetentionError, StorageError
+from walg.format import layout
 from walg.storage.base import RetryPolicy, Storage
 from walg.storage.file import TEMP_MARK, FileStorage
 from walg.storage.memory import MemoryStorage

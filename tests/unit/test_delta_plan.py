@@ -12,18 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from walg.backup.catalog import BackupInfo
-from walg.backup.chain import Selection, parts_needed, plan_restore
 from walg.backup.delta import (
     MTIME_MARGIN,
     Action,
     check_base,
     choose_base,
     file_action,
-    is_paged_file,
 )
-from walg.backup.meta import FileDescription, FilesMetadata, Sentinel
-from walg.backup.scan import Entry
 from walg.errors import BackupNotFound, DeltaBaseError, IntegrityError
+from walg.format.chain import Selection, parts_needed, plan_restore
+from walg.format.meta import FileDescription, FilesMetadata, Sentinel
+from walg.format.scan import Entry, is_paged_file
 from walg.postgres.wal import parse_history
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -14,11 +14,11 @@ import pytest
 from test_extract import extract, tar_bytes  # type: ignore[import-not-found]
 from test_tar_writer import Ctx  # type: ignore[import-not-found]
 
-from walg.backup.chain import Selection
-from walg.backup.increment import MAGIC, increment_header
-from walg.backup.meta import FileDescription, FilesMetadata
-from walg.backup.scan import Entry, Part
 from walg.errors import IntegrityError
+from walg.format.chain import Selection
+from walg.format.increment import MAGIC, increment_header
+from walg.format.meta import FileDescription, FilesMetadata
+from walg.format.scan import Entry, Part
 from walg.postgres.pages import BLOCK_SIZE
 from walg.stages.tar_writer import TarWriter
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from walg.backup.meta import FileDescription, FilesMetadata
 from walg.checksum import Crc32c
 from walg.errors import IntegrityError
+from walg.format.meta import FileDescription, FilesMetadata
 from walg.pipeline import WorkerContext
 from walg.stages.chunks import Chunk
 from walg.stages.extract import Extractor, destination, member_name, symlink_action

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from walg.backup.chain import Selection
 from walg.backup.completeness import (
     check_label_written,
     check_parts_present,
     check_written,
     expected_files,
 )
-from walg.backup.meta import FileDescription, FilesMetadata
 from walg.errors import IntegrityError
+from walg.format.chain import Selection
+from walg.format.meta import FileDescription, FilesMetadata
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 LABELS = {"pg_control.tar.lz4", "backup_label.tar.lz4"}

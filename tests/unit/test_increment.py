@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from walg.backup.increment import (
+from walg.errors import IntegrityError
+from walg.format.increment import (
     MAGIC,
     IncrementHeader,
     apply_increment,
@@ -20,7 +21,6 @@ from walg.backup.increment import (
     select_blocks,
     select_pages,
 )
-from walg.errors import IntegrityError
 from walg.postgres.pages import BLOCK_SIZE, PageKind, classify_page
 
 

@@ -7,8 +7,8 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from walg.backup.verify import PageVerifier, corrupt_blocks, segment_number
 from walg.postgres.pages import BLOCK_SIZE, RELSEG_SIZE, page_checksum
+from walg.postgres.verify import PageVerifier, corrupt_blocks, segment_number
 
 SINCE = 0x9000000
 

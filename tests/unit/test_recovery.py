@@ -19,9 +19,9 @@ from walg.backup.recovery import (
     walg_command,
     write_recovery,
 )
-from walg.backup.scan import is_excluded
 from walg.config import load
 from walg.errors import ConfigError
+from walg.format.scan import is_excluded
 
 
 def test_nothing_requested_by_default() -> None:

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walg.backup.layout import backup_name
 from walg.backup.retention import (
     GRACE,
     BackupRef,
@@ -24,6 +23,7 @@ from walg.backup.retention import (
     wal_position,
 )
 from walg.errors import BackupNotFound, NoBackupsFound, RetentionError
+from walg.format.layout import backup_name
 from walg.postgres.wal import WalFileKind, segment_name
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)

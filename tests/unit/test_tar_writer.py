@@ -7,8 +7,8 @@ import os
 import tarfile
 from pathlib import Path
 
-from walg.backup.scan import Entry, Part, scan
 from walg.checksum import Crc32c
+from walg.format.scan import Entry, Part, scan
 from walg.stages.chunks import Chunk
 from walg.stages.tar_writer import CHUNK_SIZE, TarWriter
 

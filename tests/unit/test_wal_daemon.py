@@ -282,36 +282,6 @@ def test_second_daemon_on_the_same_socket_refuses_to_start(
     assert first.served() == [str(pgdata / "pg_wal" / SEGMENT)]
 
 
-def console_push(pgdata: Path, sock: Path, store: Path, home: Path) -> int:
-    """``wal-push`` through the ``console_main`` entry point (daemon first, then walg.cli)."""
-    env = {
-        **base_env(home),
-        "WALG_DAEMON_SOCKET": str(sock),
-        "WALG_FILE_PREFIX": str(store),
-    }
-    code = "import sys; from walg.wal.daemon_client import console_main; sys.exit(console_main())"
-    return subprocess.run(
-        [sys.executable, "-c", code, "wal-push", f"pg_wal/{SEGMENT}"],
-        cwd=pgdata,
-        env=env,
-        timeout=60,
-    ).returncode
-
-
-def test_console_main_entry_uses_the_daemon_or_pushes_directly(
-    short_dir: Path, store: Path, pgdata: Path, tmp_path: Path
-) -> None:
-    """The console_main entry point is served by a running daemon and pushes directly without."""
-    sock = short_dir / "d.sock"
-    with daemon(sock, store, tmp_path) as served:
-        assert console_push(pgdata, sock, store, tmp_path) == 0
-    assert served.served() == [str(pgdata / "pg_wal" / SEGMENT)]
-    assert stored(store) == CONTENT
-    (store / "wal_005" / f"{SEGMENT}.lz4").unlink()
-    assert console_push(pgdata, sock, store, tmp_path) == 0
-    assert stored(store) == CONTENT
-
-
 def test_fast_path_only_takes_wal_push() -> None:
     """Other commands, options it does not know, or no WALG_DAEMON_SOCKET: the CLI runs as usual."""
     env = {"WALG_DAEMON_SOCKET": "/nonexistent/walg.sock"}

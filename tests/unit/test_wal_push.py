@@ -19,13 +19,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from walg import config
-from walg.backup import layout
 from walg.cli import main
 from walg.compression import method_for_extension, open_decompressed
 from walg.config import Settings
 from walg.config.settings import CryptoSettings, Secret
 from walg.crypto import Crypter, looks_encrypted
 from walg.errors import StorageError, WalFileInvalid, WalgError
+from walg.format import layout
 from walg.postgres.wal import parse_segment_name
 from walg.postgres.wal_format import LONG_HEADER_SIZE, LongPageHeader
 from walg.storage.file import TEMP_MARK, FileStorage

@@ -37,9 +37,9 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Final
 
-from walg.backup.layout import WAL, WalKey, wal_keys
 from walg.config.settings import BackupSettings
 from walg.errors import QueryCancelled, WalNotArchived
+from walg.format.layout import WAL, WalKey, wal_keys
 from walg.logs import get_logger
 from walg.postgres.archiver import ARCHIVING_MODES, ArchiverStatus, archive_mode, archiver_status
 from walg.postgres.connection import BackupStart, BackupStop, PgConnection

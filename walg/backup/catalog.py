@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
 
-from walg.backup import layout
-from walg.backup.meta import ExtendedMetadata, FilesMetadata, Sentinel, parse_time
 from walg.errors import BackupNotFound, IntegrityError, NoBackupsFound, ObjectNotFound
+from walg.format import layout
+from walg.format.meta import ExtendedMetadata, FilesMetadata, Sentinel, parse_time
 from walg.logs import get_logger
 from walg.storage.base import ObjectInfo, Storage
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from walg.backup import layout
-from walg.backup.meta import format_time
 from walg.errors import BackupNameTaken, ObjectExists, ObjectNotFound, WalgError
+from walg.format import layout
+from walg.format.meta import format_time
 from walg.logs import get_logger
 from walg.storage.base import Storage
 

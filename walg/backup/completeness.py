@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from walg.backup import layout
-from walg.backup.chain import Selection, parts_needed
-from walg.backup.meta import FilesMetadata
-from walg.backup.scan import PG_CONTROL
 from walg.errors import IntegrityError
+from walg.format import layout
+from walg.format.chain import Selection, parts_needed
+from walg.format.meta import FilesMetadata
+from walg.format.scan import PG_CONTROL
 
 __all__ = [
     "BACKUP_LABEL",

@@ -11,14 +11,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from walg.backup import layout
 from walg.backup.listing import size_text
 from walg.backup.retention import Decision, Plan, classify_wal_key, wal_position
+from walg.format import layout
 from walg.postgres.wal import next_segment_name
 
 if TYPE_CHECKING:
     from walg.backup.catalog import BackupInfo
-    from walg.backup.deletion import Snapshot
+    from walg.backup.snapshot import Snapshot
 
 __all__ = ["render_plan", "size_text"]
 

@@ -24,16 +24,14 @@ What each file becomes (``file_action``):
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from walg.backup.catalog import BackupInfo
-from walg.backup.meta import FileDescription
-from walg.backup.scan import PG_CONTROL, Entry
 from walg.errors import BackupNotFound, DeltaBaseError
-from walg.postgres.pages import BLOCK_SIZE
+from walg.format.meta import FileDescription
+from walg.format.scan import PG_CONTROL, Entry, is_paged_file
 from walg.postgres.wal import format_lsn
 
 __all__ = [
@@ -43,11 +41,9 @@ __all__ = [
     "check_base",
     "choose_base",
     "file_action",
-    "is_paged_file",
 ]
 
 MTIME_MARGIN = timedelta(seconds=2)
-_RELATION_FILE = re.compile(r"\d+(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -163,17 +159,6 @@ class Action(enum.Enum):
     WHOLE = "whole"
     INCREMENT = "increment"
     SKIP = "skip"
-
-
-def is_paged_file(name: str, size: int) -> bool:
-    """Whether the file ``name`` (relative to PGDATA) is a relation data file made of pages."""
-    parts = name.split("/")
-    return (
-        parts[0] in ("base", "pg_tblspc")
-        and _RELATION_FILE.fullmatch(parts[-1]) is not None
-        and size > 0
-        and size % BLOCK_SIZE == 0
-    )
 
 
 def file_action(

@@ -20,18 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from walg import compression
-from walg.backup import completeness, layout
+from walg.backup import completeness
 from walg.backup.catalog import BackupInfo, find_backup, read_files_metadata
-from walg.backup.chain import Selection, parts_needed, plan_restore
 from walg.backup.graphs import fetch_graph
-from walg.backup.meta import FilesMetadata
 from walg.backup.recovery import (
     RecoveryOptions,
     disable_previous,
     replace_file,
     write_recovery,
 )
-from walg.backup.scan import PG_CONTROL
 from walg.config import Settings
 from walg.errors import (
     BackupNotFound,
@@ -41,6 +38,10 @@ from walg.errors import (
     IntegrityError,
     WalgError,
 )
+from walg.format import layout
+from walg.format.chain import Selection, parts_needed, plan_restore
+from walg.format.meta import FilesMetadata
+from walg.format.scan import PG_CONTROL
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from walg import compression
-from walg.backup.scan import Part
 from walg.config import Settings
+from walg.format.scan import Part
 from walg.pipeline import Graph, Stage, StageSpec, WorkerContext
 from walg.stages.chunks import by_part
 from walg.stages.codecs import Compress, Decompress, Decrypt, Encrypt

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from walg.backup.catalog import BackupInfo
-from walg.backup.meta import DATE_FORMAT
+from walg.format.meta import DATE_FORMAT
 
 __all__ = ["DEFAULT_STORAGE_NAME", "NO_BACKUPS", "render", "size_text"]
 

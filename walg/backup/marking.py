@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from walg.backup import catalog, layout
+from walg.backup import catalog
 from walg.backup.catalog import BackupInfo, read_json_object
-from walg.backup.meta import ExtendedMetadata
 from walg.errors import ObjectNotFound, RetentionError
+from walg.format import layout
+from walg.format.meta import ExtendedMetadata
 from walg.logs import get_logger
 from walg.storage.base import Storage
 

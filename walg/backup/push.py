@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from walg.backup import layout
 from walg.backup.archive_check import stop_and_check
 from walg.backup.catalog import list_backups, read_files_metadata
 from walg.backup.claim import (
@@ -39,7 +38,10 @@ from walg.backup.claim import (
 from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
 from walg.backup.graphs import parts_in_flight, push_graph
 from walg.backup.marking import mark_backup
-from walg.backup.meta import (
+from walg.config import Settings
+from walg.errors import PostgresError
+from walg.format import layout
+from walg.format.meta import (
     MAX_CORRUPT_BLOCKS,
     ExtendedMetadata,
     FileDescription,
@@ -47,9 +49,7 @@ from walg.backup.meta import (
     Sentinel,
     TablespaceSpec,
 )
-from walg.backup.scan import PG_CONTROL, Entry, Part, plan_parts, scan
-from walg.config import Settings
-from walg.errors import PostgresError
+from walg.format.scan import PG_CONTROL, Entry, Part, plan_parts, scan
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
 from walg.postgres.connection import BackupStart, PgConnection, connect

@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
-from walg.backup.layout import WAL
 from walg.backup.retention_model import (
     GRACE,
     LATEST,
@@ -56,6 +55,7 @@ from walg.backup.retention_model import (
     wal_position,
 )
 from walg.errors import BackupNotFound, NoBackupsFound, RetentionError
+from walg.format.layout import WAL
 
 __all__ = [
     "GRACE",

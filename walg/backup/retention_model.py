@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from walg.backup.layout import WAL
 from walg.compression import method_for_extension
+from walg.format.layout import WAL
 from walg.postgres.wal import MIN_SEGMENT_SIZE, WalFileKind, segment_number_from_name, wal_file_kind
 
 __all__ = [

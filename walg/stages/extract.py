@@ -28,11 +28,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from walg.backup.increment import apply_increment, read_header, read_pages
-from walg.backup.meta import FileDescription
-from walg.backup.scan import contents_excluded
 from walg.checksum import Crc32c
 from walg.errors import IntegrityError
+from walg.format.increment import apply_increment, read_header, read_pages
+from walg.format.meta import FileDescription
+from walg.format.scan import contents_excluded
 from walg.fsutil import fsync_path
 from walg.pipeline import Stage, WorkerContext
 from walg.stages.chunks import Chunk, PartDone

@@ -22,14 +22,13 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from walg.backup.delta import is_paged_file
-from walg.backup.increment import increment_header, select_pages
-from walg.backup.scan import Entry, Part
-from walg.backup.verify import PageVerifier
 from walg.checksum import Crc32c
+from walg.format.increment import increment_header, select_pages
+from walg.format.scan import Entry, Part, is_paged_file
 from walg.fsutil import naming
 from walg.pipeline import Stage, WorkerContext
 from walg.postgres.pages import BLOCK_SIZE
+from walg.postgres.verify import PageVerifier
 from walg.stages.chunks import Chunk
 
 __all__ = ["CHUNK_SIZE", "TarWriter", "tar_header"]

@@ -48,7 +48,6 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "MAGIC",
     "SOCKET_VARIABLE",
-    "console_main",
     "fast_path",
     "is_sent",
     "request",
@@ -83,7 +82,6 @@ def is_sent(name: str) -> bool:
 
 
 _MAX_ANSWER: Final = 1 << 16
-_tried = False  # console_main already tried the daemon: walg.cli.main must not again
 
 
 def _command_args(argv: Sequence[str]) -> tuple[str, list[str], str] | None:
@@ -193,7 +191,7 @@ def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     printing its message to stderr; the exit code, or None when the caller should run the
     command itself."""
     socket_path = environ.get(SOCKET_VARIABLE, "")
-    if not socket_path or _tried:
+    if not socket_path:
         return None
     parsed = _command_args(argv)
     if parsed is None:
@@ -218,16 +216,3 @@ def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
 
         return restore_command_exit(argv, code)
     return code
-
-
-def console_main() -> int:
-    """A ``wal-g`` entry point that tries the daemon before importing ``walg.cli`` (which
-    costs ~15 ms of argparse, dataclasses and typing), then runs ``walg.cli.main``."""
-    global _tried
-    code = fast_path(sys.argv[1:], os.environ)
-    if code is not None:
-        return code
-    _tried = True
-    from walg.cli import main
-
-    return main()

@@ -28,9 +28,9 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
-from walg.backup.layout import wal_keys
 from walg.compression import extension, open_decompressed
 from walg.errors import IntegrityError, ObjectNotFound, WalFileInvalid, WalgError
+from walg.format.layout import wal_keys
 from walg.fsutil import fsync_dir
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable
 
-from walg.backup import layout
+from walg.format import layout
 from walg.postgres.wal import (
     WalFileKind,
     is_backup_history_name,

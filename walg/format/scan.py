@@ -4,9 +4,12 @@ WAL-G skip, and plan the tar parts. The rules and the planning are pure function
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from walg.postgres.pages import BLOCK_SIZE
 
 __all__ = [
     "PG_CONTROL",
@@ -14,11 +17,24 @@ __all__ = [
     "Part",
     "contents_excluded",
     "is_excluded",
+    "is_paged_file",
     "plan_parts",
     "scan",
 ]
 
 PG_CONTROL = "global/pg_control"
+_RELATION_FILE = re.compile(r"\d+(\.\d+)?")
+
+
+def is_paged_file(name: str, size: int) -> bool:
+    """Whether the file ``name`` (relative to PGDATA) is a relation data file made of pages."""
+    parts = name.split("/")
+    return (
+        parts[0] in ("base", "pg_tblspc")
+        and _RELATION_FILE.fullmatch(parts[-1]) is not None
+        and size > 0
+        and size % BLOCK_SIZE == 0
+    )
 
 # Directories kept empty: PostgreSQL recreates or ignores their contents (WAL-G's list and
 # PostgreSQL's basebackup.c).

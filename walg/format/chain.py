@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from walg.backup.meta import FileDescription, FilesMetadata
 from walg.errors import IntegrityError
+from walg.format.meta import FileDescription, FilesMetadata
 
 __all__ = ["Selection", "parts_needed", "plan_restore"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from walg.backup.layout import start_timeline
 from walg.errors import IntegrityError
+from walg.format.layout import start_timeline
 
 __all__ = [
     "DATE_FORMAT",
