@@ -86,7 +86,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
 
 def db_size(data: Path) -> int:
     """Bytes a base backup reads: PGDATA's files less what backups skip (pg_wal, ...)."""
-    from walg.backup.scan import scan
+    from walg.format.scan import scan
 
     return sum(e.size for e in scan(str(data)) if e.kind == "file")
 
