@@ -30,6 +30,7 @@ from walg.backup.recovery import (
     write_recovery,
 )
 from walg.config import Settings
+from walg.config.widths import fetch_width
 from walg.errors import (
     BackupNotFound,
     Cancelled,
@@ -343,7 +344,7 @@ def _run(
     """Extract ``objects`` of ``source``; the names (relative to PGDATA) of what was written."""
     if not objects:
         return set()
-    width = max(1, min(settings.concurrency.download, len(objects), os.cpu_count() or 1))
+    width = fetch_width(settings.concurrency, len(objects), os.cpu_count() or 1)
     on_progress = None if progress is None else (lambda p: progress(p, total))
     graph = fetch_graph(
         settings, objects, source.method, source.encrypted, target, tablespaces, width

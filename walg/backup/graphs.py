@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from walg import compression
 from walg.config import Settings
+from walg.config.widths import PushWidths
 from walg.format.scan import Part
 from walg.pipeline import Graph, Stage, StageSpec, WorkerContext
 from walg.stages.chunks import by_part
@@ -27,7 +27,7 @@ from walg.stages.tar_writer import TarWriter
 from walg.stages.transform import PartTransform
 from walg.stages.upload import Uploader
 
-__all__ = ["Items", "fetch_graph", "parts_in_flight", "push_graph"]
+__all__ = ["Items", "fetch_graph", "push_graph"]
 
 
 class Items(Stage):
@@ -43,16 +43,6 @@ class Items(Stage):
         yield from self.mine
 
 
-def parts_in_flight(settings: Settings, parts: int) -> int:
-    """How many objects are processed at once: enough for every core to compress (or for
-    the configured concurrency), never more than there are objects."""
-    want = max(
-        settings.concurrency.upload_disk,
-        min(settings.concurrency.upload, os.cpu_count() or 1),
-    )
-    return max(1, min(want, parts))
-
-
 _BOUND = 4  # slots per stage input: a few 1 MiB chunks in flight per stage
 
 
@@ -65,11 +55,12 @@ def push_graph(
     settings: Settings,
     folder: str,
     parts: Sequence[Part],
-    width: int,
+    widths: PushWidths,
     verify_since: int | None = None,
 ) -> Graph:
     """Write ``parts`` as compressed (and encrypted) tar objects under ``folder``; with
     ``verify_since``, check page checksums of pages older than that LSN on the way."""
+    width = widths.parts_in_flight
     method = settings.compression.method
     ext = compression.extension(method)
     stages = [
@@ -86,11 +77,9 @@ def push_graph(
         stages.append(
             _keyed("encrypt", functools.partial(PartTransform, Encrypt(settings.crypto)), width)
         )
-    # Each uploader process uploads one object at a time; share the configured upload
-    # concurrency (S3 multipart threads, each holding a part in memory) among them.
-    per_worker = dataclasses.replace(
-        settings.concurrency, upload=max(1, settings.concurrency.upload // width)
-    )
+    # Each uploader process uploads one object at a time, with widths.multipart_threads
+    # S3 multipart threads (each holding a part in memory): see walg.config.widths.
+    per_worker = dataclasses.replace(settings.concurrency, upload=widths.multipart_threads)
     uploader_settings = dataclasses.replace(settings, concurrency=per_worker)
     stages.append(_keyed("upload", functools.partial(Uploader, uploader_settings, folder), width))
     return Graph.chain(*stages)

@@ -36,9 +36,10 @@ from walg.backup.claim import (
     released_on_failure,
 )
 from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
-from walg.backup.graphs import parts_in_flight, push_graph
+from walg.backup.graphs import push_graph
 from walg.backup.marking import mark_backup
 from walg.config import Settings
+from walg.config.widths import PushWidths, push_widths
 from walg.errors import PostgresError
 from walg.format import layout
 from walg.format.meta import (
@@ -256,7 +257,9 @@ def _store_data(
     if delta is not None:
         entries, skipped = _filter(entries, delta)
     total = sum(e.size for e in entries if e.kind == "file")
-    width = parts_in_flight(settings, max(1, total // _MIN_PART))
+    cpus = os.cpu_count() or 1
+    widths = push_widths(settings.concurrency, max(1, total // _MIN_PART), cpus)
+    width = widths.parts_in_flight
     size = choose_part_size(settings.backup.tar_size_threshold, total, width)
     parts = plan_parts(entries, size)
     _log.info(
@@ -267,12 +270,12 @@ def _store_data(
         workers=width,
         skipped=len(skipped),
     )
-    done = _run(settings, name, parts, width, total, progress, verify_since)
+    done = _run(settings, name, parts, widths, total, progress, verify_since)
     control = [e for e in entries if e.name == PG_CONTROL]
     if not control:
         raise PostgresError(f"{PG_CONTROL} vanished during the backup")
     last = Part(len(parts) + 1, tuple(control), layout.PG_CONTROL_PART)
-    done += _run(settings, name, [last], 1, 0, None)
+    done += _run(settings, name, [last], _one_part(settings), 0, None)
     return _Stored(done, skipped, catalog_size)
 
 
@@ -296,16 +299,21 @@ def _run(
     settings: Settings,
     name: str,
     parts: list[Part],
-    width: int,
+    widths: PushWidths,
     total: int,
     progress: ProgressSink | None,
     verify_since: int | None = None,
 ) -> list[PartDone]:
     on_progress = None if progress is None else (lambda p: progress(p, total))
     runtime = ProcessRuntime(on_progress=on_progress, log_level=_level(settings))
-    graph = push_graph(settings, layout.parts_prefix(name), parts, width, verify_since)
+    graph = push_graph(settings, layout.parts_prefix(name), parts, widths, verify_since)
     result = runtime.run(graph, shared=_shared(settings))
     return list(result.outputs["upload"])
+
+
+def _one_part(settings: Settings) -> PushWidths:
+    """The widths of a run storing one small part (pg_control, the backup label)."""
+    return push_widths(settings.concurrency, parts=1, cpus=1)
 
 
 def _level(settings: Settings) -> int:
@@ -340,7 +348,7 @@ def _store_labels(settings: Settings, name: str, label: str, spcmap: str) -> lis
                 out.write(text)
             entries.append(Entry(base, path, "file", len(text.encode()), now, 0o600))
         part = Part(0, tuple(entries), layout.BACKUP_LABEL_PART)
-        return _run(settings, name, [part], 1, 0, None)
+        return _run(settings, name, [part], _one_part(settings), 0, None)
 
 
 def _sentinel(

@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from walg.backup import catalog, listing
+from walg.config.widths import listing_threads
 from walg.storage import open_storage
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the backups in the configured storage, oldest first; return 0."""
     storage = open_storage(settings)
     backups = catalog.list_backups(
-        storage, with_metadata=args.detail, workers=settings.concurrency.download
+        storage, with_metadata=args.detail, workers=listing_threads(settings.concurrency)
     )
     if not backups:
         print(listing.NO_BACKUPS, file=sys.stderr)

@@ -17,6 +17,7 @@ __all__ = ["run"]
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Set or clear the permanent mark of ``args.backup_name``; print what changed."""
     from walg.backup.marking import mark_backup
+    from walg.config.widths import listing_threads
     from walg.storage import open_storage
 
     storage = open_storage(settings)
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         storage,
         args.backup_name,
         permanent=not args.impermanent,
-        workers=settings.concurrency.download,
+        workers=listing_threads(settings.concurrency),
     )
     for line in lines:
         print(line)

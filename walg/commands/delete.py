@@ -17,6 +17,7 @@ __all__ = ["run"]
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Plan, print, and with ``args.confirm`` carry out the deletion ``args.delete_mode``."""
     from walg.backup.deletion import DeleteRequest, delete
+    from walg.config.widths import listing_threads
     from walg.storage import open_storage
 
     argument = getattr(args, "count", None)
@@ -28,5 +29,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         argument=argument,
         confirm=args.confirm,
     )
-    delete(open_storage(settings), request, workers=settings.concurrency.download)
+    delete(open_storage(settings), request, workers=listing_threads(settings.concurrency))
     return 0

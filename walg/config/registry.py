@@ -88,11 +88,17 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "GCS emulator URL, e.g. http://127.0.0.1:9023 (tests only)."),
     # concurrency
     Var("WALG_UPLOAD_CONCURRENCY", "concurrency", "int",
-        "Parallel uploads (worker processes of upload stages).", default="16", minimum=1),
+        "Uploads in flight at once. backup-push: parts in flight (as many as the cores "
+        "compress, at least WALG_UPLOAD_DISK_CONCURRENCY) times S3 multipart threads per "
+        "part stays within it; wal-push: the file plus up to N-1 ready segments ahead.",
+        default="16", minimum=1),
     Var("WALG_DOWNLOAD_CONCURRENCY", "concurrency", "int",
-        "Parallel downloads (worker processes of download stages).", default="10", minimum=1),
+        "Downloads in flight at once: backup-fetch objects (at most one per core), "
+        "segments wal-fetch prefetches, documents listings read at once.",
+        default="10", minimum=1),
     Var("WALG_UPLOAD_DISK_CONCURRENCY", "concurrency", "int",
-        "Parallel readers of PGDATA during backup-push.", default="1", minimum=1),
+        "Processes reading PGDATA at the same moment during backup-push.",
+        default="1", minimum=1),
     # compression
     Var("WALG_COMPRESSION_METHOD", "compression", "choice",
         "Compression of uploaded files.", default="lz4", choices=("lz4", "lzma", "brotli")),

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from walg.config.widths import prefetch_count
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.postgres.wal import is_segment_name, next_segment_name
@@ -217,7 +218,7 @@ def start_prefetch(
     """Start a prefetcher (by default a detached process) for the segments after ``name``
     unless they are all cached already or another prefetcher runs. Returns whether one
     was started."""
-    names = next_names(name, segment_size, settings.concurrency.download)
+    names = next_names(name, segment_size, prefetch_count(settings.concurrency))
     if all(os.path.exists(os.path.join(dirs.root, n)) for n in names):
         return False
     os.makedirs(dirs.running, exist_ok=True)

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
+from walg.config.widths import ahead_uploads
 from walg.errors import Cancelled, IntegrityError, StorageError, WalFileInvalid, WalgError
 from walg.format import layout
 from walg.logs import get_logger
@@ -274,7 +275,7 @@ def _push(
 ) -> PushResult:
     """Push ``path`` while ready segments upload in the background."""
     in_pg_wal = status.is_pg_wal and names.is_segment_name(name)
-    limit = pusher.settings.concurrency.upload - 1
+    limit = ahead_uploads(pusher.settings.concurrency)
     ready = status.ready() if in_pg_wal else []
     ahead = _Ahead(pusher, status, identity)
     if ready and limit > 0:
