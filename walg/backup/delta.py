@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from walg.backup.catalog import BackupInfo
 from walg.errors import BackupNotFound, DeltaBaseError
+from walg.format.chain import walk_bases
 from walg.format.meta import FileDescription
 from walg.format.scan import PG_CONTROL, Entry, is_paged_file
 from walg.postgres.wal import format_lsn
@@ -64,18 +65,9 @@ class DeltaBase:
 
 
 def _full_name(backup: BackupInfo, by_name: Mapping[str, BackupInfo]) -> str:
-    """The full backup at the root of ``backup``'s chain: DeltaFullName, or for sentinels
-    without it, found by following DeltaFrom (as far as the backups listed go)."""
-    seen = {backup.name}
-    while backup.is_delta:
-        if backup.sentinel.delta_full_name:
-            return backup.sentinel.delta_full_name
-        base = by_name.get(backup.sentinel.delta_from or "")
-        if base is None or base.name in seen:
-            return backup.sentinel.delta_from or backup.name
-        seen.add(base.name)
-        backup = base
-    return backup.name
+    """The full backup at the root of ``backup``'s chain (see ``DeltaChain.full_name``)."""
+    chain = walk_bases(backup.name, lambda name: by_name[name].sentinel.delta_from)
+    return chain.full_name(lambda name: by_name[name].sentinel.delta_full_name)
 
 
 def choose_base(

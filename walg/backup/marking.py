@@ -20,6 +20,7 @@ from walg.backup import catalog
 from walg.backup.catalog import BackupInfo, read_json_object
 from walg.errors import ObjectNotFound, RetentionError
 from walg.format import layout
+from walg.format.chain import dependents, walk_bases
 from walg.format.meta import ExtendedMetadata
 from walg.logs import get_logger
 from walg.storage.base import Storage
@@ -62,31 +63,14 @@ def mark_backup(
 
 def _chain(by_name: Mapping[str, BackupInfo], backup: BackupInfo) -> tuple[list[BackupInfo], str]:
     """``backup`` and the backups it is based on, nearest first; and a missing base's name."""
-    chain = [backup]
-    current = backup
-    while current.sentinel.delta_from:
-        base = by_name.get(current.sentinel.delta_from)
-        if base is None:
-            return chain, current.sentinel.delta_from
-        if base in chain:
-            break
-        chain.append(base)
-        current = base
-    return chain, ""
+    chain = walk_bases(backup.name, lambda name: by_name[name].sentinel.delta_from)
+    return [by_name[name] for name in chain.names], chain.missing
 
 
 def _refuse_if_needed(backups: list[BackupInfo], target: BackupInfo) -> None:
     """RetentionError if a permanent delta is based on ``target``, directly or not."""
-    dependents: set[str] = set()
-    frontier = {target.name}
-    while frontier:
-        frontier = {
-            b.name
-            for b in backups
-            if b.sentinel.delta_from in frontier and b.name not in dependents
-        }
-        dependents |= frontier
-    pinned = sorted(b.name for b in backups if b.name in dependents and b.is_permanent)
+    based = dependents(target.name, ((b.name, b.sentinel.delta_from) for b in backups))
+    pinned = sorted(b.name for b in backups if b.name in based and b.is_permanent)
     if pinned:
         raise RetentionError(
             f"cannot mark {target.name} impermanent: permanent delta backup(s) "

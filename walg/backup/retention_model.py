@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from walg.compression import method_for_extension
+from walg.format.chain import DeltaChain, dependents, walk_bases
 from walg.format.layout import WAL
 from walg.postgres.wal import MIN_SEGMENT_SIZE, WalFileKind, segment_number_from_name, wal_file_kind
 
@@ -131,37 +132,30 @@ def classify_wal_key(key: str) -> tuple[str, WalFileKind] | None:
 # -- delta chains ---------------------------------------------------------------------------
 
 
+def _walk(by_name: Mapping[str, BackupRef], backup: BackupRef) -> DeltaChain:
+    return walk_bases(
+        backup.name, lambda name: (backup if name == backup.name else by_name[name]).delta_from
+    )
+
+
 def ancestors(by_name: Mapping[str, BackupRef], backup: BackupRef) -> list[BackupRef]:
     """The backups ``backup`` is based on, nearest first (as far as they exist)."""
-    chain: list[BackupRef] = []
-    seen = {backup.name}
-    current = backup
-    while current.delta_from and current.delta_from in by_name:
-        current = by_name[current.delta_from]
-        if current.name in seen:
-            break
-        seen.add(current.name)
-        chain.append(current)
-    return chain
+    return [by_name[name] for name in _walk(by_name, backup).bases]
 
 
 def chain_root(backups: Sequence[BackupRef], backup: BackupRef) -> BackupRef:
-    """The full backup a delta is based on (its oldest existing ancestor)."""
+    """The full backup a delta is based on (see ``DeltaChain.full_name``); when it does not
+    exist, the oldest existing backup of the chain."""
     by_name = {b.name: b for b in backups}
-    chain = ancestors(by_name, backup)
-    root = chain[-1] if chain else backup
-    if root.is_delta and backup.delta_full_name in by_name:
-        return by_name[backup.delta_full_name]
-    return root
+    chain = _walk(by_name, backup)
+    oldest = by_name.get(chain.names[-1], backup)
+    full = chain.full_name(lambda name: by_name.get(name, backup).delta_full_name)
+    return by_name.get(full, oldest)
 
 
 def descendants(backups: Sequence[BackupRef], name: str) -> set[str]:
-    found: set[str] = set()
-    frontier = {name}
-    while frontier:
-        frontier = {b.name for b in backups if b.delta_from in frontier} - found - {name}
-        found |= frontier
-    return found
+    """The backups based on ``name``, directly or not."""
+    return dependents(name, ((b.name, b.delta_from) for b in backups))
 
 
 def deletion_order(backups: Sequence[BackupRef]) -> list[BackupRef]:
