@@ -76,7 +76,9 @@ def test_full_name(start: str, recorded: dict[str, str], full: str) -> None:
 def test_check_names_the_missing_base_and_the_loop() -> None:
     """One wording for a broken chain, used by backup-fetch."""
     walk_bases("d2", STORE).check("file:///x")
-    with pytest.raises(IntegrityError, match="orphan is a delta of gone, which is not in file:///x"):
+    with pytest.raises(
+        IntegrityError, match="orphan is a delta of gone, which is not in file:///x"
+    ):
         walk_bases("orphan2", STORE).check("file:///x")
     with pytest.raises(IntegrityError, match="the delta chain of loop_a loops back to loop_a"):
         walk_bases("loop_a", STORE).check("file:///x")

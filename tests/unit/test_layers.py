@@ -15,6 +15,7 @@ WALG = Path(__file__).resolve().parents[2] / "walg"
 # Lower numbers are lower layers; a module may import its own layer's package and below.
 LAYERS: dict[str, int] = {
     "walg": 0, "walg.errors": 0, "walg.logs": 0, "walg.fsutil": 0, "walg.checksum": 0,
+    "walg.sizes": 0,
     "walg.config": 1, "walg.pipeline": 1, "walg.interrupts": 1, "walg.ratelimit": 1,
     "walg.progress": 1,
     "walg.storage": 2, "walg.postgres": 2, "walg.crypto": 2, "walg.compression": 2,

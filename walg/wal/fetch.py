@@ -4,7 +4,8 @@ The object is ``wal_005/<name>.<ext>`` with whatever compression it was pushed w
 configured method's key is tried first, then the others (lz4, lzma, brotli, none). Each try
 opens the object directly, which costs what a stat would (one ``open``, one GET's headers)
 and needs no listing. The stored bytes are compress-then-encrypt, so an OpenPGP message is
-recognised from the object's first bytes, decrypted, then decompressed.
+recognised from the object's first bytes, decrypted, then decompressed
+(:func:`walg.wal.decode.open_plain`, which wal-push's overwrite check reads with too).
 
 The result is written to a temporary file in the destination's directory, fsynced, renamed
 over the destination and the directory fsynced; on any failure the temporary file is removed,
@@ -23,15 +24,17 @@ raises ConfigError instead, so that recovery does not silently stop early.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
-from walg.compression import extension, open_decompressed
-from walg.errors import IntegrityError, ObjectNotFound, WalFileInvalid, WalgError
+from walg.compression import extension
+from walg.errors import ObjectNotFound, WalFileInvalid, WalgError
 from walg.format.layout import wal_keys
 from walg.fsutil import fsync_dir
+from walg.sizes import CHUNK
+from walg.wal.decode import open_plain
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -41,11 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CHUNK", "HEAD_SIZE", "SharedCrypter", "download", "fetch_wal", "open_wal"]
 
-CHUNK: Final = 1 << 20
 HEAD_SIZE: Final = 64
 """How many leading bytes of the fetched file :func:`download_to_fd` returns."""
-
-_SNIFF: Final = 64  # bytes of the stored object looked at to recognise OpenPGP
 
 
 class _ReadInto(Protocol):
@@ -114,65 +114,6 @@ def open_wal(storage: Storage, name: str, preferred: str) -> tuple[BinaryIO, str
     )
 
 
-class _Prepended:
-    """A read-only stream: ``head`` followed by the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._head:
-            return self._stream.read(size)
-        if size < 0:
-            data, self._head = self._head + self._stream.read(), b""
-            return data
-        data, self._head = self._head[:size], self._head[size:]
-        return data
-
-    def close(self) -> None:
-        self._stream.close()
-
-
-def _looks_encrypted(head: bytes) -> bool:
-    """walg.crypto.looks_encrypted, without importing walg.crypto (~15 ms) for the common
-    case: an OpenPGP message starts with a packet tag (high bit set) or with armor."""
-    if not head or not (head[0] & 0x80 or head.lstrip().startswith(b"-----")):
-        return False
-    from walg.crypto import looks_encrypted
-
-    return looks_encrypted(head)
-
-
-@contextlib.contextmanager
-def _decoded(
-    stream: BinaryIO, key: str, method: str, crypters: SharedCrypter
-) -> Iterator[BinaryIO]:
-    """The plain bytes of stored object ``key``: decrypted if it is OpenPGP, decompressed."""
-    head = stream.read(_SNIFF)
-    source = cast(BinaryIO, _Prepended(head, stream))
-    if not _looks_encrypted(head):
-        with open_decompressed(source, method, key) as out:
-            yield out
-        return
-    if method == "brotli" and not crypters.settings.enabled:
-        # Brotli has no magic: a plain stream may look like OpenPGP. Decide by decoding it.
-        try:
-            with open_decompressed(source, method, key) as out:
-                yield out
-        except IntegrityError as err:
-            from walg.crypto import missing_key_error
-
-            raise missing_key_error(key) from err
-        return
-    plain = crypters.get(key).open_decrypted(source, CHUNK, name=key)
-    try:
-        with open_decompressed(plain, method, key) as out:
-            yield out
-    finally:
-        plain.close()
-
-
 def _copy(src: BinaryIO, fd: int) -> bytes:
     """Write everything ``src`` gives to ``fd``; return its first HEAD_SIZE bytes."""
     buffer = memoryview(bytearray(CHUNK))
@@ -208,7 +149,8 @@ def download(
     with stream:
         fd = _create(path, label, exclusive)
         try:
-            with _decoded(stream, key, method, crypters) as plain:
+            crypter = functools.partial(crypters.get, key) if crypters.settings.enabled else None
+            with open_plain(stream, key, method, crypter) as plain:
                 head = _copy(plain, fd)
             _check_fetched(name, key, fd, head)
             os.fsync(fd)
@@ -271,7 +213,8 @@ def fetch_wal(storage: Storage, settings: Settings, name: str, destination: str)
 
 
 def _create(path: str, label: str, exclusive: bool) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    # O_RDWR: _check_fetched reads back what lies beyond the first HEAD_SIZE bytes
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
     try:
         return os.open(path, flags, 0o666)
     except OSError as err:

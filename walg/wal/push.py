@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import io
 import os
 import stat
 import threading
@@ -154,27 +153,22 @@ class _Pusher:
 
     def _same(self, key: str, method: str, path: str) -> bool:
         """Whether archived object ``key`` (written with ``method``) holds the file's bytes."""
-        from walg.compression import open_decompressed
-        from walg.crypto import looks_encrypted, missing_key_error
+        from walg.wal.decode import open_plain
 
-        with contextlib.ExitStack() as stack:
-            local = stack.enter_context(open(path, "rb"))
-            raw = stack.enter_context(self.storage.read_object(key))
-            stored = stack.enter_context(io.BufferedReader(cast(io.RawIOBase, raw), CHUNK))
-            plain: BinaryIO = cast(BinaryIO, stored)
-            if looks_encrypted(stored.peek(64)[:64]):
-                if self.crypter is None:
-                    raise missing_key_error(key)
-                plain = stack.enter_context(self.crypter.open_decrypted(plain, name=key))
-            archived = stack.enter_context(open_decompressed(plain, method, key))
-            try:
+        crypter = self.crypter
+        opened = None if crypter is None else (lambda: crypter)
+        try:  # outside the stack: open_plain sees read errors first (brotli without a key)
+            with contextlib.ExitStack() as stack:
+                local = stack.enter_context(open(path, "rb"))
+                stored = stack.enter_context(self.storage.read_object(key))
+                archived = stack.enter_context(open_plain(stored, key, method, opened))
                 return _equal(cast(BinaryIO, local), archived)
-            except IntegrityError as err:
-                raise WalgError(
-                    f"{key} is already archived but cannot be read to compare it with "
-                    f"{path}: {err.msg}",
-                    hint=f"check or remove the damaged object ({_RETRY_HINT})",
-                ) from err
+        except IntegrityError as err:
+            raise WalgError(
+                f"{key} is already archived but cannot be read to compare it with "
+                f"{path}: {err.msg}",
+                hint=f"check or remove the damaged object ({_RETRY_HINT})",
+            ) from err
 
 
 class _Ahead:
