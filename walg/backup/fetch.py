@@ -40,7 +40,7 @@ from walg.errors import (
     WalgError,
 )
 from walg.format import layout
-from walg.format.chain import Selection, parts_needed, plan_restore
+from walg.format.chain import Selection, parts_needed, plan_restore, walk_bases
 from walg.format.meta import FilesMetadata
 from walg.format.scan import PG_CONTROL
 from walg.fsutil import fsync_dir
@@ -214,24 +214,21 @@ def _restore_control(target: str, last: _Source, extract: Callable[[], set[str]]
         raise
 
 
-_MAX_CHAIN = 10_000  # a cycle of DeltaFrom names means damaged sentinels
-
-
 def _chain(storage: Storage, info: BackupInfo) -> list[BackupInfo]:
     """``info`` and the backups it is a delta of, the full backup first."""
-    chain = [info]
-    while chain[-1].sentinel.delta_from:
-        child, base = chain[-1].name, chain[-1].sentinel.delta_from
-        if len(chain) > _MAX_CHAIN or any(b.name == base for b in chain):
-            raise IntegrityError(f"the delta chain of {info.name} loops back to {base}")
-        try:
-            chain.append(find_backup(storage, base))
-        except BackupNotFound as err:
-            raise IntegrityError(
-                f"{child} is a delta of {base}, which is not in {storage.url}",
-                hint="the delta chain is incomplete; restore a backup whose chain is whole",
-            ) from err
-    return chain[::-1]
+    found = {info.name: info}
+
+    def delta_from(name: str) -> str | None:
+        if name not in found:
+            try:
+                found[name] = find_backup(storage, name)
+            except BackupNotFound as err:
+                raise KeyError(name) from err
+        return found[name].sentinel.delta_from
+
+    chain = walk_bases(info.name, delta_from)
+    chain.check(storage.url)
+    return [found[name] for name in reversed(chain.names)]
 
 
 def _sources(storage: Storage, settings: Settings, chain: list[BackupInfo]) -> list[_Source]:
