@@ -1,7 +1,8 @@
 """A token bucket shared by every worker process (WALG_DISK_RATE_LIMIT, _NETWORK_...).
 
 Create it in the parent before the workers fork and hand it to them through the
-pipeline's ``shared`` objects; each ``take(n)`` waits until ``n`` bytes fit the rate.
+pipeline's ``shared`` objects (it cannot be pickled, only inherited: see
+walg.stages.throttle); each ``take(n)`` waits until ``n`` bytes fit the rate.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import os
 import struct
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_extract import extract, tar_bytes  # type: ignore[import-not-found]
@@ -20,6 +19,7 @@ from walg.format.increment import MAGIC, increment_header
 from walg.format.meta import FileDescription, FilesMetadata
 from walg.format.scan import Entry, Part
 from walg.postgres.pages import BLOCK_SIZE
+from walg.stages.chunks import StoredFile
 from walg.stages.tar_writer import TarWriter
 
 BASE_LSN = 0x5000000
@@ -30,21 +30,22 @@ def page(lsn: int, fill: int, upper: int = 8000) -> bytes:
     return header + bytes([fill]) * (BLOCK_SIZE - len(header))
 
 
-def compose(entries: list[Entry]) -> tuple[bytes, dict[str, Any]]:
-    """The tar stream of one part of ``entries`` and its files meta."""
+def compose(entries: list[Entry]) -> tuple[bytes, dict[str, StoredFile]]:
+    """The tar stream of one part of ``entries`` and what it reports of its files."""
     writer = TarWriter("")
     writer.open(Ctx())  # type: ignore[arg-type]
     chunks = list(writer.process(Part(1, tuple(entries))))
-    return b"".join(bytes(c.data) for c in chunks), chunks[-1].meta["files"]
+    assert chunks[-1].report is not None
+    return b"".join(bytes(c.data) for c in chunks), chunks[-1].report.files
 
 
-def files_metadata(described: dict[str, Any]) -> FilesMetadata:
+def files_metadata(described: dict[str, StoredFile]) -> FilesMetadata:
     return FilesMetadata(
         {
             name: FileDescription(
-                datetime.fromtimestamp(info["mtime"], UTC),
-                is_incremented=info.get("incremented", False),
-                crc32c=info["crc32c"],
+                datetime.fromtimestamp(info.mtime, UTC),
+                is_incremented=info.incremented,
+                crc32c=info.crc32c,
             )
             for name, info in described.items()
         }
@@ -68,13 +69,13 @@ def test_increment_round_trip_through_the_stages(tmp_path: Path) -> None:
     entry = relation(tmp_path / "now", new)
     data, described = compose([entry])
     info = described["/base/5/16384"]
-    assert info["incremented"] is True
-    assert info["size"] == len(increment_header(len(b"".join(new)), [1, 3, 6])) + 3 * BLOCK_SIZE
+    assert info.incremented is True
+    assert info.size == len(increment_header(len(b"".join(new)), [1, 3, 6])) + 3 * BLOCK_SIZE
 
     target = tmp_path / "restore"
     (target / "base" / "5").mkdir(parents=True)
     (target / "base" / "5" / "16384").write_bytes(b"".join(old))  # what the base restored
-    extract(target, data, {"files": files_metadata(described)})
+    extract(target, data, files_metadata(described))
     assert (target / "base" / "5" / "16384").read_bytes() == b"".join(new)
 
 
@@ -85,7 +86,7 @@ def test_relation_that_shrank_is_cut_to_its_size(tmp_path: Path) -> None:
     target = tmp_path / "restore"
     (target / "base" / "5").mkdir(parents=True)
     (target / "base" / "5" / "16384").write_bytes(b"".join(old))
-    extract(target, data, {"files": files_metadata(described)})
+    extract(target, data, files_metadata(described))
     assert (target / "base" / "5" / "16384").read_bytes() == b"".join(new)
 
 
@@ -94,17 +95,17 @@ def test_invalid_page_or_odd_size_sends_the_file_whole(tmp_path: Path) -> None:
     for name, content in (("bad", page(BASE_LSN - 10, 1) + garbage), ("odd", b"x" * 1000)):
         entry = relation(tmp_path / name, [content])
         data, described = compose([entry])
-        assert "incremented" not in described["/base/5/16384"]
+        assert not described["/base/5/16384"].incremented
         target = tmp_path / f"restore-{name}"
-        extract(target, data, {"files": files_metadata(described)})
+        extract(target, data, files_metadata(described))
         assert (target / "base" / "5" / "16384").read_bytes() == content
 
 
 def test_file_without_since_lsn_is_stored_whole(tmp_path: Path) -> None:
     entry = dataclasses.replace(relation(tmp_path / "f", [page(BASE_LSN - 1, 3)]), since_lsn=None)
     _, described = compose([entry])
-    assert "incremented" not in described["/base/5/16384"]
-    assert described["/base/5/16384"]["size"] == BLOCK_SIZE
+    assert not described["/base/5/16384"].incremented
+    assert described["/base/5/16384"].size == BLOCK_SIZE
 
 
 def increment_member(blocks: list[int], size: int) -> bytes:
@@ -118,7 +119,7 @@ def marked(name: str) -> FilesMetadata:
 def test_increment_without_its_base_file_fails_clearly(tmp_path: Path) -> None:
     data = tar_bytes([("/base/5/16384", increment_member([0], BLOCK_SIZE))])
     with pytest.raises(IntegrityError, match="base file is missing"):
-        extract(tmp_path, data, {"files": marked("/base/5/16384")})
+        extract(tmp_path, data, marked("/base/5/16384"))
 
 
 @pytest.mark.parametrize(
@@ -135,14 +136,14 @@ def test_damaged_increments_fail_clearly(tmp_path: Path, body: bytes, message: s
     (tmp_path / "base" / "5" / "16384").write_bytes(page(1, 1))
     data = tar_bytes([("/base/5/16384", body)])
     with pytest.raises(IntegrityError, match=message):
-        extract(tmp_path, data, {"files": marked("/base/5/16384")})
+        extract(tmp_path, data, marked("/base/5/16384"))
 
 
 def test_selection_extracts_only_wanted_members(tmp_path: Path) -> None:
     """From an older backup of a chain, only the files the plan takes are written."""
     data = tar_bytes([("/base", None), ("/base/a", b"aaa"), ("/base/b", b"bbb"), ("/link", "->x")])
     select = Selection("old", whole=frozenset({"base/b"}))
-    names = extract(tmp_path, data, {"select": select})
+    names = extract(tmp_path, data, select=select)
     assert names == ["base/b"]
     assert sorted(os.listdir(tmp_path / "base")) == ["b"]
     assert not os.path.lexists(tmp_path / "link")

@@ -14,6 +14,7 @@ import pytest
 
 from walg.checksum import Crc32c
 from walg.errors import IntegrityError
+from walg.format.chain import Selection
 from walg.format.meta import FileDescription, FilesMetadata
 from walg.pipeline import WorkerContext
 from walg.stages.chunks import Chunk
@@ -40,16 +41,17 @@ def tar_bytes(members: list[tuple[str, Any]]) -> bytes:
     return out.getvalue()
 
 
-def extract(target: Path, data: bytes, shared: dict[str, Any] | None = None,
-            tablespaces: dict[str, str] | None = None) -> list[str]:
-    stage = Extractor(str(target), tablespaces or {})
-    stage.open(WorkerContext("extract", 0, 1, lambda *a: None, time.monotonic, shared=shared))
+def extract(target: Path, data: bytes, files: FilesMetadata | None = None,
+            tablespaces: dict[str, str] | None = None,
+            select: Selection | None = None) -> list[str]:
+    stage = Extractor(str(target), tablespaces or {}, files, select)
+    stage.open(WorkerContext("extract", 0, 1, lambda *a: None, time.monotonic))
     try:
         chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
         out = []
         for seq, piece in enumerate(chunks):
             out += list(stage.process(Chunk(1, "part_001.tar", seq, piece, seq == len(chunks) - 1)))
-        return out[0].meta["files"]  # type: ignore[no-any-return]
+        return list(out[0].files)
     finally:
         stage.close()
 
@@ -94,9 +96,9 @@ def test_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
         "/a": FileDescription(when, crc32c=good.hexdigest()),
         "/b": FileDescription(when, crc32c="00000000"),
     })
-    extract(tmp_path / "ok", tar_bytes([("/a", b"expected")]), {"files": files})
+    extract(tmp_path / "ok", tar_bytes([("/a", b"expected")]), files)
     with pytest.raises(IntegrityError, match=r"b from part_001\.tar does not match its checksum"):
-        extract(tmp_path / "bad", tar_bytes([("/b", b"tampered")]), {"files": files})
+        extract(tmp_path / "bad", tar_bytes([("/b", b"tampered")]), files)
 
 
 def test_tablespace_files_go_to_their_location(tmp_path: Path) -> None:
@@ -139,9 +141,8 @@ def test_parts_extracted_at_once_by_one_worker_do_not_mix(tmp_path: Path) -> Non
             members.append((f"/p{number}/f{i}", body))
             bodies[f"p{number}/f{i}"] = body
         parts[number] = tar_bytes(members)
-    stage = Extractor(str(tmp_path), {})
-    ctx = WorkerContext("extract", 0, 1, lambda *a: None, time.monotonic,
-                        shared={"files": FilesMetadata(files)})
+    stage = Extractor(str(tmp_path), {}, FilesMetadata(files))
+    ctx = WorkerContext("extract", 0, 1, lambda *a: None, time.monotonic)
     stage.open(ctx)
     size = 256 * 1024
     pieces = {n: [d[i : i + size] for i in range(0, len(d), size)] for n, d in parts.items()}
@@ -163,9 +164,9 @@ def test_parts_extracted_at_once_by_one_worker_do_not_mix(tmp_path: Path) -> Non
 def test_size_mismatch_names_the_file(tmp_path: Path) -> None:
     """A member shorter or longer than the size the backup stored fails before it is written."""
     files = FilesMetadata({"/a": FileDescription(datetime.now(UTC), size=8)})
-    extract(tmp_path / "ok", tar_bytes([("/a", b"12345678")]), {"files": files})
+    extract(tmp_path / "ok", tar_bytes([("/a", b"12345678")]), files)
     with pytest.raises(IntegrityError, match=r"a from part_001\.tar has 3 bytes, but .* 8"):
-        extract(tmp_path / "bad", tar_bytes([("/a", b"123")]), {"files": files})
+        extract(tmp_path / "bad", tar_bytes([("/a", b"123")]), files)
     assert not (tmp_path / "bad" / "a").exists()
 
 

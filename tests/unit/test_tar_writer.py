@@ -9,7 +9,7 @@ from pathlib import Path
 
 from walg.checksum import Crc32c
 from walg.format.scan import Entry, Part, scan
-from walg.stages.chunks import Chunk
+from walg.stages.chunks import Chunk, TarPartReport
 from walg.stages.tar_writer import CHUNK_SIZE, TarWriter
 
 
@@ -31,6 +31,13 @@ def run(part: Part) -> list[Chunk]:
     return list(writer.process(part))
 
 
+def report(chunks: list[Chunk]) -> TarPartReport:
+    """The report of the part: on its last chunk only."""
+    assert all(c.report is None for c in chunks[:-1])
+    assert chunks[-1].report is not None
+    return chunks[-1].report
+
+
 def test_part_is_a_readable_tar_with_walg_names(tmp_path: Path) -> None:
     """Concatenated chunks form a tar whose members are /-prefixed and byte-exact."""
     (tmp_path / "base" / "1").mkdir(parents=True)
@@ -44,7 +51,7 @@ def test_part_is_a_readable_tar_with_walg_names(tmp_path: Path) -> None:
     assert chunks[-1].last and not any(c.last for c in chunks[:-1])
     assert {c.name for c in chunks} == {"part_001.tar.lz4"}
     stream = b"".join(bytes(c.data) for c in chunks)
-    assert len(stream) % 512 == 0 and chunks[-1].meta["tar_size"] == len(stream)
+    assert len(stream) % 512 == 0 and report(chunks).tar_size == len(stream)
     with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {"/base", "/base/1", "/base/1/1259", "/PG_VERSION", "/link"}
@@ -52,7 +59,9 @@ def test_part_is_a_readable_tar_with_walg_names(tmp_path: Path) -> None:
         assert members["/link"].issym() and members["/link"].linkname == "/elsewhere"
     crc = Crc32c()
     crc.update(big)
-    assert chunks[-1].meta["files"]["/base/1/1259"]["crc32c"] == crc.hexdigest()
+    stored = report(chunks).files["/base/1/1259"]
+    assert stored.crc32c == crc.hexdigest() and stored.size == len(big)
+    assert not stored.incremented and stored.corrupt_blocks == ()
 
 
 def test_file_that_shrinks_is_padded_and_one_that_vanished_is_skipped(tmp_path: Path) -> None:
@@ -66,4 +75,4 @@ def test_file_that_shrinks_is_padded_and_one_that_vanished_is_skipped(tmp_path: 
     with tarfile.open(fileobj=io.BytesIO(b"".join(bytes(c.data) for c in chunks))) as tar:
         assert tar.getnames() == ["/a"]
         assert tar.extractfile("/a").read() == b"abc"  # type: ignore[union-attr]
-    assert set(chunks[-1].meta["files"]) == {"/a"}
+    assert set(report(chunks).files) == {"/a"}

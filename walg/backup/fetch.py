@@ -344,18 +344,21 @@ def _run(
     width = fetch_width(settings.concurrency, len(objects), os.cpu_count() or 1)
     on_progress = None if progress is None else (lambda p: progress(p, total))
     graph = fetch_graph(
-        settings, objects, source.method, source.encrypted, target, tablespaces, width
+        settings,
+        objects,
+        source.method,
+        source.encrypted,
+        target,
+        tablespaces,
+        width,
+        files=source.files,
+        select=source.selection,
     )
-    shared: dict[str, object] = {}
-    if source.files is not None:
-        shared["files"] = source.files
-    if source.selection is not None:
-        shared["select"] = source.selection
     try:
-        result = ProcessRuntime(on_progress=on_progress).run(graph, shared=shared)
+        result = ProcessRuntime(on_progress=on_progress).run(graph)
     except Cancelled as stopped:  # Ctrl-C or SIGTERM: the target holds part of a backup
         raise type(stopped)(stopped.msg, hint=interrupted_hint(target)) from None
-    return {name for done in result.outputs["extract"] for name in done.meta["files"]}
+    return {name for done in result.outputs["extract"] for name in done.files}
 
 
 def interrupted_hint(target: str) -> str:

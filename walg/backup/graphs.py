@@ -17,6 +17,8 @@ from typing import Any
 from walg import compression
 from walg.config import Settings
 from walg.config.widths import PushWidths
+from walg.format.chain import Selection
+from walg.format.meta import FilesMetadata
 from walg.format.scan import Part
 from walg.pipeline import Graph, Stage, StageSpec, WorkerContext
 from walg.stages.chunks import by_part
@@ -93,9 +95,13 @@ def fetch_graph(
     target: str,
     tablespaces: dict[str, str],
     width: int,
+    *,
+    files: FilesMetadata | None = None,
+    select: Selection | None = None,
 ) -> Graph:
     """Download ``objects``, decrypt if ``encrypted``, decompress with ``method`` and extract
-    them into ``target``."""
+    them into ``target``: the members ``select`` wants (all when None), checked against the
+    backup's ``files`` metadata when it has one."""
     stages = [
         StageSpec("objects", functools.partial(Items, list(objects))),
         StageSpec("download", functools.partial(Downloader, settings), workers=width),
@@ -106,6 +112,8 @@ def fetch_graph(
         )
     stages += [
         _keyed("decompress", functools.partial(PartTransform, Decompress(method)), width),
-        _keyed("extract", functools.partial(Extractor, target, tablespaces), width),
+        _keyed(
+            "extract", functools.partial(Extractor, target, tablespaces, files, select), width
+        ),
     ]
     return Graph.chain(*stages)

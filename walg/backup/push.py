@@ -56,6 +56,7 @@ from walg.pipeline import ProcessRuntime, StageProgress
 from walg.postgres.connection import BackupStart, PgConnection, connect
 from walg.postgres.wal import history_file_name, parse_history
 from walg.stages.chunks import PartDone
+from walg.stages.throttle import Throttles
 from walg.storage import Storage, open_storage
 
 __all__ = ["PushResult", "backup_push", "choose_part_size"]
@@ -187,10 +188,10 @@ def _verify(pg: PgConnection, wanted: bool) -> bool:
 
 def _report_corruption(stored: _Stored) -> None:
     damaged = {
-        name: info["corrupt_blocks"]
+        name: info.corrupt_blocks
         for part in stored.done
-        for name, info in part.meta.get("files", {}).items()
-        if info.get("corrupt_blocks")
+        for name, info in part.report.files.items()
+        if info.corrupt_blocks
     }
     if damaged:
         _log.warning(
@@ -307,7 +308,7 @@ def _run(
     on_progress = None if progress is None else (lambda p: progress(p, total))
     runtime = ProcessRuntime(on_progress=on_progress, log_level=_level(settings))
     graph = push_graph(settings, layout.parts_prefix(name), parts, widths, verify_since)
-    result = runtime.run(graph, shared=_shared(settings))
+    result = runtime.run(graph, shared=_throttles(settings).shared())
     return list(result.outputs["upload"])
 
 
@@ -322,18 +323,12 @@ def _level(settings: Settings) -> int:
     return logging.getLevelNamesMapping()[settings.log.level]
 
 
-def _shared(settings: Settings) -> dict[str, Any]:
-    import multiprocess
-
-    from walg.ratelimit import RateLimiter
-
-    ctx = multiprocess.get_context("fork")
-    shared: dict[str, Any] = {"disk_readers": ctx.Semaphore(settings.concurrency.upload_disk)}
-    if settings.rate_limits.disk:
-        shared["disk_rate"] = RateLimiter(ctx, settings.rate_limits.disk)
-    if settings.rate_limits.network:
-        shared["network_rate"] = RateLimiter(ctx, settings.rate_limits.network)
-    return shared
+def _throttles(settings: Settings) -> Throttles:
+    return Throttles.create(
+        readers=settings.concurrency.upload_disk,
+        disk_rate=settings.rate_limits.disk,
+        network_rate=settings.rate_limits.network,
+    )
 
 
 def _store_labels(settings: Settings, name: str, label: str, spcmap: str) -> list[PartDone]:
@@ -367,7 +362,7 @@ def _sentinel(
         timeline=start.timeline,
         pg_version=start.server_version_num,
         system_identifier=system_id,
-        uncompressed_size=sum(int(d.meta.get("tar_size", 0)) for d in done),
+        uncompressed_size=sum(d.report.tar_size for d in done),
         compressed_size=sum(d.stored_bytes for d in done),
         data_catalog_size=stored.catalog_size,
         spec=TablespaceSpec(data_dir, tablespaces),
@@ -383,17 +378,16 @@ def _files_metadata(stored: _Stored) -> FilesMetadata:
     files: dict[str, FileDescription] = {}
     sets: dict[str, list[str]] = {}
     for part in stored.done:
-        described = part.meta.get("files", {})
+        described = part.report.files
         sets[part.name] = sorted(described)
         for fname, info in described.items():
-            corrupt = info.get("corrupt_blocks") or ()
             files[fname] = FileDescription(
-                datetime.fromtimestamp(info["mtime"], UTC),
-                is_incremented=bool(info.get("incremented", False)),
-                size=info["size"],
-                crc32c=info["crc32c"],
-                corrupt_count=len(corrupt),
-                corrupt_blocks=tuple(corrupt[:MAX_CORRUPT_BLOCKS]),
+                datetime.fromtimestamp(info.mtime, UTC),
+                is_incremented=info.incremented,
+                size=info.size,
+                crc32c=info.crc32c,
+                corrupt_count=len(info.corrupt_blocks),
+                corrupt_blocks=info.corrupt_blocks[:MAX_CORRUPT_BLOCKS],
             )
     for entry in stored.skipped:
         files["/" + entry.name] = FileDescription(

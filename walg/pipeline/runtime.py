@@ -71,7 +71,8 @@ class ProcessRuntime:
 
     def run(self, graph: Graph, shared: Mapping[str, Any] | None = None) -> RunResult:
         """Run ``graph`` to the end and return what its sinks emitted. ``shared`` objects
-        (e.g. a multiprocess Semaphore) reach every worker as ``ctx.shared``."""
+        (process primitives only, e.g. a multiprocess Semaphore) reach every worker as
+        ``ctx.shared``, inherited through fork."""
         graph.validate()
         ctx = multiprocess.get_context("fork")
         channels = {

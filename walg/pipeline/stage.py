@@ -16,7 +16,9 @@ class WorkerContext:
 
     ``shared`` holds the objects the caller handed to ``run(graph, shared=...)``: process-
     shared primitives (semaphores, rate limiters) that cannot be pickled into a stage spec
-    but are inherited by the workers.
+    but are inherited by the workers, and nothing else. Plain data (settings, metadata,
+    what to select) goes into the stage's factory arguments, where it is typed and checked
+    by ``Graph.validate``; what a stage learns goes downstream in its typed items.
 
     Progress is accumulated here and handed to ``report`` in batches, so that a stage may
     call :meth:`progress` per buffer without flooding the parent.

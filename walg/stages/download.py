@@ -9,6 +9,7 @@ from walg.config import Settings
 from walg.pipeline import Stage, WorkerContext
 from walg.stages.chunks import Chunk
 from walg.stages.tar_writer import CHUNK_SIZE
+from walg.stages.throttle import Throttles
 from walg.storage import Storage, open_storage
 
 __all__ = ["Downloader", "ObjectRef"]
@@ -34,7 +35,7 @@ class Downloader(Stage):
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.storage: Storage = open_storage(self.settings)
-        self.limiter = ctx.shared.get("network_rate")
+        self.limiter = Throttles.of(ctx).network_rate
 
     def process(self, ref: ObjectRef) -> Iterator[Chunk]:
         seq = 0

@@ -13,7 +13,7 @@ older walg versions stored ``initdb -X`` clusters, becomes an empty directory;
 tablespace links come from the tablespace map (fetch made them before extracting);
 any other link leading outside is skipped with a warning naming it and its target.
 
-When restoring a delta chain, ``shared['select']`` (a chain.Selection) says which members
+When restoring a delta chain, ``select`` (a chain.Selection) says which members
 of this backup are wanted; the others are read past. A member that the files metadata
 marks IsIncremented is an increment: its pages are written into the file an older backup
 of the chain restored (increment.apply_increment), its CRC-32C checked like any file's.
@@ -30,12 +30,13 @@ from typing import Any, BinaryIO
 
 from walg.checksum import Crc32c
 from walg.errors import IntegrityError
+from walg.format.chain import Selection
 from walg.format.increment import apply_increment, read_header, read_pages
-from walg.format.meta import FileDescription
+from walg.format.meta import FileDescription, FilesMetadata
 from walg.format.scan import contents_excluded
 from walg.fsutil import fsync_path
 from walg.pipeline import Stage, WorkerContext
-from walg.stages.chunks import Chunk, PartDone
+from walg.stages.chunks import Chunk, ExtractedPart
 from walg.stages.filewriter import FileWriter
 from walg.stages.pipe import StreamFeeder
 from walg.stages.tarstream import Member, TarStream
@@ -120,21 +121,28 @@ class _Job:
 
 class Extractor(Stage):
     """Input: the decrypted, decompressed :class:`Chunk` stream of each tar part (keyed).
-    Output: :class:`PartDone` with ``meta['files']`` = names written.
+    Output: an :class:`ExtractedPart` per part, naming what it wrote.
 
-    ``shared['files']`` may hold the backup's FilesMetadata to check CRC-32C values."""
+    ``expected``: the backup's files metadata, to check sizes and CRC-32C values and to
+    know increments; ``select``: the members wanted (None: all)."""
 
-    def __init__(self, target: str, tablespaces: dict[str, str]) -> None:
+    def __init__(
+        self,
+        target: str,
+        tablespaces: dict[str, str],
+        expected: FilesMetadata | None = None,
+        select: Selection | None = None,
+    ) -> None:
         self.target = os.path.abspath(target)
         self.tablespaces = tablespaces
+        self.expected = expected
+        self.select = select
 
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.expected = ctx.shared.get("files")
-        self.select = ctx.shared.get("select")
         self.active: dict[int, StreamFeeder] = {}
 
-    def process(self, chunk: Chunk) -> Iterator[PartDone]:
+    def process(self, chunk: Chunk) -> Iterator[ExtractedPart]:
         feeder = self.active.get(chunk.part)
         if feeder is None:
             feeder = StreamFeeder(functools.partial(self._extract, part=chunk.name), depth=4)
@@ -143,7 +151,7 @@ class Extractor(Stage):
         if chunk.last:
             del self.active[chunk.part]
             written = feeder.finish()
-            yield PartDone(chunk.part, chunk.name, 0, {"files": written})
+            yield ExtractedPart(chunk.part, chunk.name, tuple(written))
 
     def close(self) -> None:
         for feeder in getattr(self, "active", {}).values():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from walg.checksum import Crc32c
@@ -29,7 +28,8 @@ from walg.fsutil import naming
 from walg.pipeline import Stage, WorkerContext
 from walg.postgres.pages import BLOCK_SIZE
 from walg.postgres.verify import PageVerifier
-from walg.stages.chunks import Chunk
+from walg.stages.chunks import Chunk, StoredFile, TarPartReport
+from walg.stages.throttle import Throttles
 
 __all__ = ["CHUNK_SIZE", "TarWriter", "tar_header"]
 
@@ -52,17 +52,10 @@ def tar_header(entry: Entry, size: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
-@dataclass
-class _Throttle:
-    """Optional shared limits on disk reads: a semaphore of concurrent readers and a rate."""
-
-    semaphore: Any = None
-    limiter: Any = None
-
-
 class TarWriter(Stage):
     """Input: :class:`Part` plans. Output: :class:`Chunk` of each part's tar stream; the
-    last chunk's meta holds ``files`` (name -> size, mtime, crc32c) and ``tar_size``."""
+    last chunk carries the part's :class:`TarPartReport`. Disk reads obey the run's
+    :class:`Throttles` (readers at once, disk rate)."""
 
     def __init__(self, extension: str, verify_since: int | None = None) -> None:
         self.extension = extension
@@ -71,21 +64,24 @@ class TarWriter(Stage):
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self._scan_buffer: bytearray | None = None
-        self.throttle = _Throttle(ctx.shared.get("disk_readers"), ctx.shared.get("disk_rate"))
+        throttles = Throttles.of(ctx)
+        self.semaphore, self.limiter = throttles.disk_readers, throttles.disk_rate
 
     def process(self, part: Part) -> Iterator[Chunk]:
         name = part.tar_name + (f".{self.extension}" if self.extension else "")
         out = _ChunkBuilder(part.number, name)
-        files: dict[str, dict[str, Any]] = {}
+        files: dict[str, StoredFile] = {}
         for entry in part.entries:
             if entry.kind == "file":
                 yield from self._add_file(out, entry, files)
             else:
                 yield from out.write(tar_header(entry, 0))
         yield from out.write(bytes(2 * _BLOCK))
-        yield out.close({"files": files, "tar_size": out.total})
+        yield out.close(TarPartReport(files, out.total))
 
-    def _add_file(self, out: _ChunkBuilder, entry: Entry, files: dict[str, Any]) -> Iterator[Chunk]:
+    def _add_file(
+        self, out: _ChunkBuilder, entry: Entry, files: dict[str, StoredFile]
+    ) -> Iterator[Chunk]:
         try:
             handle = open(entry.path, "rb", buffering=0)  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -104,18 +100,17 @@ class TarWriter(Stage):
                 stored = yield from self._whole(out, entry, handle, size, verifier)
             else:
                 stored = yield from self._increment(out, entry, handle, size, blocks)
-        described = {"size": stored[0], "mtime": entry.mtime, "crc32c": stored[1]}
-        if blocks is not None:
-            described["incremented"] = True
-        if verifier is not None and verifier.bad:
-            described["corrupt_blocks"] = verifier.bad
+        corrupt = tuple(verifier.bad) if verifier is not None else ()
+        if corrupt:
             self.ctx.log.warning(
                 "page checksum failures",
                 file=entry.name,
-                pages=len(verifier.bad),
-                first_blocks=verifier.bad[:10],
+                pages=len(corrupt),
+                first_blocks=list(corrupt[:10]),
             )
-        files["/" + entry.name] = described
+        files["/" + entry.name] = StoredFile(
+            stored[0], entry.mtime, stored[1], blocks is not None, corrupt
+        )
         self.ctx.progress(items=1)
 
     def _whole(
@@ -205,7 +200,7 @@ class TarWriter(Stage):
         return length, crc.hexdigest()
 
     def _pread(self, handle: Any, view: memoryview, offset: int) -> int:
-        semaphore, limiter = self.throttle.semaphore, self.throttle.limiter
+        semaphore, limiter = self.semaphore, self.limiter
         if limiter is not None:
             limiter.take(len(view))
         if semaphore is None:
@@ -214,7 +209,7 @@ class TarWriter(Stage):
             return os.preadv(handle.fileno(), [view], offset)
 
     def _read(self, handle: Any, view: memoryview) -> int:
-        semaphore, limiter = self.throttle.semaphore, self.throttle.limiter
+        semaphore, limiter = self.semaphore, self.limiter
         if limiter is not None:
             limiter.take(len(view))
         if semaphore is None:
@@ -270,13 +265,13 @@ class _ChunkBuilder:
             if self.full:
                 yield self.take()
 
-    def take(self, last: bool = False, meta: dict[str, Any] | None = None) -> Chunk:
+    def take(self, last: bool = False, report: TarPartReport | None = None) -> Chunk:
         data = self._buffer if self._used == CHUNK_SIZE else self._buffer[: self._used]
-        chunk = Chunk(self.part, self.name, self.seq, data, last, meta or {})
+        chunk = Chunk(self.part, self.name, self.seq, data, last, report)
         self.seq += 1
         self._buffer = bytearray(CHUNK_SIZE)
         self._used = 0
         return chunk
 
-    def close(self, meta: dict[str, Any]) -> Chunk:
-        return self.take(last=True, meta=meta)
+    def close(self, report: TarPartReport) -> Chunk:
+        return self.take(last=True, report=report)

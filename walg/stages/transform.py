@@ -39,7 +39,7 @@ class TransformProvider(Protocol):
 
 
 class PartTransform(Stage):
-    """Input and output: :class:`Chunk` streams, keyed by part; ``last`` and ``meta`` pass
+    """Input and output: :class:`Chunk` streams, keyed by part; ``last`` and ``report`` pass
     through; the output stream is renumbered from 0."""
 
     def __init__(self, provider: TransformProvider) -> None:
@@ -63,7 +63,7 @@ class PartTransform(Stage):
         if chunk.last:
             del self.active[chunk.part]
             tail = b"".join(transform.finish())
-            yield Chunk(chunk.part, chunk.name, seq[0], tail, True, chunk.meta)
+            yield Chunk(chunk.part, chunk.name, seq[0], tail, True, chunk.report)
             self.ctx.progress(items=1)
 
     def close(self) -> None:

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from walg.config import Settings
+from walg.errors import PipelineError
 from walg.pipeline import Stage, WorkerContext
 from walg.stages.chunks import Chunk, PartDone
 from walg.stages.pipe import StreamFeeder
+from walg.stages.throttle import Throttles
 from walg.storage import Storage, open_storage
 
 __all__ = ["Uploader"]
@@ -22,7 +24,8 @@ __all__ = ["Uploader"]
 
 class Uploader(Stage):
     """Input: :class:`Chunk` (keyed by part). Output: :class:`PartDone` per stored object,
-    carrying the last chunk's meta and the stored (compressed, encrypted) size."""
+    carrying the last chunk's report and the stored (compressed, encrypted) size.
+    Uploads obey the run's network rate (:class:`Throttles`)."""
 
     def __init__(self, settings: Settings, folder: str) -> None:
         self.settings = settings
@@ -31,7 +34,7 @@ class Uploader(Stage):
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.storage: Storage = open_storage(self.settings)
-        self.limiter = ctx.shared.get("network_rate")
+        self.limiter = Throttles.of(ctx).network_rate
         self.active: dict[int, tuple[StreamFeeder, list[int]]] = {}
 
     def process(self, chunk: Chunk) -> Iterator[PartDone]:
@@ -45,10 +48,12 @@ class Uploader(Stage):
         stored[0] += len(chunk.data)
         self.ctx.progress(nbytes=len(chunk.data))
         if chunk.last:
+            if chunk.report is None:  # close() aborts the upload: the backup could not list it
+                raise PipelineError(f"{chunk.name}: its last chunk carries no tar part report")
             del self.active[chunk.part]
             feeder.finish()
             self.ctx.progress(items=1)
-            yield PartDone(chunk.part, chunk.name, stored[0], chunk.meta)
+            yield PartDone(chunk.part, chunk.name, stored[0], chunk.report)
 
     def _start(self, key: str) -> StreamFeeder:
         storage = self.storage
