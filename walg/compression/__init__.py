@@ -67,9 +67,9 @@ from walg.compression.codecs import (
 )
 from walg.compression.reader import DecompressingReader
 from walg.errors import ConfigError
+from walg.sizes import CHUNK
 
 __all__ = [
-    "CHUNK",
     "DEFAULT_LEVELS",
     "EXTENSIONS",
     "LEVELS",
@@ -86,7 +86,6 @@ __all__ = [
     "open_decompressed",
 ]
 
-CHUNK = 1 << 20
 
 # Method -> object name extension (without the dot), as WAL-G names them. Read-only.
 EXTENSIONS: dict[str, str] = {"lz4": "lz4", "lzma": "lzma", "brotli": "br", "none": ""}

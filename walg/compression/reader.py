@@ -6,11 +6,12 @@ import io
 from typing import TYPE_CHECKING, BinaryIO
 
 from walg.compression.codecs import Decompressor
+from walg.sizes import CHUNK
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-__all__ = ["DEFAULT_READ", "INPUT_CHUNK", "DecompressingReader"]
+__all__ = ["INPUT_CHUNK", "DecompressingReader"]
 
 # Compressed bytes taken from the source per refill.
 INPUT_CHUNK = 256 << 10
@@ -45,7 +46,7 @@ class DecompressingReader(io.BufferedIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file")
         if size < 0:
-            size = DEFAULT_READ
+            size = CHUNK
         decompressor = self._decompressor
         while size and not self._ended:
             data = b""
@@ -64,7 +65,7 @@ class DecompressingReader(io.BufferedIOBase):
         parts: list[bytes] = []
         remaining = -1 if size is None or size < 0 else size
         while remaining:
-            piece = self.read1(remaining if remaining > 0 else DEFAULT_READ)
+            piece = self.read1(remaining if remaining > 0 else CHUNK)
             if not piece:
                 break
             parts.append(piece)

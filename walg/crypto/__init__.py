@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from walg.crypto._detect import looks_encrypted, missing_key_error
 from walg.crypto._process import GpgStream
-from walg.crypto.crypter import DEFAULT_CHUNK, Crypter, StreamTransform
+from walg.crypto.crypter import Crypter, StreamTransform
 
 __all__ = [
-    "DEFAULT_CHUNK",
     "Crypter",
     "GpgStream",
     "StreamTransform",

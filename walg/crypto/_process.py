@@ -30,11 +30,12 @@ from types import TracebackType
 from typing import IO, Final
 
 from walg.errors import CryptoError
+from walg.sizes import CHUNK
 
 __all__ = ["GpgOutcome", "GpgStream", "Judge"]
 
-_IO_MAX: Final = 1 << 20  # largest single read or write
-_PIPE_SIZE: Final = 1 << 20  # asked of the kernel for stdin/stdout (Linux caps it; best effort)
+_IO_MAX: Final = CHUNK  # largest single read or write
+_PIPE_SIZE: Final = CHUNK  # asked of the kernel for stdin/stdout (Linux caps it; best effort)
 _STATUS_PREFIX: Final = "[GNUPG:] "
 _KEPT_MESSAGES: Final = 20
 _KEPT_STATUS: Final = 1000

@@ -16,17 +16,17 @@ import os
 import weakref
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import BinaryIO, Final, Protocol, cast
+from typing import BinaryIO, Protocol, cast
 
 from walg.config.settings import CryptoSettings
 from walg.crypto._keys import Keyring, open_keyring
 from walg.crypto._process import GpgOutcome, GpgStream, Judge
 from walg.crypto._verdict import DecryptContext, judge_decrypt, judge_encrypt
 from walg.logs import get_logger
+from walg.sizes import CHUNK
 
-__all__ = ["DEFAULT_CHUNK", "Crypter", "StreamTransform"]
+__all__ = ["Crypter", "StreamTransform"]
 
-DEFAULT_CHUNK: Final = 1 << 20
 _log = get_logger("walg.crypto")
 
 
@@ -190,20 +190,18 @@ class Crypter:
         return self._start(argv, judge, None if secret is None else secret.reveal())
 
     def encrypt_stream(
-        self, src: BinaryIO, chunk_size: int = DEFAULT_CHUNK
+        self, src: BinaryIO, chunk_size: int = CHUNK
     ) -> Generator[bytes, None, None]:
         """Encrypted chunks of everything ``src`` holds (gpg starts at the first ``next``)."""
         return _transformed(self.encryptor, src, chunk_size)
 
     def decrypt_stream(
-        self, src: BinaryIO, chunk_size: int = DEFAULT_CHUNK, name: str = ""
+        self, src: BinaryIO, chunk_size: int = CHUNK, name: str = ""
     ) -> Generator[bytes, None, None]:
         """Decrypted chunks of ``src``; the last ``next`` raises CryptoError if it was bad."""
         return _transformed(lambda: self.decryptor(name), src, chunk_size)
 
-    def open_decrypted(
-        self, src: BinaryIO, chunk_size: int = DEFAULT_CHUNK, name: str = ""
-    ) -> BinaryIO:
+    def open_decrypted(self, src: BinaryIO, chunk_size: int = CHUNK, name: str = "") -> BinaryIO:
         """A readable stream of ``src`` decrypted; ``src`` stays open when it is closed.
 
         Reading to the end raises CryptoError if the object was corrupt, truncated or not

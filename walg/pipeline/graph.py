@@ -10,10 +10,11 @@ from typing import Any
 
 from walg.errors import GraphInvalid
 from walg.pipeline.stage import Stage
+from walg.sizes import CHUNK
 
 __all__ = ["DEFAULT_SLOT_SIZE", "Graph", "StageSpec"]
 
-DEFAULT_SLOT_SIZE = (1 << 20) + (64 << 10)
+DEFAULT_SLOT_SIZE = CHUNK + (64 << 10)  # a chunk and the rest of its item
 """Big enough for a 1 MiB buffer plus its item header in a single slot."""
 
 

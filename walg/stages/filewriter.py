@@ -18,10 +18,10 @@ from typing import Any
 
 from walg.checksum import Crc32c
 from walg.fsutil import naming
+from walg.sizes import CHUNK
 
 __all__ = ["FileWriter"]
 
-_BUFFER = 1 << 20
 _WRITEBACK = 32 << 20
 
 
@@ -35,7 +35,7 @@ class FileWriter:
     use one per thread."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray(_BUFFER)
+        self._buffer = bytearray(CHUNK)
         self._view = memoryview(self._buffer)
 
     def write(self, path: str, source: Any, mode: int, progress: Callable[[int], None]) -> str:
@@ -55,7 +55,7 @@ class FileWriter:
                 if unflushed >= _WRITEBACK:
                     _start_writeback(fd)
                     unflushed = 0
-                if n < _BUFFER:
+                if n < CHUNK:
                     break
             _start_writeback(fd)
             return crc.hexdigest()
@@ -65,7 +65,7 @@ class FileWriter:
     def _fill(self, source: Any) -> int:
         """Read into the buffer until it is full or the source ends."""
         got = 0
-        while got < _BUFFER:
+        while got < CHUNK:
             n = source.readinto(self._view[got:])
             if not n:
                 break

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
+from walg.sizes import CHUNK
+
 __all__ = ["StreamAborted", "StreamFeeder"]
 
 _EOF = object()
@@ -71,7 +73,7 @@ class StreamFeeder:
     def _run(self) -> None:
         reader = _QueueReader(self._queue, self._aborted)
         try:
-            self._result = self._consume(cast(BinaryIO, io.BufferedReader(reader, 1 << 20)))
+            self._result = self._consume(cast(BinaryIO, io.BufferedReader(reader, CHUNK)))
         except BaseException as exc:  # handed to the stage's thread by feed()/finish()
             self._error = exc
         if not reader._done:  # the consumer stopped before the end: drain the rest

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from walg.errors import IntegrityError
+from walg.sizes import CHUNK
 
 __all__ = ["Member", "TarStream"]
 
@@ -127,7 +128,7 @@ class TarStream:
 
     def _skip(self, count: int) -> None:
         while count > 0:
-            data = self._stream.read(min(count, 1 << 20))
+            data = self._stream.read(min(count, CHUNK))
             if not data:
                 raise IntegrityError(f"{self._name}: the tar stream ends early")
             count -= len(data)

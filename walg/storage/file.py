@@ -24,6 +24,7 @@ from walg.errors import (
     StorageUnavailable,
 )
 from walg.fsutil import fsync_dir, make_dirs
+from walg.sizes import CHUNK
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage, iter_chunks
 
 __all__ = ["TEMP_MARK", "FileStorage"]
@@ -31,7 +32,6 @@ __all__ = ["TEMP_MARK", "FileStorage"]
 TEMP_MARK = ".walg-tmp-"
 """Temporary files start with this; listings skip them."""
 
-_CHUNK = 1 << 20
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE}
 _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
@@ -106,7 +106,7 @@ class FileStorage(Storage):
             out = open(temp, "xb")  # noqa: SIM115 - closed below, then renamed
         try:
             with out:
-                for chunk in iter_chunks(source, _CHUNK):  # source errors pass unchanged
+                for chunk in iter_chunks(source, CHUNK):  # source errors pass unchanged
                     with _translated(key, where):
                         out.write(chunk)
                 with _translated(key, where):

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from walg.errors import StorageError
 from walg.logs import get_logger
+from walg.sizes import CHUNK
 from walg.storage.base import RetryPolicy
 from walg.storage.s3_errors import Where, translated
 
@@ -44,7 +45,6 @@ MAX_PARTS = 10_000
 GROW_EVERY = 1000
 """The part size doubles after every this many parts."""
 
-_READ_SLICE = 1 << 20
 _log = get_logger("walg.storage")
 
 
@@ -60,7 +60,7 @@ def read_exactly(source: BinaryIO, size: int) -> bytearray:
     """
     buffer = bytearray()
     while len(buffer) < size:
-        data = source.read(min(size - len(buffer), _READ_SLICE))
+        data = source.read(min(size - len(buffer), CHUNK))
         if not data:
             break
         buffer += data

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from walg.crypto import Crypter
     from walg.storage import Storage
 
-__all__ = ["CHUNK", "HEAD_SIZE", "SharedCrypter", "download", "fetch_wal", "open_wal"]
+__all__ = ["HEAD_SIZE", "SharedCrypter", "download", "fetch_wal", "open_wal"]
 
 HEAD_SIZE: Final = 64
 """How many leading bytes of the fetched file :func:`download_to_fd` returns."""

@@ -46,16 +46,17 @@ from walg.config.widths import ahead_uploads
 from walg.errors import Cancelled, IntegrityError, StorageError, WalFileInvalid, WalgError
 from walg.format import layout
 from walg.logs import get_logger
+from walg.sizes import CHUNK
 from walg.wal import names
 from walg.wal.markers import ArchiveStatus
-from walg.wal.source import CHUNK, Source, limiter
+from walg.wal.source import Source, limiter
 
 if TYPE_CHECKING:
     from walg.config import Settings
     from walg.crypto import Crypter
     from walg.storage import Storage
 
-__all__ = ["ABANDON_WAIT", "AHEAD_GRACE", "CHUNK", "Outcome", "PushResult", "push_wal"]
+__all__ = ["ABANDON_WAIT", "AHEAD_GRACE", "Outcome", "PushResult", "push_wal"]
 
 AHEAD_GRACE: Final = 60.0
 """Seconds background uploads may go on after the file itself was pushed."""

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from walg import interrupts
 from walg.errors import Cancelled, WalgError
+from walg.sizes import CHUNK
 
 if TYPE_CHECKING:
     from walg.compression import Compressor
     from walg.crypto import Crypter, GpgStream
     from walg.ratelimit import RateLimiter
 
-__all__ = ["CHUNK", "Source", "limiter"]
-
-CHUNK: Final = 1 << 20
+__all__ = ["Source", "limiter"]
 
 
 class _ThreadContext:
