@@ -28,12 +28,12 @@ from walg.fsutil import naming
 from walg.pipeline import Stage, WorkerContext
 from walg.postgres.pages import BLOCK_SIZE
 from walg.postgres.verify import PageVerifier
+from walg.sizes import CHUNK as CHUNK_SIZE
 from walg.stages.chunks import Chunk, StoredFile, TarPartReport
 from walg.stages.throttle import Throttles
 
 __all__ = ["CHUNK_SIZE", "TarWriter", "tar_header"]
 
-CHUNK_SIZE = 1 << 20
 _BLOCK = 512
 
 

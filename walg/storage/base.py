@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 
 from walg.errors import ObjectExists, ObjectNotFound, StorageError
 from walg.logs import get_logger
+from walg.sizes import CHUNK
 
 __all__ = [
     "DELETE_BATCH",
@@ -47,7 +48,6 @@ __all__ = [
     "iter_chunks",
 ]
 
-_CHUNK = 1 << 20
 
 DELETE_BATCH = 1000
 """Keys per delete request (the S3 limit)."""
@@ -369,7 +369,7 @@ class _ResumingReader(ReadStream):
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
         while True:
             try:
                 data = self._stream.read(size)
