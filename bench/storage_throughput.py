@@ -2,10 +2,10 @@
 
 A 256 MiB object (bytes made on the fly; storage does not compress) is put and read back through the
 Storage interface on: file storage (a temp dir), S3 on a local moto server, and GCS on the
-local gcp-storage-emulator, started here as the tests start them. Each backend runs with
+local fake-gcs-server (Go), started here as the tests start them. Each backend runs with
 one stream (WALG_UPLOAD_CONCURRENCY=1) and with WALG_UPLOAD_CONCURRENCY=4 (S3: four
 multipart parts in flight; file and GCS, which upload an object as one stream: four
-objects of 64 MiB at once). Prints MB/s; the servers are emulators in Python, so their
+objects of 64 MiB at once). Prints MB/s; the servers are local emulators, so their
 figures bound what this machine's emulators take, not what S3 or GCS would.
 
     .venv/bin/python bench/storage_throughput.py [--mib 256] [--only file s3 gcs]

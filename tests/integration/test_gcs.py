@@ -1,4 +1,4 @@
-"""GCS storage on gcp-storage-emulator: layout, upload paths, retries, resumed reads, errors.
+"""GCS storage on fake-gcs-server: layout, upload paths, retries, resumed reads, errors.
 
 The common storage contract runs in tests/contract; these tests cover what is particular to
 GCS. Faults come from :class:`FaultProxy` between the storage and the emulator; what the
@@ -7,6 +7,7 @@ emulator stored is checked with plain requests straight to it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import pickle
@@ -14,14 +15,22 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from servers.faults import FaultProxy, SeenRequest
-from servers.gcs import FAST_RETRY, gcs_emulator, make_gcs_storage
+from servers.gcs import (
+    FAST_RETRY,
+    create_bucket,
+    gcs_emulator,
+    gcs_resume_emulator,
+    make_gcs_storage,
+)
 from servers.streams import PatternStream
 
 from walg.config import load
@@ -36,9 +45,9 @@ from walg.errors import (
 from walg.storage import open_storage
 from walg.storage.base import RetryPolicy
 from walg.storage.gcs import GcsOptions, GcsStorage
-from walg.storage.gcs_upload import CHUNK_UNIT, ChunkReader, ResumableUpload
+from walg.storage.gcs_upload import CHUNK_UNIT, ChunkWindow, ResumableUpload
 
-__all__ = ["gcs_emulator", "make_gcs_storage"]  # fixtures, imported for pytest
+__all__ = ["gcs_emulator", "gcs_resume_emulator", "make_gcs_storage"]  # fixtures, for pytest
 
 MiB = 1 << 20
 BUDGET = FAST_RETRY.max_retries  # 3 retries: 4 attempts in all
@@ -69,6 +78,22 @@ def proxy(gcs_emulator: str) -> Iterator[FaultProxy]:
     address = urlsplit(gcs_emulator)
     with FaultProxy(address.hostname or "127.0.0.1", address.port or 80) as fault_proxy:
         yield fault_proxy
+
+
+@pytest.fixture
+def resume_proxy(gcs_resume_emulator: str) -> Iterator[FaultProxy]:
+    """A fault proxy in front of gcp-storage-emulator, which answers upload status queries
+    (``bytes */*``) as GCS does (fake-gcs-server commits the upload instead)."""
+    address = urlsplit(gcs_resume_emulator)
+    with FaultProxy(address.hostname or "127.0.0.1", address.port or 80) as fault_proxy:
+        yield fault_proxy
+
+
+def on_resume_emulator(make: Maker, endpoint: str, proxy: FaultProxy, **options: Any) -> GcsStorage:
+    """A storage on a fresh bucket of the emulator at ``endpoint``, through ``proxy``."""
+    bucket = f"walg-{uuid.uuid4().hex[:16]}"
+    create_bucket(endpoint, bucket)
+    return make(emulator_host=proxy.url, bucket=bucket, create=False, **options)
 
 
 def content_range(request: SeenRequest) -> str:
@@ -137,6 +162,21 @@ def test_listing_resumes_after_a_key(make_gcs_storage: Maker) -> None:
     assert [o.name for o in storage.list_objects("wal_005/03/")] == keys[300:400]
 
 
+def test_listing_follows_page_tokens(make_gcs_storage: Maker, proxy: FaultProxy) -> None:
+    """More keys than one page (1,000) are listed in two requests, the second with the
+    first's pageToken, and none is missed or repeated."""
+    storage = make_gcs_storage()
+    keys = [f"w/{i:05d}" for i in range(1_050)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: storage.put_object(key, b"."), keys))
+    via_proxy = make_gcs_storage(
+        emulator_host=proxy.url, bucket=storage.options.bucket, create=False
+    )
+    assert [o.name for o in via_proxy.list_objects("w/")] == keys
+    lists = [r.line for r in proxy.requests if r.line.startswith("GET /storage/v1/b/")]
+    assert len(lists) == 2 and "pageToken=" not in lists[0] and "pageToken=" in lists[1]
+
+
 def test_deletes_go_in_batches_of_a_hundred(make_gcs_storage: Maker, proxy: FaultProxy) -> None:
     """250 keys (some missing) are deleted with three batch requests, and all are gone."""
     storage = make_gcs_storage()
@@ -196,11 +236,12 @@ def test_small_put_beyond_the_budget_fails_and_stores_nothing(
 
 
 def test_chunk_failures_resume_from_what_the_server_has(
-    make_gcs_storage: Maker, proxy: FaultProxy
+    make_gcs_storage: Maker, gcs_resume_emulator: str, resume_proxy: FaultProxy
 ) -> None:
     """A chunk failing three times is resent after asking the server how much it holds;
     the session is kept and the object is byte-exact."""
-    storage = make_gcs_storage(emulator_host=proxy.url, chunk_size=MiB)
+    proxy = resume_proxy
+    storage = on_resume_emulator(make_gcs_storage, gcs_resume_emulator, proxy, chunk_size=MiB)
     second_chunk = f"bytes {MiB}-"
     proxy.fail_next(BUDGET, 503, match=lambda r: content_range(r).startswith(second_chunk))
     storage.put_object("k", gcs_pattern(3 * MiB + 100))
@@ -211,11 +252,12 @@ def test_chunk_failures_resume_from_what_the_server_has(
 
 
 def test_failed_resumable_upload_leaves_the_old_object(
-    make_gcs_storage: Maker, proxy: FaultProxy
+    make_gcs_storage: Maker, gcs_resume_emulator: str, resume_proxy: FaultProxy
 ) -> None:
     """Dropped chunk requests beyond the budget raise StorageUnavailable, and readers still
     see the previous version: no partial object ever appears."""
-    storage = make_gcs_storage(emulator_host=proxy.url, chunk_size=MiB)
+    proxy = resume_proxy
+    storage = on_resume_emulator(make_gcs_storage, gcs_resume_emulator, proxy, chunk_size=MiB)
     storage.put_object("k", b"old version")
     proxy.drop_next(BUDGET + 1, match=lambda r: content_range(r).startswith(f"bytes {MiB}-"))
     with pytest.raises(StorageUnavailable):
@@ -255,7 +297,8 @@ class _Answer:
     """A canned HTTP answer for :class:`_OneShotSession`."""
 
     def __init__(self, status: int, headers: dict[str, str], body: dict[str, str]) -> None:
-        self.status_code, self.headers, self._body = status, headers, body
+        self.status_code, self._body = status, body
+        self.headers = requests.structures.CaseInsensitiveDict(headers)
 
     def json(self) -> dict[str, str]:
         return self._body
@@ -291,9 +334,30 @@ def test_upload_arriving_corrupt_is_deleted() -> None:
         discard=lambda: discarded.append(True),
     )
     with pytest.raises(IntegrityError):
-        upload.run(ChunkReader(b"12345", io.BytesIO(), CHUNK_UNIT))
+        upload.run(ChunkWindow(b"12345", io.BytesIO(), CHUNK_UNIT))
     assert session.calls == ["POST", "PUT"]
     assert discarded == [True]
+
+
+def test_chunk_window_goes_back_within_the_last_chunk() -> None:
+    """The stream google-resumable-media reads can go back anywhere in the chunk it last
+    handed out (a server that kept part of it), not before; its CRC32C counts each byte
+    once however often it is resent."""
+    import google_crc32c
+
+    data = bytes(range(256)) * 4096
+    window = ChunkWindow(data[:1000], io.BytesIO(data[1000:]), CHUNK_UNIT)
+    assert window.read(CHUNK_UNIT) == data[:CHUNK_UNIT]
+    window.seek(1000)
+    again = window.read(CHUNK_UNIT)
+    assert again == data[1000 : 1000 + CHUNK_UNIT]
+    with pytest.raises(StorageError):
+        window.seek(999)
+    rest = b"".join(iter(lambda: window.read(CHUNK_UNIT), b""))
+    assert again + rest == data[1000:]
+    assert window.ended and window.total == len(data)
+    crc = base64.b64encode(google_crc32c.Checksum(data).digest()).decode("ascii")
+    assert window.crc32c() == crc
 
 
 def test_cut_download_resumes_where_it_stopped(make_gcs_storage: Maker, proxy: FaultProxy) -> None:

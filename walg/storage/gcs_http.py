@@ -22,6 +22,7 @@ __all__ = [
     "CREDENTIALS_HINT",
     "HttpReader",
     "Where",
+    "response_detail",
     "sdk_errors",
     "status_error",
     "translate",
@@ -54,10 +55,12 @@ def sdk_errors() -> tuple[type[BaseException], ...]:
     import urllib3
     from google.api_core.exceptions import GoogleAPICallError
     from google.auth.exceptions import GoogleAuthError
+    from google.resumable_media.common import InvalidResponse
 
     return (
         GoogleAPICallError,
         GoogleAuthError,
+        InvalidResponse,
         requests.RequestException,
         urllib3.exceptions.HTTPError,
         OSError,
@@ -76,17 +79,32 @@ def status_error(status: int, what: str, url: str, detail: str = "") -> StorageE
     return StorageError(msg)
 
 
+def response_detail(response: Any) -> str:
+    """The error message of a JSON API error response, if it has one."""
+    try:
+        return str(response.json()["error"]["message"])[:_DETAIL_LIMIT]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
 def translate(err: BaseException, what: str, url: str) -> StorageError:
-    """Turn an exception of google-cloud-storage, google-auth, requests or urllib3 into ours."""
+    """Turn an exception of google-cloud-storage, google-resumable-media, google-auth,
+    requests or urllib3 into ours."""
     import requests
     import urllib3
     from google.api_core.exceptions import GoogleAPICallError
     from google.auth.exceptions import RefreshError, TransportError
+    from google.resumable_media.common import InvalidResponse
 
     if isinstance(err, StorageError):
         return err
     if isinstance(err, GoogleAPICallError) and err.code is not None:
         return status_error(int(err.code), what, url, _api_detail(err))
+    if isinstance(err, InvalidResponse):  # an unexpected status, or a 308 without Range
+        status = int(getattr(err.response, "status_code", 0) or 0)
+        if status in (200, 201, 308):
+            return StorageUnavailable(f"cannot {what} {url}: unexpected answer (HTTP {status})")
+        return status_error(status, what, url, response_detail(err.response))
     if isinstance(err, RefreshError) and not getattr(err, "retryable", False):
         return PermissionDenied(
             f"cannot {what} {url}: the Google credentials were refused", hint=CREDENTIALS_HINT
