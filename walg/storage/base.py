@@ -397,4 +397,3 @@ class _ResumingReader(ReadStream):
         if not self.closed:
             self._stream.close()
         super().close()
-

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 
 from walg.errors import IntegrityError, StorageError, StorageUnavailable
 from walg.logs import get_logger
+from walg.sizes import CHUNK
 from walg.storage.base import RetryPolicy
 from walg.storage.gcs_http import sdk_errors, translate
 
@@ -45,7 +46,6 @@ CHUNK_UNIT = 256 * 1024
 
 OCTET_STREAM = "application/octet-stream"
 _CANCEL_TIMEOUT = (5.0, 5.0)
-_CRC_PIECE = 1 << 20
 _log = get_logger("walg.storage")
 
 
@@ -106,8 +106,8 @@ class ChunkWindow:
         self._position += len(data)
         if self._position > self.total:  # count each byte once, however often resent
             fresh = data[len(data) - (self._position - self.total) :]
-            for piece in range(0, len(fresh), _CRC_PIECE):
-                self._crc.update(fresh[piece : piece + _CRC_PIECE])
+            for piece in range(0, len(fresh), CHUNK):
+                self._crc.update(fresh[piece : piece + CHUNK])
             self.total = self._position
         return data
 
