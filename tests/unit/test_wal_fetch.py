@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -24,13 +25,21 @@ from walg import config
 from walg.cli import main
 from walg.compression import EXTENSIONS, compress_stream
 from walg.config.settings import CryptoSettings, Secret
-from walg.errors import EX_ABORT_RECOVERY, ConfigError, CryptoError, IntegrityError, ObjectNotFound
+from walg.errors import (
+    EX_ABORT_RECOVERY,
+    ConfigError,
+    CryptoError,
+    IntegrityError,
+    ObjectNotFound,
+    StorageError,
+)
 from walg.postgres.wal import segment_name
 from walg.storage.file import FileStorage
 from walg.wal.fetch import fetch_wal
 from walg.wal.prefetch import (
     PrefetchDirs,
     next_names,
+    prefetch,
     prefetcher_running,
     segment_size_of,
     start_prefetch,
@@ -561,3 +570,35 @@ def test_sigterm_removes_the_temporary_file(
     finally:
         proc.kill()
     assert os.listdir(pg_wal) == []
+
+
+class _FailingOnce(FileStorage):
+    """File storage whose first read of each key fails as a damaged transfer would."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(directory)
+        self.failed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _read(self, key: str, offset: int) -> BinaryIO:
+        with self._lock:
+            first = key not in self.failed
+            self.failed.add(key)
+        if first:
+            raise StorageError(f"connection reset while reading {key}")
+        return super()._read(key, offset)
+
+
+def test_a_failed_prefetch_is_tried_once_more(
+    store: FileStorage, env: dict[str, str], pg_wal: Path
+) -> None:
+    """A prefetch whose first read fails (a storage blip, a gpg hiccup on a loaded host)
+    is tried once more, so the segment is still in the cache when PostgreSQL asks."""
+    data = {n: put(store, n) for n in (2, 3)}
+    dirs = PrefetchDirs.beside(str(pg_wal / "RECOVERYXLOG"))
+    os.makedirs(dirs.running)
+    flaky = _FailingOnce(store.directory)
+    prefetch(config.load(env), dirs, [name_of(2), name_of(3)], SEG, storage=flaky)
+    for n in (2, 3):
+        assert Path(dirs.root, name_of(n)).read_bytes() == data[n]
+    assert flaky.failed == {key_of(name_of(n), "lz4") for n in (2, 3)}

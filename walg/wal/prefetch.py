@@ -320,6 +320,12 @@ def prefetch(
         prefetcher.crypters.close()
 
 
+# A prefetch that fails (a storage blip, a gpg process that could not reach its agent on a
+# loaded host) is tried once more before it is left to wal-fetch itself: the segment is
+# needed soon, and a second read is cheaper than PostgreSQL waiting for it.
+_PREFETCH_TRIES: Final = 2
+
+
 class _Prefetcher:
     """What the download threads share: storage, key, and where the archive ended."""
 
@@ -349,20 +355,25 @@ class _Prefetcher:
         if index >= self.first_missing or os.path.exists(target):
             return
         running = os.path.join(self.dirs.running, name)
-        try:
-            self._download(name, running)
-            os.rename(running, target)
-            fsync_dir(self.dirs.root)
-            _log.debug("wal prefetched", segment=name)
-        except ObjectNotFound:
-            self.first_missing = min(self.first_missing, index)
-            _log.debug("wal prefetch reached the end of the archive", segment=name)
-        except FileNotFoundError:  # wal-fetch removed it: recovery is already past it
-            _log.debug("wal prefetch no longer needed", segment=name)
-        except Exception as err:
-            _log.warning("wal prefetch failed", segment=name, error=str(err))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(running)
+        for attempt in range(1, _PREFETCH_TRIES + 1):
+            try:
+                self._download(name, running)
+                os.rename(running, target)
+                fsync_dir(self.dirs.root)
+                _log.debug("wal prefetched", segment=name)
+                return
+            except ObjectNotFound:
+                self.first_missing = min(self.first_missing, index)
+                _log.debug("wal prefetch reached the end of the archive", segment=name)
+                return
+            except FileNotFoundError:  # wal-fetch removed it: recovery is already past it
+                _log.debug("wal prefetch no longer needed", segment=name)
+                return
+            except Exception as err:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(running)
+                if attempt == _PREFETCH_TRIES:
+                    _log.warning("wal prefetch failed", segment=name, error=str(err))
 
     def _download(self, name: str, running: str) -> None:
         """Download ``name`` to ``running`` and check it is one whole segment."""
