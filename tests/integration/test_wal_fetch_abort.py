@@ -6,14 +6,14 @@ backup history and timeline history files."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import time
-from pathlib import Path
 
 from servers.postgres import ClusterFactory, PgCluster, pg_cluster_factory  # noqa: F401
 from test_archive_command import wrapper  # type: ignore[import-not-found]
 from test_wal_fetch_replay import (  # type: ignore[import-not-found]
+    archived,
+    archiving_source,
     base_backup,
     make_history,
     wait_promoted,
@@ -22,11 +22,6 @@ from test_wal_fetch_replay import (  # type: ignore[import-not-found]
 
 from walg.errors import EX_ABORT_RECOVERY
 from walg.postgres.wal import is_backup_history_name, is_segment_name
-
-
-def archived(store: Path) -> list[str]:
-    """The WAL file names in the archive (object names without the .lz4)."""
-    return sorted(name.removesuffix(".lz4") for name in os.listdir(store / "wal_005"))
 
 
 def wait_for(condition: object, what: str, cluster: PgCluster, timeout: float = 60) -> None:
@@ -45,13 +40,7 @@ def test_damaged_object_stops_recovery_until_repaired(
     walg's ERROR in its log, and no new timeline appears. With the object back, a restart
     replays to the end of the archive (ending on exit 74) with all rows, and the promoted
     server archives its timeline history through wal-push."""
-    base = PgCluster.make_base()
-    source = pg_cluster_factory(base=base, archive_command="", start=False)
-    store = source.make_dir("storage")
-    env = {"WALG_FILE_PREFIX": str(store)}
-    source.archive_command = f"{wrapper(source, env)} wal-push %p"
-    source.configure()
-    source.start()
+    source, store, env = archiving_source(pg_cluster_factory)
     source.psql("CREATE TABLE t (id int, v text)")
     restored = PgCluster.make_base()
     base_backup(source, restored / "data")

@@ -64,6 +64,27 @@ def wait_archived(cluster: PgCluster, segment: str, timeout: float = 60) -> None
         time.sleep(0.1)
 
 
+def archiving_source(
+    factory: ClusterFactory,
+) -> tuple[PgCluster, Path, dict[str, str]]:
+    """A started cluster archiving through ``wal-g wal-push`` into its own file storage:
+    the cluster, the storage folder, and the settings that name it."""
+    from test_archive_command import wrapper  # type: ignore[import-not-found]
+
+    source = factory(base=PgCluster.make_base(), archive_command="", start=False)
+    store = source.make_dir("storage")
+    env = {"WALG_FILE_PREFIX": str(store)}
+    source.archive_command = f"{wrapper(source, env)} wal-push %p"
+    source.configure()
+    source.start()
+    return source, store, env
+
+
+def archived(store: Path) -> list[str]:
+    """The WAL file names in the archive (object names without the .lz4)."""
+    return sorted(name.removesuffix(".lz4") for name in os.listdir(store / "wal_005"))
+
+
 def make_history(cluster: PgCluster, rounds: int) -> int:
     """Write rows across ``rounds`` WAL segments (switching after each); return the count."""
     for i in range(rounds):

@@ -5,20 +5,18 @@ archive, so PostgreSQL has none to rename; tests/unit/test_wal_push.py covers .p
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 from servers.postgres import ClusterFactory, PgCluster, pg_cluster_factory  # noqa: F401
 from test_archive_command import plain, wrapper  # type: ignore[import-not-found]
-from test_wal_fetch_replay import base_backup, wait_archived  # type: ignore[import-not-found]
+from test_wal_fetch_replay import (  # type: ignore[import-not-found]
+    archived,
+    archiving_source,
+    base_backup,
+    wait_archived,
+)
 
 from walg.postgres.wal_format import LongPageHeader
-
-
-def archived(store: Path) -> list[str]:
-    """The WAL file names in the archive (object names without the .lz4)."""
-    return sorted(name.removesuffix(".lz4") for name in os.listdir(store / "wal_005"))
 
 
 def test_promotion_files_pass_the_checks(
@@ -27,13 +25,7 @@ def test_promotion_files_pass_the_checks(
     """A restored base backup promoted at an LSN in the middle of a segment archives, through
     wal-push, 00000002.history and timeline 2's first segment (first page on timeline 1)
     without a failure."""
-    base = PgCluster.make_base()
-    source = pg_cluster_factory(base=base, archive_command="", start=False)
-    store = source.make_dir("storage")
-    env = {"WALG_FILE_PREFIX": str(store)}
-    source.archive_command = f"{wrapper(source, env)} wal-push %p"
-    source.configure()
-    source.start()
+    source, store, env = archiving_source(pg_cluster_factory)
     source.psql("CREATE TABLE t (id int)")
     restored = PgCluster.make_base()
     base_backup(source, restored / "data")
