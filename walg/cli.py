@@ -8,6 +8,11 @@ command's module ``walg.commands.<name>`` (with ``-`` spelled ``_``) is imported
 that command runs. Heavy libraries (boto3, google-cloud-storage, gnupg, psycopg2, even
 structlog) are therefore never loaded by ``wal-g --help`` or by a command that does not
 need them; ``tests/unit/test_lazy_imports.py`` keeps it that way.
+
+``wal-push`` and ``wal-fetch`` run once per WAL segment, so their usual command lines are
+read by hand (:func:`lean_args`) without argparse and the grammar's module; anything
+else (help, a usage error, an abbreviated option) goes to the full parser, whose messages
+and exit codes are therefore unchanged.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from walg.errors import EX_GENERAL, EX_INTERRUPTED, WalgError, local_file_error
 
 if TYPE_CHECKING:
     import argparse
 
-    from walg.cli_parser import CommandLoader
+    from walg.cli_parser import CommandLoader, CommandRunner
     from walg.config import Settings
 
 __all__ = ["main"]  # the grammar's names are still importable from here (see __getattr__)
@@ -55,6 +60,77 @@ def _parse_args(
         return parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed help, version or a usage error
         return _exit_status(exc.code)
+
+
+#: The commands whose plain command lines :func:`lean_args` reads: their modules and the
+#: names of their positional arguments (as :mod:`walg.cli_parser` declares them).
+LEAN_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "wal-push": ("walg.commands.wal_push", ("wal_path",)),
+    "wal-fetch": ("walg.commands.wal_fetch", ("wal_name", "destination")),
+}
+
+
+def _lean_options(argv: Sequence[str]) -> tuple[str | None, int] | None:
+    """``--config FILE`` / ``--config=FILE`` before the command: the file (the last one
+    given, as argparse keeps it) and the command word's index; None for any other option."""
+    config, index = None, 0
+    while index < len(argv) and argv[index].startswith("-"):
+        word = argv[index]
+        if word.startswith("--config="):
+            config, index = word[len("--config=") :], index + 1
+        elif word == "--config" and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
+            config, index = argv[index + 1], index + 2
+        else:
+            return None
+    return config, index
+
+
+def lean_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """``argv`` parsed as argparse would, if it is ``[--config FILE] wal-push PATH`` or
+    ``[--config FILE] wal-fetch [--no-prefetch] NAME DEST`` (``--no-prefetch`` anywhere
+    after the command, one ``--`` before the positional arguments that start with ``-``);
+    None for every other command line, which the full parser then reads.
+
+    Anything argparse might read differently falls back: another option or abbreviation,
+    an argument starting with ``-`` before ``--``, a second ``--``, a wrong number of
+    arguments. ``tests/unit/test_cli.py`` compares both parsers on generated command lines.
+    """
+    options = _lean_options(argv)
+    if options is None or options[1] >= len(argv) or argv[options[1]] not in LEAN_COMMANDS:
+        return None
+    (config, index), command = options, argv[options[1]]
+    rest = argv[index + 1 :]
+    if rest.count("--") > 1:
+        return None
+    positional: list[str] = []
+    no_prefetch = False
+    for number, word in enumerate(rest):
+        if word == "--":
+            positional += rest[number + 1 :]
+            break
+        if word == "--no-prefetch" and command == "wal-fetch":
+            no_prefetch = True
+        elif word.startswith("-"):
+            return None
+        else:
+            positional.append(word)
+    names = LEAN_COMMANDS[command][1]
+    if len(positional) != len(names):
+        return None
+    from types import SimpleNamespace  # argparse.Namespace's attributes, without argparse
+
+    values: dict[str, object] = {"config": config, "command": command}
+    values.update(zip(names, positional, strict=True))
+    if command == "wal-fetch":
+        values["no_prefetch"] = no_prefetch
+    return cast("argparse.Namespace", SimpleNamespace(**values))
+
+
+def _import_lean_command(name: str) -> CommandRunner:
+    """The ``run`` of a command in :data:`LEAN_COMMANDS` (without the grammar's module)."""
+    module = __import__(LEAN_COMMANDS[name][0], fromlist=["run"])
+    run: CommandRunner = module.run
+    return run
 
 
 def _devel_requested(environ: Mapping[str, str]) -> bool:
@@ -163,17 +239,22 @@ def _main(
     code = fast_path(sys.argv[1:] if argv is None else argv, environ_now)
     if code is not None:
         return code
-    from walg.cli_parser import build_parser, import_command
+    parsed = lean_args(argv)
+    if parsed is not None:  # wal-push, wal-fetch: no argparse on the path of every segment
+        load_command = load_command or _import_lean_command
+    else:
+        from walg.cli_parser import build_parser, import_command
 
-    parsed = _parse_args(build_parser(), argv)
-    if isinstance(parsed, int):
-        return parsed
+        parsed_fully = _parse_args(build_parser(), argv)
+        if isinstance(parsed_fully, int):
+            return parsed_fully
+        parsed, load_command = parsed_fully, load_command or import_command
     env = dict(os.environ if environ is None else environ)
     debug = _devel_requested(env)
     try:
         settings = _load_settings(parsed, env)
         debug = settings.log.debug_tracebacks
-        return _dispatch(parsed, settings, load_command or import_command)
+        return _dispatch(parsed, settings, load_command)
     except WalgError as err:
         return _report_error(err, debug)
     except KeyboardInterrupt:

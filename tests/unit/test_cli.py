@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import io
 import os
 import subprocess
 from collections.abc import Callable
@@ -11,9 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from walg import __version__
-from walg.cli import COMMANDS, DELETE_MODES, CommandRunner, build_parser, main
+from walg.cli import (
+    COMMANDS,
+    DELETE_MODES,
+    LEAN_COMMANDS,
+    CommandRunner,
+    build_parser,
+    lean_args,
+    main,
+)
 from walg.errors import ConfigError, ObjectNotFound, WalgError
 
 # One valid command line per command, in the order of COMMANDS.
@@ -323,3 +335,103 @@ def test_full_with_delta_from_name_is_refused(
     assert main(argv, environ=walg_env) == 2
     err = capsys.readouterr().err
     assert err.startswith("ERROR: --full and --delta-from-name contradict each other")
+
+
+def full_parse(argv: list[str]) -> dict[str, object] | int:
+    """What argparse makes of ``argv``: its values, or the exit status of help or an error."""
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return vars(build_parser().parse_args(argv))
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        SAMPLE_ARGV["wal-push"],
+        SAMPLE_ARGV["wal-fetch"],
+        ["--config", "/etc/walg.json", "wal-push", "pg_wal/000000010000000000000001"],
+        ["--config=/etc/walg.json", "wal-fetch", "--no-prefetch", "n", "d"],
+        ["--config", "a", "--config", "b", "wal-push", "p"],
+        ["wal-fetch", "n", "--no-prefetch", "d"],
+        ["wal-fetch", "n", "d", "--no-prefetch"],
+        ["wal-push", "--", "-strange-name"],
+        ["wal-fetch", "--no-prefetch", "--", "-n", "--no-prefetch"],
+        ["wal-push", "p", "--"],
+        ["wal-push", ""],
+    ],
+)
+def test_wal_command_lines_are_read_by_hand_as_argparse_reads_them(argv: list[str]) -> None:
+    """The command lines archive_command and restore_command use skip argparse and give the
+    very values argparse gives."""
+    lean = lean_args(argv)
+    assert lean is not None
+    assert vars(lean) == full_parse(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["wal-push", "--help"],
+        ["--help", "wal-push", "p"],
+        ["wal-push"],
+        ["wal-push", "a", "b"],
+        ["wal-push", "--config", "f", "a"],
+        ["--conf", "f", "wal-push", "a"],
+        ["wal-fetch", "--no", "n", "d"],
+        ["wal-fetch", "n"],
+        ["wal-push", "-1"],
+        ["--config", "-f", "wal-push", "a"],
+        ["wal-push", "--", "--", "a"],
+        ["backup-list"],
+    ],
+)
+def test_other_command_lines_go_to_argparse(argv: list[str]) -> None:
+    """Help, abbreviations, usage errors and other commands are left to argparse, so its
+    messages and exit codes stay as they were."""
+    assert lean_args(argv) is None
+
+
+WORDS = st.sampled_from(
+    ["wal-push", "wal-fetch", "backup-list", "--config", "--config=f", "--config=", "--conf",
+     "--config=-x", "--no-prefetch", "--no", "--no-prefetch=1", "--", "-", "-h", "--help",
+     "--version", "-x", "-1", "a", "b", "", " -a b", "wal-push"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(WORDS, max_size=7))
+def test_lean_parser_never_disagrees_with_argparse(argv: list[str]) -> None:
+    """Whatever the hand parser accepts, argparse accepts too, with the same values."""
+    lean = lean_args(argv)
+    if lean is not None:
+        assert vars(lean) == full_parse(argv)
+
+
+def test_lean_commands_are_the_grammar_s() -> None:
+    """The hand parser's commands import the same modules as the full parser's."""
+    modules = {command.name: command.module for command in COMMANDS}
+    assert {name: module for name, (module, _) in LEAN_COMMANDS.items()} == {
+        name: modules[name] for name in LEAN_COMMANDS
+    }
+
+
+def test_wal_fetch_arguments_reach_the_command(walg_env: dict[str, str]) -> None:
+    """A hand-read wal-fetch line reaches its runner with argparse's attribute names."""
+    seen: list[argparse.Namespace] = []
+
+    def run(args: argparse.Namespace, settings: Any) -> int:
+        seen.append(args)
+        return 0
+
+    argv = ["wal-fetch", "--no-prefetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"]
+    assert main(argv, environ=walg_env, load_command=lambda name: run) == 0
+    args = seen[0]
+    assert (args.command, args.wal_name, args.destination, args.no_prefetch, args.config) == (
+        "wal-fetch",
+        "000000010000000000000001",
+        "pg_wal/RECOVERYXLOG",
+        True,
+        None,
+    )
