@@ -152,8 +152,11 @@ def method_for_extension(ext: str) -> str | None:
     return None
 
 
-def new_compressor(method: str, level: int | None = None) -> Compressor:
-    """A compressor for one stream; ``level`` defaults to :data:`DEFAULT_LEVELS`."""
+def new_compressor(method: str, level: int | None = None, threads: int = 1) -> Compressor:
+    """A compressor for one stream; ``level`` defaults to :data:`DEFAULT_LEVELS`.
+
+    ``threads`` > 1 compresses lz4 blocks in that many threads at once (the same frame;
+    :mod:`walg.compression.lz4_blocks`); other methods ignore it."""
     _check_method(method)
     if level is None:
         level = DEFAULT_LEVELS[method]
@@ -163,6 +166,11 @@ def new_compressor(method: str, level: int | None = None) -> Compressor:
             f"compression level {level} is out of range for {method}",
             f"use a level from {allowed.start} to {allowed.stop - 1}",
         )
+    if method == "lz4" and threads > 1:
+        from walg.compression import lz4_blocks
+
+        if lz4_blocks.available():
+            return lz4_blocks.ParallelLz4Compressor(level, threads)
     return _COMPRESSORS[method](level)
 
 

@@ -60,6 +60,17 @@ class Compressor(ABC):
     def flush(self) -> bytes:
         """The rest of the stream, with its end marker; the compressor is finished."""
 
+    def compress_parts(self, data: Buffer) -> list[bytes]:
+        """What :meth:`compress` returns, as non-empty pieces to write in order (a codec
+        that makes its output in pieces saves joining them)."""
+        out = self.compress(data)
+        return [out] if out else []
+
+    def flush_parts(self) -> list[bytes]:
+        """What :meth:`flush` returns, as non-empty pieces to write in order."""
+        out = self.flush()
+        return [out] if out else []
+
 
 class Decompressor(ABC):
     """Decompresses one stored object, fed in pieces of any size.

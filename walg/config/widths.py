@@ -4,7 +4,8 @@ and every width in walg is derived here from it (pure functions, no I/O).
 ``WALG_UPLOAD_CONCURRENCY`` (N): how many uploads may be in flight at once.
   - backup-push: tar parts in flight (see :func:`push_widths`) times the S3 multipart
     threads of each part's upload stays within N;
-  - wal-push: the file itself plus up to N-1 ready segments uploaded ahead.
+  - wal-push: the file itself plus up to N-1 ready segments uploaded ahead; each upload
+    compresses (lz4) in up to N threads, no more than the cores (see :func:`compress_threads`).
 ``WALG_DOWNLOAD_CONCURRENCY`` (D): how many downloads may be in flight at once.
   - backup-fetch: objects in flight (see :func:`fetch_width`);
   - wal-fetch: the D segments after the one asked for are prefetched;
@@ -29,6 +30,7 @@ from walg.config.settings import ConcurrencySettings
 __all__ = [
     "PushWidths",
     "ahead_uploads",
+    "compress_threads",
     "fetch_width",
     "listing_threads",
     "prefetch_count",
@@ -65,6 +67,12 @@ def fetch_width(concurrency: ConcurrencySettings, objects: int, cpus: int) -> in
 def ahead_uploads(concurrency: ConcurrencySettings) -> int:
     """Ready segments one wal-push may upload ahead of PostgreSQL asking: N-1."""
     return concurrency.upload - 1
+
+
+def compress_threads(concurrency: ConcurrencySettings, cpus: int) -> int:
+    """Threads compressing one WAL upload's lz4 blocks at once: N, but no more than the
+    cores (the compressor also caps it at the 4 blocks of a 16 MiB segment)."""
+    return max(1, min(concurrency.upload, cpus))
 
 
 def prefetch_count(concurrency: ConcurrencySettings) -> int:
