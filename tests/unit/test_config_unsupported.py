@@ -13,6 +13,7 @@ import pytest
 
 from walg.cli import CommandRunner, main
 from walg.config import find_default_config_file, load
+from walg.config.loader import UNSUPPORTED_PREFIXES
 from walg.config.registry import KNOWN_NAMES
 from walg.config.unsupported import UNSUPPORTED
 from walg.errors import EX_USAGE, ConfigError
@@ -152,6 +153,14 @@ def test_unsupported_table_is_consistent() -> None:
     assert len(names) == len(set(names))
     assert set(names).isdisjoint(KNOWN_NAMES)
     assert all(entry.hint for entry in UNSUPPORTED if entry.treatment == "refuse")
+
+
+def test_loader_checks_every_unsupported_name() -> None:
+    """The loader skips the unsupported table only for names none of its entries (nor an
+    unknown WALG_*/WALE_* name) could start like."""
+    names = [name for entry in UNSUPPORTED for name in entry.names]
+    assert all(name.startswith(UNSUPPORTED_PREFIXES) for name in names)
+    assert {"WALG_", "WALE_"} <= set(UNSUPPORTED_PREFIXES)
 
 
 def test_installed_wal_g_refuses_libsodium_key(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from walg.config import load
 from walg.config.parse import parse_duration
@@ -68,3 +72,27 @@ def test_archive_check_is_on_by_default() -> None:
     """The stop-segment check is on unless WALG_ARCHIVE_CHECK says false."""
     assert load({}).backup.archive_check is True
     assert load({"WALG_ARCHIVE_CHECK": "false"}).backup.archive_check is False
+
+
+_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.integers(0, 10**30).map(str),
+                st.decimals(0, 10**6, places=4, allow_nan=False).map(str),
+            ),
+            st.sampled_from(sorted(_UNITS)),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_whole_numbers_read_as_decimals_read_them(parts: list[tuple[str, str]]) -> None:
+    """Durations of whole numbers (read without :mod:`decimal`) and with fractions come out
+    exactly as summing them as decimals does."""
+    text = "".join(number + unit for number, unit in parts)
+    total = sum((Decimal(number) * _UNITS[unit] for number, unit in parts), Decimal(0))
+    assert parse_duration("X", text) == float(total / 10**9)

@@ -9,12 +9,9 @@ Empty values count as unset.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from walg.config import unsupported
 from walg.config.parse import (
     format_size,
     parse_bool,
@@ -48,7 +45,14 @@ from walg.config.settings import (
 )
 from walg.errors import ConfigError
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 __all__ = ["find_default_config_file", "load", "read_config_file"]
+
+#: How every name of :data:`walg.config.unsupported.UNSUPPORTED` begins (a test checks it):
+#: values without such a name the registry does not know skip that module and its table.
+UNSUPPORTED_PREFIXES: tuple[str, ...] = ("WALG_", "WALE_", "S3_", "GCS_", "YC_")
 
 _CONFIG_HINT = 'the file must hold one JSON object, e.g. {"WALG_S3_PREFIX": "s3://bucket/path"}'
 
@@ -61,7 +65,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
     """
     file_values = read_config_file(config_file) if config_file is not None else {}
     values = _merge(file_values, environ)
-    unsupported.check_supported(values)
+    unknown, noted = _unsupported(values)
     reader = _Reader(values)
     return Settings(
         storages=_storages(reader),
@@ -88,10 +92,22 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
         log=_log(reader),
         postgres=_postgres(reader),
         config_file=config_file,
-        unknown=unsupported.unknown(values),
-        noted=unsupported.noted(values),
+        unknown=unknown,
+        noted=noted,
         given=_given(values),
     )
+
+
+def _unsupported(values: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The unknown and the noted names in ``values``; ConfigError for a refused one."""
+    if not any(
+        name.startswith(UNSUPPORTED_PREFIXES) and name not in KNOWN_NAMES for name in values
+    ):
+        return (), ()
+    from walg.config import unsupported
+
+    unsupported.check_supported(values)
+    return unsupported.unknown(values), unsupported.noted(values)
 
 
 def _given(values: Mapping[str, str]) -> tuple[tuple[str, Secret], ...]:
@@ -140,6 +156,8 @@ def read_config_file(path: str) -> dict[str, str]:
             f"cannot read config file {path}: {exc.strerror or exc}",
             hint="check the path given to --config (or in WALG_CONFIG_PATH) and its permissions",
         ) from None
+    import json  # only with a config file: not on every wal-push
+
     try:
         data: object = json.loads(text)
     except json.JSONDecodeError as exc:

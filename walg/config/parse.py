@@ -11,13 +11,13 @@ of 1024, whatever its spelling, so ``K``, ``KB`` and ``KiB`` all mean 1024 bytes
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
-from decimal import Decimal
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from walg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "MAX_BYTES",
@@ -120,9 +120,15 @@ def parse_size(name: str, value: str) -> int:
     multiplier = _UNITS.get(match.group("unit").lower()) if match else None
     if match is None or multiplier is None:
         raise _bad(name, value, "a size", SIZE_HINT)
-    if multiplier == 1 and "." in match.group("num"):
+    number = match.group("num")
+    if multiplier == 1 and "." in number:
         raise _bad(name, value, "a whole number of bytes", SIZE_HINT)
-    size = int(Decimal(match.group("num")) * multiplier)
+    if "." in number:
+        from decimal import Decimal  # only for fractions: not on every wal-push
+
+        size = int(Decimal(number) * multiplier)
+    else:
+        size = int(number) * multiplier
     if size > MAX_BYTES:
         raise ConfigError(f"{name}={value!r} is too large", hint=SIZE_HINT)
     return size
@@ -151,17 +157,30 @@ def parse_duration(name: str, value: str) -> float:
     sign, body = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
     if body == "0":
         return 0.0
-    total, position = Decimal(0), 0
+    parts, position = [], 0
     for match in _DURATION_PART_RE.finditer(body):
         unit = _DURATION_UNITS.get(match.group(2))
         if match.start() != position or unit is None:
             break
-        total += Decimal(match.group(1)) * unit
+        parts.append((match.group(1), unit))
         position = match.end()
     if not body or position != len(body):
         raise _bad(name, value, "a duration", DURATION_HINT)
-    if sign == "-" and total:
+    if sign == "-" and any(number.strip("0.") for number, _ in parts):
         raise ConfigError(f"{name}={value!r} is negative", hint=DURATION_HINT)
+    return _seconds(parts)
+
+
+def _seconds(parts: list[tuple[str, int]]) -> float:
+    """The seconds in ``(number, nanoseconds per unit)`` parts, exactly as decimals add
+    them; whole numbers (almost every setting) without loading :mod:`decimal`."""
+    if not any("." in number for number, _ in parts):
+        nanoseconds = sum(int(number) * unit for number, unit in parts)
+        if nanoseconds < 10**28:  # a decimal context's 28 digits hold it exactly
+            return nanoseconds / 10**9
+    from decimal import Decimal
+
+    total = sum((Decimal(number) * unit for number, unit in parts), Decimal(0))
     return float(total / 10**9)
 
 
@@ -202,6 +221,8 @@ def parse_log_level(name: str, value: str) -> str:
 
 def parse_json_or_text(value: str) -> object:
     """The JSON value ``value`` spells, or ``value`` itself when it is not JSON."""
+    import json  # only for WALG_SENTINEL_USER_DATA: not on every wal-push
+
     try:
         parsed: object = json.loads(value)
     except ValueError:
