@@ -1,18 +1,33 @@
-"""WAL archiving figures: wal-push latency, sustained archiving, wal-fetch throughput.
+"""WAL path figures: walg with a stock configuration beside pgBackRest (and barman-cloud).
 
-In one run, on a throwaway PostgreSQL 15 cluster (2 cores here):
+In one run, on throwaway PostgreSQL clusters, every tool run as the postgres user, walg as a
+DBA configures it: ``archive_command = '<wrapper> wal-push %p'``, ``restore_command =
+'<wrapper> wal-fetch %f %p'``, the wrapper exporting only the storage (file, or S3 on a local
+moto server), lz4 and the log level. For walg the first (cold) call is shown beside medians;
+``wal-g daemon`` (opt-in, WALG_DAEMON_SOCKET) is shown as a second column where it applies.
 
-1. wall time of one `wal-g wal-push` of a 16 MiB segment (real segments of a pgbench run),
-   median of --pushes, on file storage and on S3 (a local moto server), and pgBackRest's
-   `archive-push` of the same segments to a posix repository, as reference;
-2. sustained archiving: archive_command = wal-g wal-push while pgbench writes as fast as
-   it can for --seconds; segments archived per second and the archiver's lag at the end;
-3. wal-fetch: segments/s fetching --fetch-mib of WAL one segment at a time, as a recovery
-   does, with and without prefetch, and pgBackRest's `archive-get` of the same segments.
+(a) one wal-push of a real 16 MiB segment, median of --pushes: walg vs pgBackRest
+    archive-push (posix repository, lz4);
+(b) a backlog of --backlog segments made while archiving was off (archive_command = ''),
+    the same segments for every tool (copies of one stopped cluster): time from the reload
+    that sets archive_command until PostgreSQL marked them all done; walg vs pgBackRest
+    archive-push sync and async (archive-async=y, spool-path, process-max=2);
+(c) replay after a restore: one pg_basebackup copy, then --replay segments of WAL archived
+    by both tools; each restore starts a copy of that base with recovery.signal and only
+    restore_command set, timed from `pg_ctl start` until pg_is_in_recovery() is false (it
+    replays to the end of the archive and promotes); walg vs pgBackRest archive-get sync
+    and async;
+(d) one wal-push to S3 (moto) vs barman-cloud-wal-archive, if barman-cloud is installed in
+    --barman-venv (skipped with a note otherwise);
+plus wal-fetch segments/s one segment at a time (--fetch-segments) and sustained archiving
+under bulk inserts (--seconds), as before. A summary with ratios ends the output.
 
-    .venv/bin/python bench/wal.py [--pushes 12] [--seconds 20] [--fetch-mib 1024]
+    .venv/bin/python bench/wal.py [--pushes 10] [--backlog 55] [--replay 38]
+        [--fetch-segments 32] [--seconds 15] [--no-s3] [--barman-venv /opt/barman-venv]
 
-Runs as root; PostgreSQL, pgBackRest and archive_command run as the postgres user.
+Runs as root. Nothing carries over between scenarios: each has its own PGDATA (or copy),
+storage and repository, and whatever walg left running in the background for a PGDATA
+(found by the files it holds under pg_wal/walg_data or pg_wal/.wal-g) is stopped after it.
 """
 
 from __future__ import annotations
@@ -25,118 +40,111 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers.postgres import PG_USER, PgCluster
+import wal_common
+from wal_common import (
+    FILLER,
+    WALG,
+    PgCluster,
+    as_postgres,
+    clean_env,
+    clone,
+    fake_pgdata,
+    fill_until,
+    has_daemon,
+    owned_dir,
+    pgbackrest,
+    postgres_ids,
+    ready,
+    reload,
+    remove,
+    run,
+    stanza_create,
+    start_daemon,
+    stop_process,
+    stop_walg_helpers,
+    wait_archived,
+    wait_promoted,
+    wait_released,
+    walg_wrapper,
+)
 
-WALG = str(Path(sys.executable).parent / "wal-g")
-SEGMENT = 16 << 20
-
-
-def as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", PG_USER, "--", *command]
-
-
-def walg_env(extra: dict[str, str]) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("WALG_", "AWS_", "PG"))}
-    return {**base, "WALG_LOG_LEVEL": "ERROR", **extra}
-
-
-def wrapper(cluster: PgCluster, name: str, env: dict[str, str]) -> str:
-    script = cluster.make_dir("bin") / name
-    exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
-    script.write_text(f'#!/bin/sh\n{exports}exec {WALG} "$@"\n')
-    script.chmod(0o755)
-    return str(script)
-
-
-def make_segments(cluster: PgCluster, count: int) -> list[Path]:
-    """Generate WAL until ``count`` full segments exist; keep copies of them.
-
-    Inserts of pgbench-like rows (an int and md5 text) make WAL quickly; its lz4 ratio
-    (~2-3x) is close to that of pgbench's own WAL."""
-    keep = cluster.make_dir("segments")
-    wal = cluster.data_dir / "pg_wal"
-    current = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-    cluster.psql("CREATE TABLE IF NOT EXISTS filler (id bigint, a text, b text)")
-    while True:
-        done = sorted(p.name for p in wal.iterdir() if len(p.name) == 24 and p.name > current)
-        if len(done) > count:
-            break
-        cluster.psql(
-            "INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
-            "FROM generate_series(1, 200000) g"
-        )
-    cluster.psql("SELECT pg_switch_wal()")
-    names = done[:count]
-    uid, gid = _postgres_ids()
-    for name in names:
-        shutil.copy(wal / name, keep / name)
-        os.chown(keep / name, uid, gid)
-    return [keep / n for n in names]
+SETTINGS = {"max_wal_size": "4GB", "wal_keep_size": "0", "checkpoint_timeout": "30min"}
 
 
-def fake_pgdata(cluster: PgCluster) -> Path:
-    """A directory shaped like PGDATA (pg_wal/archive_status) for direct pushes."""
-    pgdata = cluster.make_dir("fakedata")
-    (pgdata / "pg_wal" / "archive_status").mkdir(parents=True, exist_ok=True)
-    uid, gid = _postgres_ids()
-    for path in (pgdata, pgdata / "pg_wal", pgdata / "pg_wal" / "archive_status"):
-        os.chown(path, uid, gid)
-    return pgdata
+@dataclass
+class Row:
+    """One line of the summary: a time (lower is better) or a rate (higher is better)."""
+
+    work: str
+    unit: str
+    walg: float
+    walg_note: str = ""
+    daemon: float | None = None
+    peers: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> bool:
+        return self.unit.endswith("/s")
+
+    def time_ratio(self, walg: float, peer: float) -> float:
+        """walg's time over the peer's for the same work (below 1: walg is faster)."""
+        return peer / walg if self.rate else walg / peer
+
+    def show(self, value: float) -> str:
+        if self.rate:
+            return f"{value:.1f} {self.unit}"
+        return f"{value * 1000:.0f} ms" if self.unit == "ms" else f"{value:.2f} s"
 
 
-def time_pushes(
+RESULTS: list[Row] = []
+
+
+# --- (a) and (d): one push ----------------------------------------------------------------
+
+
+def push_times(
     command: list[str],
     pgdata: Path,
     segments: list[Path],
-    cwd_env: dict[str, str],
+    env: dict[str, str] | None = None,
     absolute: bool = False,
-) -> float:
-    """Median wall time (s) of pushing each segment once with ``command + [path]``, the
-    path relative to PGDATA as PostgreSQL passes %p (absolute for pgBackRest, which
-    resolves relative paths against its own pg1-path)."""
+) -> list[float]:
+    """Wall time (s) of pushing each segment once with ``command + [path]`` (cwd PGDATA, the
+    path relative to it as PostgreSQL passes %p; absolute for pgBackRest, whose pg1-path
+    is the source cluster's, and barman-cloud)."""
     times = []
     for segment in segments:
         path = pgdata / "pg_wal" / segment.name
         shutil.copy(segment, path)
-        os.chown(path, *_postgres_ids())
-        started = time.perf_counter()
+        os.chown(path, *postgres_ids())
         argument = str(path) if absolute else f"pg_wal/{segment.name}"
-        subprocess.run(
-            [*command, argument], cwd=pgdata, env=cwd_env, check=True, capture_output=True
-        )
+        started = time.perf_counter()
+        run([*command, argument], cwd=pgdata, env=env)
         times.append(time.perf_counter() - started)
         path.unlink()
-    return statistics.median(times)
+    return times
 
 
-def _postgres_ids() -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam(PG_USER)
-    return entry.pw_uid, entry.pw_gid
+def ms(value: float) -> str:
+    return f"{value * 1000:6.1f} ms"
 
 
-def pgbackrest_config(cluster: PgCluster) -> list[str]:
-    repo = cluster.make_dir("pgbr-repo")
-    conf = cluster.base / "pgbackrest.conf"
-    conf.write_text(
-        f"[global]\nrepo1-path={repo}\nlog-path={cluster.base / 'log'}\n"
-        f"lock-path={cluster.base / 'run'}\ncompress-type=lz4\nlog-level-console=warn\n"
-        f"archive-async=n\n[bench]\npg1-path={cluster.data_dir}\n"
-        f"pg1-socket-path={cluster.socket_dir}\npg1-port={cluster.port}\n"
-    )
-    conf.chmod(0o644)
-    base = as_postgres(["pgbackrest", f"--config={conf}", "--stanza=bench"])
-    subprocess.run([*base, "stanza-create"], check=True, capture_output=True)
-    return base
+def first_and_median(times: list[float]) -> str:
+    return f"first {ms(times[0])}, median {ms(statistics.median(times))}"
+
+
+def first(times: list[float]) -> str:
+    return f"first call {ms(times[0]).strip()}"
 
 
 def runuser_cost(runs: int = 10) -> float:
-    """Median wall time of `runuser -u postgres -- true`: part of every figure below."""
+    """Median wall time of `runuser -u postgres -- true`: part of every push figure."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -145,84 +153,374 @@ def runuser_cost(runs: int = 10) -> float:
     return statistics.median(times)
 
 
-def with_daemon(cluster: PgCluster, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start `wal-g daemon` as the postgres user on a socket in the cluster's base dir."""
-    socket_path = str(cluster.make_dir("daemon") / "walg.sock")
-    daemon = subprocess.Popen(as_postgres(["env", *_env_words(env), WALG, "daemon", socket_path]))
-    deadline = time.monotonic() + 30
-    while not os.path.exists(socket_path) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    env["WALG_DAEMON_SOCKET"] = socket_path
-    return daemon
-
-
-def bench_push(cluster: PgCluster, segments: list[Path], s3_endpoint: str | None) -> None:
-    pgdata = fake_pgdata(cluster)
-    storage = cluster.make_dir("walg-storage")
-    env = walg_env({"WALG_FILE_PREFIX": str(storage)})
-    overhead = runuser_cost()
-    walg_file = time_pushes(
-        as_postgres(["env", *_env_words(env), WALG, "wal-push"]),
-        pgdata,
-        segments,
-        os.environ.copy(),
+def bench_push(work: Path, segments: list[Path], pgbr: list[str], daemon: bool) -> None:
+    print(
+        f"(a) one 16 MiB wal-push, {len(segments)} segments; every figure includes "
+        f"{runuser_cost() * 1000:.1f} ms of `runuser -u postgres`:"
     )
-    daemon = with_daemon(cluster, env)
+    wrapper = walg_wrapper(
+        work, "push-walg.sh", {"WALG_FILE_PREFIX": str(owned_dir(work / "push-store"))}
+    )
+    pgdata = fake_pgdata(work, "push-walg")
+    walg = push_times(as_postgres([wrapper, "wal-push"]), pgdata, segments)
+    stop_walg_helpers(pgdata)
+    print(f"  walg, stock config              {first_and_median(walg)}")
+    row = Row("one wal-push (median)", "ms", statistics.median(walg), first(walg))
+    if daemon:
+        store = owned_dir(work / "push-daemon-store")
+        process, socket_path = start_daemon(work / "push-daemon", {"WALG_FILE_PREFIX": str(store)})
+        try:
+            script = walg_wrapper(
+                work,
+                "push-daemon.sh",
+                {"WALG_FILE_PREFIX": str(store), "WALG_DAEMON_SOCKET": socket_path},
+            )
+            pgdata = fake_pgdata(work, "push-daemon")
+            times = push_times(as_postgres([script, "wal-push"]), pgdata, segments)
+        finally:
+            stop_process(process)
+        print(f"  walg via `wal-g daemon`         {first_and_median(times)}")
+        row.daemon = statistics.median(times)
+    pgdata = fake_pgdata(work, "push-pgbr")
+    times = push_times(as_postgres([*pgbr, "archive-push"]), pgdata, segments, absolute=True)
+    print(f"  pgBackRest archive-push         {first_and_median(times)}")
+    row.peers.append(("pgBackRest archive-push", statistics.median(times)))
+    RESULTS.append(row)
+
+
+S3_BUCKET = "walbench"
+
+
+def s3_settings(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_S3_FORCE_PATH_STYLE": "true",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def barman_compression(archive: str) -> list[str]:
+    """lz4 if this barman-cloud-wal-archive has it (as walg uses), else snappy, else none."""
+    usage = subprocess.run([archive, "--help"], capture_output=True, text=True).stdout
+    for option in ("--lz4", "--snappy"):
+        if option in usage:
+            return [option]
+    return []
+
+
+def bench_s3_push(work: Path, segments: list[Path], endpoint: str, barman_venv: Path) -> None:
+    print("(d) one wal-push to S3 (moto server on 127.0.0.1):")
+    aws = s3_settings(endpoint)
+    wrapper = walg_wrapper(work, "push-s3.sh", {"WALG_S3_PREFIX": f"s3://{S3_BUCKET}/walg", **aws})
+    pgdata = fake_pgdata(work, "push-s3")
+    walg = push_times(as_postgres([wrapper, "wal-push"]), pgdata, segments)
+    stop_walg_helpers(pgdata)
+    print(f"  walg, stock config              {first_and_median(walg)}")
+    row = Row("wal-push to S3 (median)", "ms", statistics.median(walg), first(walg))
+    archive = barman_venv / "bin" / "barman-cloud-wal-archive"
+    if archive.exists():
+        compression = barman_compression(str(archive))
+        pgdata = fake_pgdata(work, "push-barman")
+        command = [str(archive), "--endpoint-url", endpoint, *compression]
+        command += [f"s3://{S3_BUCKET}/barman", "bench"]
+        env = {**clean_env(), **aws}
+        times = push_times(as_postgres(command), pgdata, segments, env=env, absolute=True)
+        label = f"barman-cloud-wal-archive {' '.join(compression) or '(no compression)'}"
+        print(f"  {label:<31} {first_and_median(times)}")
+        row.peers.append((label, statistics.median(times)))
+    else:
+        print(f"  barman-cloud-wal-archive: skipped, {archive} not found (--barman-venv)")
+    RESULTS.append(row)
+
+
+# --- (b) backlog --------------------------------------------------------------------------
+
+
+def backlog_run(
+    source: Path, names: set[str], setup: Callable[[PgCluster], str], after: Callable[[], None]
+) -> float:
+    """Seconds from the reload that sets archive_command (``setup(cluster)``'s answer) on a
+    copy of ``source`` until all of ``names`` are archived."""
+    cluster = clone(source, archive_command="", settings=SETTINGS)
     try:
-        walg_daemon = time_pushes(
-            as_postgres(["env", *_env_words(env), WALG, "wal-push"]),
-            pgdata,
-            segments,
-            os.environ.copy(),
-        )
+        cluster.start()
+        command = setup(cluster)
+        started = time.perf_counter()
+        reload(cluster, command)
+        wait_archived(cluster, names)
+        elapsed = time.perf_counter() - started
+        failed = int(cluster.psql("SELECT failed_count FROM pg_stat_archiver"))
+        if failed:
+            print(f"    ({failed} archive_command failures on the way)")
+        return elapsed
     finally:
-        daemon.terminate()
-        daemon.wait(30)
-    pgbr = pgbackrest_config(cluster)
-    reference = time_pushes(
-        [*pgbr, "archive-push"], pgdata, segments, os.environ.copy(), absolute=True
+        after()
+        if cluster.running:
+            cluster.stop()
+        stop_walg_helpers(cluster.data_dir)
+        cluster.cleanup()
+
+
+def bench_backlog(work: Path, source: Path, names: set[str], daemon: bool) -> None:
+    count = len(names)
+    print(f"(b) archiving a backlog of {count} segments (same segments for every tool):")
+    results: dict[str, float] = {}
+
+    def report(label: str, seconds: float) -> None:
+        results[label] = seconds
+        print(f"  {label:<27} {count / seconds:6.1f} segments/s ({seconds:5.2f} s)")
+
+    def walg_setup(name: str, extra: dict[str, str]) -> Callable[[PgCluster], str]:
+        def setup(cluster: PgCluster) -> str:
+            store = owned_dir(work / f"{name}-store")
+            settings = {"WALG_FILE_PREFIX": str(store), **extra}
+            return f"{walg_wrapper(work, f'{name}.sh', settings)} wal-push %p"
+
+        return setup
+
+    def pgbr_setup(name: str, asynchronous: bool) -> Callable[[PgCluster], str]:
+        def setup(cluster: PgCluster) -> str:
+            command = pgbackrest(
+                work / f"{name}.conf",
+                repo=work / f"{name}-repo",
+                pgdata=cluster.data_dir,
+                cluster=cluster,
+                spool=work / f"{name}-spool" if asynchronous else None,
+            )
+            stanza_create(command)
+            return " ".join(command) + " archive-push %p"
+
+        return setup
+
+    report(
+        "walg, stock config",
+        backlog_run(source, names, walg_setup("backlog-walg", {}), lambda: None),
     )
-    print(
-        f"one 16 MiB wal-push, median of {len(segments)}; each figure includes "
-        f"{overhead * 1000:.1f} ms of `runuser -u postgres` (all run as PostgreSQL's user):"
-    )
-    print(f"  walg, file storage        {walg_file * 1000:6.1f} ms")
-    print(f"  walg via `wal-g daemon`   {walg_daemon * 1000:6.1f} ms")
-    if s3_endpoint:
-        s3 = walg_env(
-            {
-                "WALG_S3_PREFIX": "s3://walbench/db",
-                "AWS_ENDPOINT": s3_endpoint,
-                "AWS_S3_FORCE_PATH_STYLE": "true",
-                "AWS_ACCESS_KEY_ID": "x",
-                "AWS_SECRET_ACCESS_KEY": "x",
-                "AWS_REGION": "us-east-1",
-            }
+    if daemon:
+        store = owned_dir(work / "backlog-daemon-store")
+        process, socket_path = start_daemon(
+            work / "backlog-daemon", {"WALG_FILE_PREFIX": str(store)}
         )
-        walg_s3 = time_pushes(
-            as_postgres(["env", *_env_words(s3), WALG, "wal-push"]),
-            pgdata,
-            segments,
-            os.environ.copy(),
+        setup = walg_setup("backlog-daemon", {"WALG_DAEMON_SOCKET": socket_path})
+        report(
+            "walg via `wal-g daemon`",
+            backlog_run(source, names, setup, lambda: stop_process(process)),
         )
-        print(f"  walg, S3 (moto)           {walg_s3 * 1000:6.1f} ms")
-    print(
-        f"  pgBackRest archive-push   {reference * 1000:6.1f} ms   (walg/pgBackRest on file "
-        f"storage: direct {walg_file / reference:4.2f}, daemon {walg_daemon / reference:4.2f})"
+    report(
+        "pgBackRest sync",
+        backlog_run(source, names, pgbr_setup("backlog-pgbr", False), lambda: None),
+    )
+    spool = work / "backlog-pgbr-async-spool"
+    report(
+        "pgBackRest async",
+        backlog_run(
+            source, names, pgbr_setup("backlog-pgbr-async", True), lambda: wait_released(spool)
+        ),
+    )
+    RESULTS.append(
+        Row(
+            f"backlog of {count} segments",
+            "segments/s",
+            count / results["walg, stock config"],
+            daemon=count / results["walg via `wal-g daemon`"] if daemon else None,
+            peers=[
+                (f"pgBackRest {m}", count / results[f"pgBackRest {m}"]) for m in ("sync", "async")
+            ],
+        )
     )
 
 
-def _env_words(env: dict[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in env.items() if k.startswith(("WALG_", "AWS_", "PATH", "PYTHON"))]
+# --- (c) replay ---------------------------------------------------------------------------
 
 
-def bench_sustained(seconds: int) -> None:
-    """archive_command = wal-g wal-push while bulk inserts write WAL as fast as they can."""
-    cluster = PgCluster.create(settings={"max_wal_size": "4GB", "wal_keep_size": "0"})
+@dataclass
+class ReplaySource:
+    """One base backup (a pg_basebackup copy, without WAL) and the WAL after it, archived by
+    walg (``walg_store``) and by pgBackRest (``pgbr_repo``) from the same archive_command."""
+
+    base: Path
+    walg_store: Path
+    pgbr_repo: Path
+    segments: int
+    rows: str
+
+
+def make_replay_source(work: Path, segments: int) -> ReplaySource:
+    source = PgCluster.create(archive_command="", settings=SETTINGS)
     try:
-        storage = cluster.make_dir("storage")
-        script = wrapper(cluster, "walg.sh", walg_env({"WALG_FILE_PREFIX": str(storage)}))
-        cluster.archive_command = f"{script} wal-push %p"
+        source.start()
+        store = owned_dir(work / "replay-store")
+        wrapper = walg_wrapper(work, "replay-push.sh", {"WALG_FILE_PREFIX": str(store)})
+        pgbr = pgbackrest(
+            work / "replay-push.conf",
+            repo=work / "replay-repo",
+            pgdata=source.data_dir,
+            cluster=source,
+        )
+        stanza_create(pgbr)
+        reload(source, f"{wrapper} wal-push %p && {' '.join(pgbr)} archive-push %p")
+        source.psql("CREATE TABLE filler (id bigint, a text, b text)")
+        source.psql(FILLER)
+        base = work / "replay-base"
+        command = [str(source.bin / "pg_basebackup"), "-D", str(base), "-X", "none", "-c", "fast"]
+        command += ["-h", str(source.socket_dir), "-p", str(source.port), "-U", "postgres"]
+        owned_dir(base)
+        run(as_postgres(command))
+        first = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        fill_until(source, segments)
+        source.psql("SELECT pg_switch_wal()")
+        wait_archived(source, ready(source.data_dir))
+        last = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn() - 1)")
+        rows = source.psql("SELECT count(*) FROM filler")
+        source.stop()
+    finally:
+        stop_walg_helpers(source.data_dir)
+        source.cleanup()
+    count = int(last[8:], 16) - int(first[8:], 16) + 1  # same timeline, no wrap here
+    return ReplaySource(base, store, work / "replay-repo", count, rows)
+
+
+def replay_run(
+    work: Path, source: ReplaySource, restore: Callable[[PgCluster], str], after: Callable[[], None]
+) -> float:
+    """Seconds from `pg_ctl start` of a copy of the base (recovery.signal, restore_command =
+    ``restore(cluster)``, no target) until it promoted; checks that every row is there."""
+    cluster = clone(source.base, archive_command=None, settings=SETTINGS)
+    try:
+        (cluster.data_dir / "recovery.signal").touch()
+        os.chown(cluster.data_dir / "recovery.signal", *postgres_ids())
+        cluster.restore_command = restore(cluster)
+        cluster.configure()
+        started = time.perf_counter()
+        cluster.start()
+        wait_promoted(cluster)
+        elapsed = time.perf_counter() - started
+        rows = cluster.psql("SELECT count(*) FROM filler")
+        if rows != source.rows:
+            raise RuntimeError(f"restored {rows} rows, the source had {source.rows}")
+        return elapsed
+    finally:
+        after()
+        if cluster.running:
+            cluster.stop()
+        stop_walg_helpers(cluster.data_dir)
+        cluster.cleanup()
+
+
+def bench_replay(work: Path, replay_segments: int, daemon: bool) -> None:
+    source = make_replay_source(work, replay_segments)
+    print(
+        f"(c) replaying {source.segments} archived segments after a restore of one base "
+        "(pg_ctl start to promotion):"
+    )
+    results: dict[str, float] = {}
+
+    def report(label: str, seconds: float) -> None:
+        results[label] = seconds
+        print(f"  {label:<27} {seconds:6.2f} s ({source.segments / seconds:5.1f} segments/s)")
+
+    def walg_restore(extra: dict[str, str]) -> Callable[[PgCluster], str]:
+        settings = {"WALG_FILE_PREFIX": str(source.walg_store), **extra}
+        name = f"replay-fetch-{len(results)}.sh"
+        return lambda cluster: f"{walg_wrapper(work, name, settings)} wal-fetch %f %p"
+
+    def pgbr_restore(name: str, asynchronous: bool) -> Callable[[PgCluster], str]:
+        def restore(cluster: PgCluster) -> str:
+            command = pgbackrest(
+                work / f"{name}.conf",
+                repo=source.pgbr_repo,
+                pgdata=cluster.data_dir,
+                spool=work / f"{name}-spool" if asynchronous else None,
+            )
+            return " ".join(command) + ' archive-get %f "%p"'
+
+        return restore
+
+    report("walg, stock config", replay_run(work, source, walg_restore({}), lambda: None))
+    if daemon:
+        process, socket_path = start_daemon(
+            work / "replay-daemon", {"WALG_FILE_PREFIX": str(source.walg_store)}
+        )
+        restore = walg_restore({"WALG_DAEMON_SOCKET": socket_path})
+        report(
+            "walg via `wal-g daemon`",
+            replay_run(work, source, restore, lambda: stop_process(process)),
+        )
+    sync = pgbr_restore("replay-pgbr", False)
+    report("pgBackRest archive-get sync", replay_run(work, source, sync, lambda: None))
+    spool = work / "replay-pgbr-async-spool"
+    asynchronous = pgbr_restore("replay-pgbr-async", True)
+    report(
+        "pgBackRest archive-get async",
+        replay_run(work, source, asynchronous, lambda: wait_released(spool)),
+    )
+    remove(source.base)
+    RESULTS.append(
+        Row(
+            f"replay of {source.segments} segments",
+            "s",
+            results["walg, stock config"],
+            daemon=results.get("walg via `wal-g daemon`"),
+            peers=[
+                (f"pgBackRest {m}", results[f"pgBackRest archive-get {m}"])
+                for m in ("sync", "async")
+            ],
+        )
+    )
+
+
+# --- wal-fetch throughput, sustained archiving ----------------------------------------------
+
+
+def bench_fetch(work: Path, segments: list[Path], pgbr: list[str], daemon: bool) -> None:
+    """Segments/s of wal-fetch called once per segment as a recovery calls it (cwd PGDATA,
+    %p = pg_wal/RECOVERYXLOG), each variant in a fresh PGDATA."""
+    store = owned_dir(work / "fetch-store")
+    settings = {"WALG_FILE_PREFIX": str(store)}
+    wrapper = walg_wrapper(work, "fetch.sh", settings)
+    pgdata = fake_pgdata(work, "fetch-push")
+    push_times(as_postgres([wrapper, "wal-push"]), pgdata, segments)
+    push_times(as_postgres([*pgbr, "archive-push"]), pgdata, segments, absolute=True)
+    stop_walg_helpers(pgdata)
+    mib = len(segments) * 16
+    print(f"wal-fetch of {len(segments)} segments one at a time ({mib} MiB):")
+
+    def fetches(label: str, command: list[str], absolute: bool = False) -> None:
+        target = fake_pgdata(work, f"fetch-{label.split()[0]}-{len(os.listdir(work))}")
+        # pgBackRest wants cwd = its pg1-path (the source's) for a relative %p: absolute here
+        dest = str(target / "pg_wal" / "RECOVERYXLOG") if absolute else "pg_wal/RECOVERYXLOG"
+        started = time.perf_counter()
+        for segment in segments:
+            run(as_postgres([*command, segment.name, dest]), cwd=None if absolute else target)
+        elapsed = time.perf_counter() - started
+        stop_walg_helpers(target)
+        print(
+            f"  {label:<27} {len(segments) / elapsed:6.1f} segments/s ({mib / elapsed:6.1f} MiB/s)"
+        )
+
+    fetches("walg, stock config", [wrapper, "wal-fetch"])
+    fetches("walg --no-prefetch", [wrapper, "wal-fetch", "--no-prefetch"])
+    if daemon:
+        process, socket_path = start_daemon(work / "fetch-daemon", settings)
+        try:
+            script = walg_wrapper(
+                work, "fetch-daemon.sh", {**settings, "WALG_DAEMON_SOCKET": socket_path}
+            )
+            fetches("walg via `wal-g daemon`", [script, "wal-fetch"])
+        finally:
+            stop_process(process)
+    fetches("pgBackRest archive-get sync", [*pgbr, "archive-get"], absolute=True)
+
+
+def bench_sustained(work: Path, seconds: int) -> None:
+    """archive_command = walg wal-push while bulk inserts write WAL as fast as they can."""
+    cluster = PgCluster.create(archive_command="", settings=SETTINGS)
+    try:
+        store = owned_dir(work / "sustained-store")
+        wrapper = walg_wrapper(work, "sustained.sh", {"WALG_FILE_PREFIX": str(store)})
+        cluster.archive_command = f"{wrapper} wal-push %p"
         cluster.configure()
         cluster.start()
         cluster.psql("CREATE TABLE filler (id bigint, a text, b text)")
@@ -230,132 +528,125 @@ def bench_sustained(seconds: int) -> None:
         before = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver"))
         started = time.monotonic()
         while time.monotonic() - started < seconds:
-            cluster.psql(
-                "INSERT INTO filler SELECT g, md5(g::text), md5((g * 7)::text) "
-                "FROM generate_series(1, 200000) g"
-            )
+            cluster.psql(FILLER)
         elapsed = time.monotonic() - started
         written = float(
-            cluster.psql(
-                f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{start_lsn}') / 16777216.0"
-            )
+            cluster.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{start_lsn}') / 16777216")
         )
         archived = int(cluster.psql("SELECT archived_count FROM pg_stat_archiver")) - before
-        ready = len(list((cluster.data_dir / "pg_wal" / "archive_status").glob("*.ready")))
+        waiting = len(ready(cluster.data_dir))
         failed = cluster.psql("SELECT failed_count FROM pg_stat_archiver")
         print(
-            f"sustained archiving, bulk inserts for {elapsed:.0f} s: {written:.0f} segments "
-            f"written ({written / elapsed:.1f}/s), {archived} archived "
-            f"({archived / elapsed:.1f}/s); lag at the end: {ready} segments waiting; "
+            f"sustained archiving (walg, stock config), bulk inserts for {elapsed:.0f} s: "
+            f"{written:.0f} segments written ({written / elapsed:.1f}/s), {archived} archived "
+            f"({archived / elapsed:.1f}/s); lag at the end: {waiting} segments waiting; "
             f"failures: {failed}"
         )
+        cluster.stop()
     finally:
+        stop_walg_helpers(cluster.data_dir)
         cluster.cleanup()
 
 
-def bench_fetch(cluster: PgCluster, segments: list[Path]) -> None:
-    storage = cluster.make_dir("fetch-storage")
-    env = walg_env({"WALG_FILE_PREFIX": str(storage), "WALG_DOWNLOAD_CONCURRENCY": "4"})
-    pgdata = fake_pgdata(cluster)
-    for segment in segments:  # archive them once with wal-push
-        path = pgdata / "pg_wal" / segment.name
-        shutil.copy(segment, path)
-        subprocess.run(
-            [WALG, "wal-push", f"pg_wal/{segment.name}"],
-            cwd=pgdata,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        path.unlink()
-    mib = len(segments) * 16
+# --- summary and main -----------------------------------------------------------------------
 
-    def run_fetches(label: str, extra: list[str], run_env: dict[str, str]) -> None:
-        target = Path(tempfile.mkdtemp(prefix="walg-fetch-"))
-        started = time.perf_counter()
-        for segment in segments:
-            subprocess.run(
-                [WALG, "wal-fetch", *extra, segment.name, str(target / "RECOVERYXLOG")],
-                env=run_env,
-                check=True,
-                capture_output=True,
-            )
-        elapsed = time.perf_counter() - started
-        shutil.rmtree(target)
-        print(
-            f"wal-fetch {label:<17} {len(segments) / elapsed:6.1f} segments/s "
-            f"({mib / elapsed:6.1f} MiB/s, {mib} MiB)"
-        )
 
-    run_fetches("with prefetch", [], env)
-    run_fetches("without prefetch", ["--no-prefetch"], env)
-    # The same through a warm `wal-g daemon` (WALG_DAEMON_SOCKET), prefetching in its threads.
-    socket_path = str(Path(tempfile.mkdtemp(prefix="walgd-", dir="/tmp")) / "walg.sock")
-    daemon = subprocess.Popen([WALG, "daemon", socket_path], env=env, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(socket_path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        run_fetches("via the daemon", [], {**env, "WALG_DAEMON_SOCKET": socket_path})
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
-        shutil.rmtree(os.path.dirname(socket_path), ignore_errors=True)
-    pgbr = pgbackrest_config(cluster)
-    for segment in segments:
-        path = pgdata / "pg_wal" / segment.name
-        shutil.copy(segment, path)
-        os.chown(path, *_postgres_ids())
-        subprocess.run([*pgbr, "archive-push", f"{path}"], check=True, capture_output=True)
-        path.unlink()
-    target = cluster.make_dir("pgbr-fetch")
-    started = time.perf_counter()
-    for segment in segments:
-        subprocess.run(
-            [*pgbr, "archive-get", segment.name, str(target / "RECOVERYXLOG")],
-            check=True,
-            capture_output=True,
-        )
-    elapsed = time.perf_counter() - started
+def summary() -> None:
+    print()
     print(
-        f"pgBackRest archive-get     {len(segments) / elapsed:6.1f} segments/s "
-        f"({mib / elapsed:6.1f} MiB/s)"
+        "summary; ratio = walg's time / the peer's time for the same work (below 1: walg is faster)"
     )
+    for row in RESULTS:
+        line = f"  {row.work:<28} walg {row.show(row.walg)}"
+        line += f" ({row.walg_note})" if row.walg_note else ""
+        if row.daemon is not None:
+            line += f"; walg + wal-g daemon {row.show(row.daemon)}"
+        print(line)
+        for label, value in row.peers:
+            ratios = f"ratio {row.time_ratio(row.walg, value):4.2f}"
+            if row.daemon is not None:
+                ratios += f" (with the daemon {row.time_ratio(row.daemon, value):4.2f})"
+            print(f"      vs {label:<38} {row.show(value):>14}   {ratios}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pushes", type=int, default=12)
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--fetch-mib", type=int, default=1024)
+    parser.add_argument("--pushes", type=int, default=10)
+    parser.add_argument("--backlog", type=int, default=55)
+    parser.add_argument("--replay", type=int, default=38)
+    parser.add_argument("--fetch-segments", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=15, help="sustained archiving; 0: skip")
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--barman-venv", type=Path, default=Path("/opt/barman-venv"))
     args = parser.parse_args()
     # archive_command's user cannot write __pycache__ here: compile once, as an install does
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(Path(WALG).parents[2] / "walg")], check=True
     )
-    cluster = PgCluster.create(settings={"wal_keep_size": "4GB", "max_wal_size": "4GB"})
+    daemon = has_daemon()
+    began = time.monotonic()
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).parent), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"walg at {head[:70]}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    work = PgCluster.make_base()
     try:
-        cluster.start()
-        cluster.pgbench_init(scale=10)
-        segments = make_segments(cluster, max(args.pushes, args.fetch_mib // 16))
-        s3 = None if args.no_s3 else _moto()
-        try:
-            bench_push(cluster, segments[: args.pushes], s3[1] if s3 else None)
-        finally:
-            if s3:
-                _stop_moto(s3[0])
-        bench_fetch(cluster, segments[: max(1, args.fetch_mib // 16)])
+        run_all(work, args, daemon)
     finally:
-        cluster.cleanup()
-    bench_sustained(args.seconds)
+        remove(work)
+    summary()
+    print(
+        f"(whole run: {time.monotonic() - began:.0f} s; walg processes left running in the "
+        f"background and stopped after their scenario: {wal_common.STOPPED_HELPERS})"
+    )
+
+
+def run_all(work: Path, args: argparse.Namespace, daemon: bool) -> None:
+    # One cluster makes the backlog with archiving off; its segments also serve (a), (d)
+    # and wal-fetch, pushed from fresh PGDATA-shaped directories.
+    source = PgCluster.create(archive_command="", settings=SETTINGS)
+    try:
+        source.start()
+        source.psql("CREATE TABLE filler (id bigint, a text, b text)")
+        fill_until(source, max(args.backlog, args.pushes, args.fetch_segments) - 1)
+        source.psql("SELECT pg_switch_wal()")
+        pgbr, pgbr_fetch = (
+            pgbackrest(
+                work / f"{name}.conf",
+                repo=work / f"{name}-repo",
+                pgdata=source.data_dir,
+                cluster=source,
+            )
+            for name in ("push", "fetch")
+        )
+        stanza_create(pgbr)
+        stanza_create(pgbr_fetch)
+        source.stop()
+        names = ready(source.data_dir)
+        segments = [source.data_dir / "pg_wal" / name for name in sorted(names)]
+        bench_push(work, segments[-args.pushes :], pgbr, daemon)
+        if not args.no_s3:
+            moto, endpoint = _moto()
+            try:
+                bench_s3_push(work, segments[-args.pushes :], endpoint, args.barman_venv)
+            finally:
+                _stop_moto(moto)
+        bench_backlog(work, source.data_dir, names, daemon)
+        bench_fetch(work, segments[-args.fetch_segments :], pgbr_fetch, daemon)
+    finally:
+        source.cleanup()
+    bench_replay(work, args.replay, daemon)
+    if args.seconds:
+        bench_sustained(work, args.seconds)
 
 
 def _moto():  # type: ignore[no-untyped-def]
     from servers.s3 import raw_client, start_moto
 
     process, endpoint = start_moto(Path(tempfile.mkdtemp()) / "moto.log")
-    raw_client(endpoint).create_bucket(Bucket="walbench")
+    raw_client(endpoint).create_bucket(Bucket=S3_BUCKET)
     return process, endpoint
 
 
