@@ -88,7 +88,7 @@ _KNOWN_MAGIC: Final = frozenset(PAGE_MAGIC.values())
 MAX_TEXT_SIZE: Final = 1 << 20
 """Largest history or backup history file accepted (real ones are a few hundred bytes)."""
 
-_BACKUP_START: Final = re.compile(
+_BACKUP_START: Final = (  # compiled on first use (re's cache): not on every wal-push
     rb"START WAL LOCATION: ([0-9A-Fa-f]+/[0-9A-Fa-f]+) \(file ([0-9A-F]{24})\)"
 )
 _SEGMENT_SIZES: Final = tuple(
@@ -234,7 +234,7 @@ def check_backup_history(name: str, size: int, head: bytes) -> None:
     """Check that a ``size``-byte file holding ``head`` is backup history file ``name``
     (``<segment>.<offset>.backup``, as ``BackupHistoryFileName`` names it)."""
     text = _text("backup history", size, head).encode("latin-1")
-    match = _BACKUP_START.match(text)
+    match = re.match(_BACKUP_START, text)
     if match is None:
         raise ValueError("it does not start with 'START WAL LOCATION: <LSN> (file <segment>)'")
     lsn, segment = parse_lsn(match.group(1).decode()), match.group(2).decode()

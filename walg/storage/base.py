@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import copy
 import io
-import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from walg.errors import ObjectExists, ObjectNotFound, StorageError
 from walg.logs import get_logger
 from walg.sizes import CHUNK
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = [
     "DELETE_BATCH",
@@ -86,6 +87,8 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
     def delay(self, attempt: int) -> float:
+        import random  # only when a retry waits: not on every wal-push
+
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
     def call(self, what: str, operation: Callable[[], T]) -> T:

@@ -13,8 +13,7 @@ import functools
 import io
 import os
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from walg.errors import (
     ObjectExists,
@@ -26,6 +25,9 @@ from walg.errors import (
 from walg.fsutil import fsync_dir, make_dirs
 from walg.sizes import CHUNK
 from walg.storage.base import ObjectInfo, RetryPolicy, Storage, iter_chunks
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["TEMP_MARK", "FileStorage"]
 
@@ -130,7 +132,7 @@ class FileStorage(Storage):
     def _stat(self, key: str) -> ObjectInfo:
         with _translated(key, self._describe("")):
             st = os.stat(self._path(key))
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+        return ObjectInfo(key, st.st_size, _modified(st))
 
     def _list(self, prefix: str, after: str) -> Iterator[ObjectInfo]:
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -138,7 +140,7 @@ class FileStorage(Storage):
             found = sorted(_walk(self._path(folder) if folder else self.directory, folder))
         for key, st in found:
             if key.startswith(prefix) and key > after:
-                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+                yield ObjectInfo(key, st.st_size, _modified(st))
 
     def _delete(self, keys: Sequence[str]) -> None:
         touched: set[str] = set()
@@ -168,8 +170,7 @@ class FileStorage(Storage):
                 except FileNotFoundError:
                     continue  # renamed or removed meanwhile
                 key = os.path.relpath(full, self.directory).replace(os.sep, "/")
-                modified = datetime.fromtimestamp(st.st_mtime, UTC)
-                yield ObjectInfo(key[len(self._root) :], st.st_size, modified)
+                yield ObjectInfo(key[len(self._root) :], st.st_size, _modified(st))
 
     def _prune(self, folder: str) -> None:
         """fsync ``folder``, then remove it and its parents while they are empty."""
@@ -183,6 +184,13 @@ class FileStorage(Storage):
             folder = os.path.dirname(folder)
             with contextlib.suppress(OSError):
                 fsync_dir(folder)
+
+
+def _modified(st: os.stat_result) -> datetime:
+    """A file's mtime as the aware UTC datetime of :class:`ObjectInfo`."""
+    from datetime import UTC, datetime  # only when a listing or stat needs it
+
+    return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
 def _walk(path: str, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
