@@ -155,8 +155,8 @@ def method_for_extension(ext: str) -> str | None:
 def new_compressor(method: str, level: int | None = None, threads: int = 1) -> Compressor:
     """A compressor for one stream; ``level`` defaults to :data:`DEFAULT_LEVELS`.
 
-    ``threads`` > 1 compresses lz4 blocks in that many threads at once (the same frame;
-    :mod:`walg.compression.lz4_blocks`); other methods ignore it."""
+    ``threads`` > 1 compresses lz4 blocks in that many threads at once (a frame of 1 MiB
+    blocks: :mod:`walg.compression.lz4_blocks`); other methods ignore it."""
     _check_method(method)
     if level is None:
         level = DEFAULT_LEVELS[method]
