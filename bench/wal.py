@@ -578,21 +578,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15, help="sustained archiving; 0: skip")
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--barman-venv", type=Path, default=Path("/opt/barman-venv"))
-    args = parser.parse_args()
-    # archive_command's user cannot write __pycache__ here: compile once, as an install does
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(Path(WALG).parents[2] / "walg")], check=True
+    parser.add_argument(
+        "--at",
+        metavar="REV",
+        help="benchmark walg as of this git revision (its walg/ exported to a temporary "
+        "directory and put first on PYTHONPATH) instead of the working tree",
     )
-    daemon = has_daemon()
-    began = time.monotonic()
-    head = subprocess.run(
-        ["git", "-C", str(Path(__file__).parent), "log", "-1", "--format=%h %s"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    print(f"walg at {head[:70]}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    args = parser.parse_args()
     work = PgCluster.make_base()
     try:
+        tree = snapshot(work, args.at) if args.at else Path(WALG).parents[2]
+        # archive_command's user cannot write __pycache__ here: compile, as an install does
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "walg")], check=True)
+        daemon = has_daemon()
+        began = time.monotonic()
+        print(
+            f"walg {describe(args.at)}; load average {os.getloadavg()[0]:.2f} "
+            f"on {os.cpu_count()} CPUs"
+        )
         run_all(work, args, daemon)
     finally:
         remove(work)
@@ -601,6 +604,33 @@ def main() -> None:
         f"(whole run: {time.monotonic() - began:.0f} s; walg processes left running in the "
         f"background and stopped after their scenario: {wal_common.STOPPED_HELPERS})"
     )
+
+
+def snapshot(work: Path, rev: str) -> Path:
+    """``rev``'s walg/ package, exported under ``work``, first on walg's PYTHONPATH."""
+    tree = owned_dir(work / "walg-source")
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev, "walg"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(tree)], check=True)
+    wal_common.WALG_ENV["PYTHONPATH"] = str(tree)
+    return tree
+
+
+def describe(rev: str | None) -> str:
+    repo = str(Path(__file__).resolve().parent.parent)
+    words = ["git", "-C", repo, "log", "-1", "--format=%h %s", rev or "HEAD"]
+    head = subprocess.run(words, capture_output=True, text=True).stdout.strip()[:70]
+    if rev:
+        return f"as of {head}"
+    dirty = subprocess.run(
+        ["git", "-C", repo, "status", "--porcelain", "--untracked-files=no", "walg"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"working tree{' with uncommitted changes' if dirty else ''} at {head}"
 
 
 def run_all(work: Path, args: argparse.Namespace, daemon: bool) -> None:

@@ -28,6 +28,10 @@ FILLER = (
 )
 
 
+# Extra environment for every walg run (PYTHONPATH of a snapshot with --at), set by main().
+WALG_ENV: dict[str, str] = {}
+
+
 def as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", PG_USER, "--", *command]
 
@@ -53,7 +57,8 @@ def run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None 
 def walg_wrapper(directory: Path, name: str, settings: dict[str, str]) -> str:
     """A script that runs wal-g with ``settings`` exported, plus lz4 and log level ERROR:
     what a DBA writes into archive_command/restore_command with a stock configuration."""
-    values = {"WALG_COMPRESSION_METHOD": "lz4", "WALG_LOG_LEVEL": "ERROR", **settings}
+    values = {**WALG_ENV, "WALG_COMPRESSION_METHOD": "lz4", "WALG_LOG_LEVEL": "ERROR"}
+    values.update(settings)
     exports = "".join(f"export {k}='{v}'\n" for k, v in values.items())
     script = directory / name
     script.write_text(f'#!/bin/sh\n{exports}exec {WALG} "$@"\n')
@@ -110,7 +115,8 @@ def start_daemon(directory: Path, settings: dict[str, str]) -> tuple[subprocess.
     """`wal-g daemon` as the postgres user (WALG_DAEMON_SOCKET opt-in), on a socket in
     ``directory``; returns the process and the socket's path."""
     socket_path = str(owned_dir(directory) / "walg.sock")
-    values = {"WALG_COMPRESSION_METHOD": "lz4", "WALG_LOG_LEVEL": "ERROR", **settings}
+    values = {**WALG_ENV, "WALG_COMPRESSION_METHOD": "lz4", "WALG_LOG_LEVEL": "ERROR"}
+    values.update(settings)
     words = [f"{k}={v}" for k, v in values.items()]
     daemon = subprocess.Popen(
         as_postgres(["env", *words, WALG, "daemon", socket_path]),
@@ -136,7 +142,11 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def has_daemon() -> bool:
-    return subprocess.run([WALG, "daemon", "--help"], capture_output=True).returncode == 0
+    command = [WALG, "daemon", "--help"]
+    return (
+        subprocess.run(command, env={**clean_env(), **WALG_ENV}, capture_output=True).returncode
+        == 0
+    )
 
 
 # --- walg's detached helpers ------------------------------------------------------------------
