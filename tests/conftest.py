@@ -39,3 +39,15 @@ def _reset_structlog() -> Iterator[None]:
     """Undo any ``walg.logs.configure`` a test did, so tests do not leak log settings."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _stop_wal_workers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop walg background workers a test started in its ``tmp_path`` (a wal-push or
+    wal-fetch there starts one when the folder looks like pg_wal)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if isinstance(tmp, Path):
+        from servers.workers import stop_workers
+
+        stop_workers(tmp)

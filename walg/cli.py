@@ -251,6 +251,9 @@ def _main(
         parsed, load_command = parsed_fully, load_command or import_command
     env = dict(os.environ if environ is None else environ)
     debug = _devel_requested(env)
+    # The environment of a wal-g process of its own, for the background worker that
+    # wal-push and wal-fetch start (walg.wal.background); None when main() runs in-process.
+    parsed.environ = env if environ is None else None
     try:
         settings = _load_settings(parsed, env)
         debug = settings.log.debug_tracebacks

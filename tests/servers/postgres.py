@@ -311,10 +311,14 @@ class PgCluster:
         self._run_as_server([str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-w", "promote"])
 
     def cleanup(self) -> None:
-        """Stop the server if it runs (immediate) and remove the base directory."""
+        """Stop the server if it runs (immediate), walg's background workers started in
+        it, and remove the base directory."""
+        from servers.workers import stop_workers
+
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             if self.running or (self.data_dir / "postmaster.pid").exists():
                 self.stop("immediate")
+        stop_workers(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:

@@ -18,7 +18,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from walg.wal.prefetch import fetch_with_prefetch
+from walg.wal.prefetch import Spawner, fetch_with_prefetch
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -36,12 +36,17 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch WAL file ``args.wal_name`` to ``args.destination``."""
+    spawn = _worker_spawner(args, settings)
     if threading.current_thread() is not threading.main_thread():
-        fetch_with_prefetch(settings, args.wal_name, args.destination, not args.no_prefetch)
+        fetch_with_prefetch(
+            settings, args.wal_name, args.destination, not args.no_prefetch, spawn=spawn
+        )
         return 0
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        fetch_with_prefetch(settings, args.wal_name, args.destination, not args.no_prefetch)
+        fetch_with_prefetch(
+            settings, args.wal_name, args.destination, not args.no_prefetch, spawn=spawn
+        )
     except _Terminated:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -49,3 +54,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _worker_spawner(args: argparse.Namespace, settings: Settings) -> Spawner | None:
+    """Prefetches run in the cluster's background worker, which this call starts, when one
+    applies (:mod:`walg.wal.background`); else in a detached process of their own."""
+    environ = getattr(args, "environ", None)
+    wal_dir = os.path.dirname(os.path.abspath(args.destination))
+    from walg.wal import background
+
+    if environ is None or not background.applies(settings, wal_dir, environ):
+        return None
+    return background.spawner(settings, wal_dir, environ, args.config)

@@ -88,7 +88,11 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
             disk=reader.rate("WALG_DISK_RATE_LIMIT"),
             network=reader.rate("WALG_NETWORK_RATE_LIMIT"),
         ),
-        wal=WalSettings(prevent_overwrite=reader.flag("WALG_PREVENT_WAL_OVERWRITE")),
+        wal=WalSettings(
+            prevent_overwrite=reader.flag("WALG_PREVENT_WAL_OVERWRITE"),
+            background=reader.flag("WALG_WAL_BACKGROUND"),
+            background_idle=reader.duration("WALG_WAL_BACKGROUND_IDLE"),
+        ),
         log=_log(reader),
         postgres=_postgres(reader),
         config_file=config_file,

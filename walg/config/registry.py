@@ -140,6 +140,14 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_PREVENT_WAL_OVERWRITE", "wal", "bool",
         "wal-push fails instead of overwriting a stored segment with different content.",
         default="false"),
+    Var("WALG_WAL_BACKGROUND", "wal", "bool",
+        "wal-push and wal-fetch start a background process per cluster (in "
+        "pg_wal/walg_data) that stays warm, uploads ready segments and prefetches ahead; "
+        "false: every call works alone.",
+        default="true"),
+    Var("WALG_WAL_BACKGROUND_IDLE", "wal", "duration",
+        "How long that background process waits for work before it exits.",
+        default="60s"),
     Var("WALG_DAEMON_SOCKET", "wal", "path",
         "Unix socket of a running `wal-g daemon`: wal-push and wal-fetch hand their work "
         "to it (running directly when no daemon listens)."),

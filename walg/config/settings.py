@@ -192,6 +192,8 @@ class WalSettings:
     """wal-push and wal-fetch behaviour."""
 
     prevent_overwrite: bool = False
+    background: bool = True  # WALG_WAL_BACKGROUND
+    background_idle: float = 60.0  # WALG_WAL_BACKGROUND_IDLE, seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Final
 
 from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError, local_file_error
 from walg.logs import get_logger
-from walg.wal.daemon_client import MAGIC, is_sent
+from walg.wal.daemon_client import MAGIC, STEP_ASIDE, is_sent
 from walg.wal.prefetch import fetch_with_prefetch, spawn_thread
 from walg.wal.push import push_wal
 
@@ -67,7 +67,7 @@ MAX_CLIENTS: Final = 8
 STOP_GRACE: Final = 60.0
 """Seconds a stopping daemon waits for requests in flight."""
 _READ_TIMEOUT: Final = 30.0
-_FETCH_ARGUMENTS: Final = ("@name", "@prefetch")
+_FETCH_ARGUMENTS: Final = ("@name", "@prefetch", "@credentials")
 _MAX_REQUEST: Final = 1 << 16
 _POLL: Final = 0.2
 
@@ -89,6 +89,7 @@ class WalDaemon:
     def __init__(self, settings: Settings, socket_path: str, storage: Storage | None = None):
         self.settings = settings
         self.socket_path = os.path.abspath(socket_path)
+        self._path = socket_path  # as given: a background worker binds a relative name
         self.identity = settings.storage_identity()
         if storage is None:
             from walg.storage import open_storage
@@ -106,17 +107,22 @@ class WalDaemon:
 
     # -- start and stop ------------------------------------------------------------------
 
-    def bind(self) -> None:
-        """Take the lock, remove a stale socket file, and listen (mode 0600)."""
-        path = self.socket_path
-        self._lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"another walg daemon is running on {path} (it holds {path}.lock)",
-                hint="stop it first, or give this daemon another socket path",
-            ) from None
+    def bind(self, lock_fd: int | None = None) -> None:
+        """Take the lock (or use ``lock_fd``, holding it already), remove a stale socket
+        file, and listen (mode 0600)."""
+        path = self._path
+        if lock_fd is None:
+            lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock_fd)
+                raise ConfigError(
+                    f"another walg daemon is running on {self.socket_path} (it holds "
+                    f"{self.socket_path}.lock)",
+                    hint="stop it first, or give this daemon another socket path",
+                ) from None
+        self._lock_fd = lock_fd
         self._remove_stale(path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
@@ -164,13 +170,21 @@ class WalDaemon:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        with contextlib.suppress(OSError):
-            info = os.stat(self.socket_path)
-            if (info.st_dev, info.st_ino) == self._inode:
-                os.unlink(self.socket_path)
+        if self.owns_socket():
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def owns_socket(self) -> bool:
+        """Whether the socket file is still the one this daemon bound (not removed or
+        replaced)."""
+        try:
+            info = os.stat(self._path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self._inode
 
     # -- serving -------------------------------------------------------------------------
 
@@ -221,27 +235,17 @@ class WalDaemon:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _answer(self, conn: socket.socket) -> tuple[int, str]:
-        """Run one request; its exit code and ERROR/HINT lines."""
+    def _answer(self, conn: socket.socket) -> tuple[int | str, str]:
+        """Run one request; its exit code (or STEP_ASIDE) and ERROR/HINT lines."""
         path, command = "?", "request"
         try:
             command, path, config_file, env = _read_request(conn)
-            self._check_settings(command, config_file, env)
+            if not self._check_settings(command, config_file, env):
+                return STEP_ASIDE, ""
             if command == "wal-push":
-                result = push_wal(self.settings, path, storage=self.storage)
-                if self.settings.log.levelno <= 10:
-                    _log.debug("daemon: wal-push done", file=path, outcome=result.outcome.value)
+                self._push(path)
             else:
-                fetch_with_prefetch(
-                    self.settings,
-                    env["@name"],
-                    path,
-                    env["@prefetch"] == "1",
-                    storage=self.storage,
-                    spawn=spawn_thread,
-                )
-                if self.settings.log.levelno <= 10:
-                    _log.debug("daemon: wal-fetch done", file=path, segment=env["@name"])
+                self._fetch(env["@name"], path, env["@prefetch"] == "1")
         except WalgError as err:
             if err.exit_code != EX_NOT_FOUND:
                 _log.warning(f"daemon: {command} failed", file=path, error=err.msg)
@@ -258,8 +262,23 @@ class WalDaemon:
             )
         return 0, ""
 
-    def _check_settings(self, command: str, config_file: str, env: dict[str, str]) -> None:
-        """ConfigError unless the client's settings store and read the data as the daemon's."""
+    def _push(self, path: str) -> None:
+        """wal-push of the file at ``path``; returns once it is stored."""
+        result = push_wal(self.settings, path, storage=self.storage)
+        if self.settings.log.levelno <= 10:
+            _log.debug("daemon: wal-push done", file=path, outcome=result.outcome.value)
+
+    def _fetch(self, name: str, destination: str, prefetch: bool) -> None:
+        """wal-fetch of ``name`` to ``destination``; returns once it is in place."""
+        fetch_with_prefetch(
+            self.settings, name, destination, prefetch, storage=self.storage, spawn=spawn_thread
+        )
+        if self.settings.log.levelno <= 10:
+            _log.debug("daemon: wal-fetch done", file=destination, segment=name)
+
+    def _check_settings(self, command: str, config_file: str, env: dict[str, str]) -> bool:
+        """ConfigError unless the client's settings store and read the data as the daemon's;
+        True (a background worker returns False to step aside instead)."""
         from walg import config
         from walg.config.compare import differences
 
@@ -287,6 +306,7 @@ class WalDaemon:
                 hint="start the daemon with the same settings as archive_command and "
                 f"restore_command, or unset WALG_DAEMON_SOCKET to run {command} directly",
             )
+        return True
 
 
 def _read_request(conn: socket.socket) -> tuple[str, str, str, dict[str, str]]:

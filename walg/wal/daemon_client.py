@@ -1,12 +1,20 @@
 """The client side of ``wal-g daemon``: hand a ``wal-push`` or ``wal-fetch`` to a running
 daemon.
 
-``walg.cli.main`` calls :func:`fast_path` before anything else. When ``WALG_DAEMON_SOCKET``
-is set and the command line is ``wal-g [--config FILE] wal-push PATH`` or
-``wal-g [--config FILE] wal-fetch [--no-prefetch] NAME DEST``, the request goes to the
-daemon listening on that unix socket, and its answer (exit code, ERROR/HINT lines) is this
-process's. If no daemon is there (no socket file, connection refused), ``fast_path``
-returns None and the caller runs the command itself, as without the variable.
+``walg.cli.main`` calls :func:`fast_path` before anything else. When the command line is
+``wal-g [--config FILE] wal-push PATH`` or ``wal-g [--config FILE] wal-fetch
+[--no-prefetch] NAME DEST``, the request goes to
+
+- the daemon listening on ``WALG_DAEMON_SOCKET``, when that is set; its answer (exit code,
+  ERROR/HINT lines) is this process's. If no daemon is there (no socket file, connection
+  refused), ``fast_path`` returns None and the caller runs the command itself;
+- otherwise the cluster's background worker (:mod:`walg.wal.background`), listening on
+  ``walg_data/walg.sock`` in the directory of PATH or DEST (pg_wal), if its socket file
+  exists. The worker is an optimisation the command started itself, so anything short of
+  an answer (no worker, a worker of another user, one that died before answering, one that
+  steps aside because the settings changed) returns None: the caller then runs the
+  command itself, as if there were no worker. Running it again is safe: a push of a
+  stored segment stores the same bytes, a fetch writes DEST again.
 
 This module imports only ``os``, ``socket`` and ``sys``: it runs once per WAL segment, and
 what it saves is exactly the start-up time of the rest of walg.
@@ -45,15 +53,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANSWER_TIMEOUT",
+    "BACKGROUND_SOCKET",
     "CONNECT_TIMEOUT",
     "MAGIC",
     "SOCKET_VARIABLE",
+    "STEP_ASIDE",
+    "credentials_digest",
     "fast_path",
     "is_sent",
     "request",
 ]
 
 SOCKET_VARIABLE: Final = "WALG_DAEMON_SOCKET"
+BACKGROUND_SOCKET: Final = os.path.join("walg_data", "walg.sock")
+"""The background worker's socket, relative to the WAL directory (pg_wal)."""
+STEP_ASIDE: Final = "pass"
+"""A background worker's answer instead of an exit code: run the command yourself."""
+_LONG_PATH: Final = 100  # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 MAGIC: Final = "walg-daemon/2"  # 2: the client sends all its walg settings
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds to wait for the daemon to accept; longer, and the client pushes directly."""
@@ -84,6 +100,28 @@ def is_sent(name: str) -> bool:
 _MAX_ANSWER: Final = 1 << 16
 
 
+def credentials_digest(environ: Mapping[str, str]) -> str:
+    """A CRC-32 of the credentials in ``environ`` (which are not sent): a background worker
+    steps aside when they differ from its own (they were rotated), without seeing them."""
+    import zlib
+
+    text = "\0".join(f"{name}={environ.get(name, '')}" for name in sorted(NOT_SENT))
+    return f"{zlib.crc32(text.encode('utf-8', 'surrogateescape')):08x}"
+
+
+def connect_unix(conn: socket.socket, path: str) -> None:
+    """``conn.connect(path)``, through ``/proc/self/fd`` when ``path`` is too long for a
+    unix socket address."""
+    if len(path) <= _LONG_PATH:
+        conn.connect(path)
+        return
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        conn.connect(f"/proc/self/fd/{directory}/{os.path.basename(path)}")
+    finally:
+        os.close(directory)
+
+
 def _command_args(argv: Sequence[str]) -> tuple[str, list[str], str] | None:
     """``(command, its arguments, config file or "")`` for the command lines the daemon
     serves: ``[--config FILE] wal-push PATH`` and
@@ -112,24 +150,26 @@ def request(
     environ: Mapping[str, str],
     command: str = "wal-push",
     arguments: Sequence[str] = (),
+    background: bool = False,
 ) -> tuple[int, str] | None:
     """Ask the daemon at ``socket_path`` to run ``command`` on ``path`` (wal-push: the
     file; wal-fetch: DEST, with ``@name=``/``@prefetch=`` ``arguments``): ``(exit code,
     message)``, or None when no daemon accepts the connection (the caller then runs the
-    command itself)."""
+    command itself). For a ``background`` worker, also None when it gives no answer."""
     fields = [MAGIC, command, os.path.abspath(path), config_file, *arguments]
+    fields.append(f"@credentials={credentials_digest(environ)}")
     fields += [f"{name}={value}" for name, value in environ.items() if is_sent(name)]
     payload = "\0".join(fields).encode("utf-8", "surrogateescape")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(CONNECT_TIMEOUT)
         try:
-            conn.connect(socket_path)
+            connect_unix(conn, socket_path)
         except OSError:  # no socket file, nobody listening, backlog full: push directly
             return None
         stranger = _stranger(conn, socket_path)
         if stranger:
-            return 2, stranger
+            return None if background else (2, stranger)
         conn.settimeout(ANSWER_TIMEOUT)
         try:
             conn.sendall(payload)
@@ -142,11 +182,13 @@ def request(
                 "the command again"
             )
         except OSError as err:
-            return 1, _no_answer(socket_path, err.strerror or str(err))
+            return None if background else (1, _no_answer(socket_path, err.strerror or str(err)))
     finally:
         conn.close()
     code, newline, message = answer.decode("utf-8", "replace").partition("\n")
     if not newline or not code.strip().isdigit():
+        if background:  # it died before answering, or stepped aside: run the command here
+            return None
         return 1, _no_answer(socket_path, "it closed the connection")
     return int(code), message
 
@@ -190,22 +232,27 @@ def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     """Run ``wal-push`` or ``wal-fetch`` through the daemon named by WALG_DAEMON_SOCKET,
     printing its message to stderr; the exit code, or None when the caller should run the
     command itself."""
-    socket_path = environ.get(SOCKET_VARIABLE, "")
-    if not socket_path:
-        return None
     parsed = _command_args(argv)
     if parsed is None:
         return None
     command, args, config_file = parsed
+    socket_path = environ.get(SOCKET_VARIABLE, "")
+    background = not socket_path
+    if background:
+        socket_path = os.path.join(os.path.dirname(args[-1]), BACKGROUND_SOCKET)
+        if not os.path.exists(socket_path):
+            return None
     if config_file:
         config_file = os.path.abspath(config_file)
     if command == "wal-push":
-        answer = request(socket_path, args[0], config_file, environ)
+        answer = request(socket_path, args[0], config_file, environ, background=background)
     else:
         prefetch = "0" if args[0] == "--no-prefetch" else "1"
         name, destination = args[-2:]
         extra = [f"@name={name}", f"@prefetch={prefetch}"]
-        answer = request(socket_path, destination, config_file, environ, command, extra)
+        answer = request(
+            socket_path, destination, config_file, environ, command, extra, background
+        )
     if answer is None:
         return None
     code, message = answer

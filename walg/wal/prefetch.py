@@ -60,6 +60,7 @@ __all__ = [
     "prefetch",
     "prefetcher_running",
     "segment_size_of",
+    "spawn_detached",
     "spawn_thread",
     "start_prefetch",
     "take_cached",
@@ -225,7 +226,7 @@ def start_prefetch(
     with _locked(dirs.lock, fcntl.LOCK_EX) as fd:
         if fd is None:  # (no log line: even a filtered one would import structlog)
             return False
-        (spawn or _spawn_detached)(
+        (spawn or spawn_detached)(
             lambda: prefetch(settings, dirs, names, segment_size, storage=storage), fd
         )
     return True
@@ -250,7 +251,7 @@ def spawn_thread(work: Callable[[], None], lock_fd: int) -> None:
     threading.Thread(target=run, name="walg-prefetch", daemon=True).start()
 
 
-def _spawn_detached(work: Callable[[], None], lock_fd: int) -> None:
+def spawn_detached(work: Callable[[], None], lock_fd: int) -> None:
     """Run ``work`` in a grandchild in a new session, and return at once.
 
     The intermediate child exits right after forking, so the caller reaps it immediately and

@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 from walg.config.widths import ahead_uploads
 from walg.errors import Cancelled, IntegrityError, StorageError, WalFileInvalid, WalgError
@@ -48,7 +50,7 @@ from walg.format import layout
 from walg.logs import get_logger
 from walg.sizes import CHUNK
 from walg.wal import names
-from walg.wal.markers import ArchiveStatus
+from walg.wal.markers import READY_SUFFIX, ArchiveStatus
 from walg.wal.source import Source, limiter
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from walg.crypto import Crypter
     from walg.storage import Storage
 
-__all__ = ["ABANDON_WAIT", "AHEAD_GRACE", "Outcome", "PushResult", "push_wal"]
+__all__ = ["ABANDON_WAIT", "AHEAD_GRACE", "AheadUploader", "Outcome", "PushResult", "push_wal"]
 
 AHEAD_GRACE: Final = 60.0
 """Seconds background uploads may go on after the file itself was pushed."""
@@ -115,8 +117,12 @@ class _Pusher:
         self.limits = (limiter(settings.rate_limits.disk), limiter(settings.rate_limits.network))
         self.cancel = threading.Event()
 
-    def push(self, path: str, name: str) -> tuple[Outcome, str]:
-        """Store the file at ``path`` as WAL file ``name``; its outcome and key."""
+    def push(
+        self, path: str, name: str, wanted: Callable[[], bool] | None = None
+    ) -> tuple[Outcome, str]:
+        """Store the file at ``path`` as WAL file ``name``; its outcome and key. With
+        ``wanted``, the upload is cancelled (nothing stored) unless it still returns True
+        once the whole file was read."""
         key = names.wal_key(name, self.method)
         _check_content(path, name)
         if self.settings.wal.prevent_overwrite or names.always_compare(name):
@@ -131,7 +137,8 @@ class _Pusher:
                     f"WALG_*_PREFIX ({_RETRY_HINT})",
                 )
         with Source(path, self.method, self.crypter, self.limits, self.cancel) as source:
-            self.storage.put_object(key, cast(BinaryIO, source))
+            stream = source if wanted is None else _Checked(source, wanted, path)
+            self.storage.put_object(key, cast(BinaryIO, stream))
         return Outcome.STORED, key
 
     def _find_archived(self, name: str) -> tuple[str, str] | None:
@@ -170,6 +177,33 @@ class _Pusher:
                 f"{path}: {err.msg}",
                 hint=f"check or remove the damaged object ({_RETRY_HINT})",
             ) from err
+
+
+class _Checked(io.RawIOBase):
+    """A :class:`Source` whose end is an error (Cancelled) unless ``wanted()`` is still
+    True when it is reached: then every byte was read while it was."""
+
+    def __init__(self, source: Source, wanted: Callable[[], bool], path: str) -> None:
+        super().__init__()
+        self._source, self._wanted, self._path = source, wanted, path
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._source.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._source.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._source.readinto(buffer)
+        if n == 0 and not self._wanted():
+            raise Cancelled(f"{self._path} was archived meanwhile; its upload is cancelled")
+        return n
 
 
 class _Ahead:
@@ -266,11 +300,11 @@ def _check_local(path: str) -> None:
 
 
 def _push(
-    pusher: _Pusher, status: ArchiveStatus, identity: str, path: str, name: str
+    pusher: _Pusher, status: ArchiveStatus, identity: str, path: str, name: str, upload: bool
 ) -> PushResult:
-    """Push ``path`` while ready segments upload in the background."""
+    """Push ``path`` while ready segments upload in the background (if ``upload``)."""
     in_pg_wal = status.is_pg_wal and names.is_segment_name(name)
-    limit = ahead_uploads(pusher.settings.concurrency)
+    limit = ahead_uploads(pusher.settings.concurrency) if upload else 0
     ready = status.ready() if in_pg_wal else []
     ahead = _Ahead(pusher, status, identity)
     if ready and limit > 0:
@@ -287,12 +321,20 @@ def _push(
     return PushResult(name, outcome, key, tuple(sorted(ahead.done)), tuple(sorted(ahead.failed)))
 
 
-def push_wal(settings: Settings, path: str, storage: Storage | None = None) -> PushResult:
+def push_wal(
+    settings: Settings,
+    path: str,
+    storage: Storage | None = None,
+    *,
+    ahead: bool = True,
+    crypter: Crypter | None = None,
+) -> PushResult:
     """Archive the WAL file at ``path`` (see the module docstring).
 
     ``storage`` defaults to the configured one (tests pass their own). Raises WalgError
     (missing file, different archived content, storage failure); returns only once the
-    file is in the archive.
+    file is in the archive. ``ahead=False``: no segments are uploaded ahead in this call
+    (the background worker does that itself); a warm caller passes its open ``crypter``.
     """
     _check_local(path)
     name = os.path.basename(path)
@@ -307,17 +349,56 @@ def push_wal(settings: Settings, path: str, storage: Storage | None = None) -> P
         from walg.storage import open_storage
 
         storage = open_storage(settings)
-    crypter = _open_crypter(settings)
+    own = crypter is None
+    if own:
+        crypter = _open_crypter(settings)
     try:
-        result = _push(_Pusher(settings, storage, crypter), status, identity, path, name)
+        result = _push(_Pusher(settings, storage, crypter), status, identity, path, name, ahead)
     except StorageError as err:
         raise type(err)(f"cannot archive {name}: {err.msg}", err.hint or _RETRY_HINT) from err
     finally:
-        if crypter is not None:
+        if own and crypter is not None:
             crypter.close()
     _debug(settings, "wal-push: done", file=name, outcome=result.outcome.value, key=result.key,
            ahead=list(result.ahead), ahead_failed=list(result.ahead_failed))  # fmt: skip
     return result
+
+
+class AheadUploader:
+    """Uploads segments PostgreSQL marked ready, ahead of their archive_command calls, each
+    marked once stored (:mod:`walg.wal.markers`): the background worker's archiver. Safe
+    to use from several threads; ``cancel`` stops every upload at its next chunk."""
+
+    def __init__(self, settings: Settings, storage: Storage, wal_dir: str) -> None:
+        self.status = ArchiveStatus(wal_dir)
+        self.identity = settings.storage_identity()
+        self.crypter = _open_crypter(settings)
+        self._pusher = _Pusher(settings, storage, self.crypter)
+        self.cancel = self._pusher.cancel
+
+    def candidates(self, busy: Container[str], limit: int) -> list[str]:
+        """Up to ``limit`` ready plain segments, oldest first, neither marked nor ``busy``."""
+        if limit <= 0:
+            return []
+        marked = self.status.marked()
+        ready = (n for n in self.status.ready() if names.is_segment_name(n))
+        return sorted(n for n in ready if n not in marked and n not in busy)[:limit]
+
+    def upload(self, name: str) -> str:
+        """Store segment ``name`` and mark it; its key. Raises what the push raises.
+
+        The upload is cancelled if the segment's ``.ready`` file is gone when the whole
+        file has been read: PostgreSQL archived it another way and may have begun to
+        reuse the file for new WAL, so what was read might not be that segment."""
+        path = os.path.join(self.status.wal_dir, name)
+        ready = os.path.join(self.status.ready_dir, name + READY_SUFFIX)
+        _, key = self._pusher.push(path, name, lambda: os.path.exists(ready))
+        self.status.mark(name, self.identity, key)
+        return key
+
+    def close(self) -> None:
+        if self.crypter is not None:
+            self.crypter.close()
 
 
 def _open_crypter(settings: Settings) -> Crypter | None:
