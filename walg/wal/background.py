@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TextIO, cast
 
 from walg.errors import WalgError
 from walg.logs import get_logger
@@ -190,6 +191,9 @@ def _worker_main(
 ) -> int:
     spool = os.path.dirname(socket_path(wal_dir))
     _redirect_output(os.path.join(spool, LOG_NAME))
+    from walg import logs
+
+    logs.configure(settings.log.level, stream=cast(TextIO, _Unfailing(sys.stderr)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -234,6 +238,27 @@ def _run_first(first: Work, first_lock: int | None) -> None:
     else:
         spawn_thread(first, first_lock)  # the thread holds a dup of the lock while it works
         os.close(first_lock)  # the cold call's: later prefetches must be able to take it
+
+
+class _Unfailing(io.TextIOBase):
+    """The worker's log stream: a write that fails (pg_wal's disk is full) is dropped
+    rather than raised into the request or upload that logged it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _redirect_output(log_file: str) -> None:
