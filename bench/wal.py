@@ -23,7 +23,7 @@ plus wal-fetch segments/s one segment at a time (--fetch-segments) and sustained
 under bulk inserts (--seconds), as before. A summary with ratios ends the output.
 
     .venv/bin/python bench/wal.py [--pushes 10] [--backlog 55] [--replay 38]
-        [--fetch-segments 32] [--seconds 15] [--no-s3] [--barman-venv /opt/barman-venv]
+        [--fetch-segments 32] [--seconds 15] [--rounds 1] [--no-s3] [--barman-venv /opt/barman-venv]
 
 Runs as root. Nothing carries over between scenarios: each has its own PGDATA (or copy),
 storage and repository, and whatever walg left running in the background for a PGDATA
@@ -108,26 +108,41 @@ RESULTS: list[Row] = []
 # --- (a) and (d): one push ----------------------------------------------------------------
 
 
-def push_times(
-    command: list[str],
-    pgdata: Path,
-    segments: list[Path],
-    env: dict[str, str] | None = None,
-    absolute: bool = False,
-) -> list[float]:
-    """Wall time (s) of pushing each segment once with ``command + [path]`` (cwd PGDATA, the
-    path relative to it as PostgreSQL passes %p; absolute for pgBackRest, whose pg1-path
-    is the source cluster's, and barman-cloud)."""
-    times = []
-    for segment in segments:
-        path = pgdata / "pg_wal" / segment.name
+@dataclass
+class Pusher:
+    """One way to push a segment: ``command + [path]`` run with cwd ``pgdata`` (the path
+    relative to it as PostgreSQL passes %p; absolute for pgBackRest, whose pg1-path is the
+    source cluster's, and barman-cloud)."""
+
+    command: list[str]
+    pgdata: Path
+    env: dict[str, str] | None = None
+    absolute: bool = False
+
+    def push(self, segment: Path) -> float:
+        """Wall time (s) of pushing a copy of ``segment`` placed in pg_wal."""
+        path = self.pgdata / "pg_wal" / segment.name
         shutil.copy(segment, path)
         os.chown(path, *postgres_ids())
-        argument = str(path) if absolute else f"pg_wal/{segment.name}"
+        argument = str(path) if self.absolute else f"pg_wal/{segment.name}"
         started = time.perf_counter()
-        run([*command, argument], cwd=pgdata, env=env)
-        times.append(time.perf_counter() - started)
+        run([*self.command, argument], cwd=self.pgdata, env=self.env)
+        elapsed = time.perf_counter() - started
         path.unlink()
+        return elapsed
+
+
+def take_turns(pushers: dict[str, Pusher], segments: list[Path]) -> dict[str, list[float]]:
+    """Push every segment with each pusher in turn (segment by segment, so that a change in
+    the shared machine's load hits all alike); then stop what walg left in the background.
+    Prints and returns each pusher's times."""
+    times: dict[str, list[float]] = {label: [] for label in pushers}
+    for segment in segments:
+        for label, pusher in pushers.items():
+            times[label].append(pusher.push(segment))
+    for label, pusher in pushers.items():
+        stop_walg_helpers(pusher.pgdata)
+        print(f"  {label:<31} {first_and_median(times[label])}")
     return times
 
 
@@ -155,36 +170,41 @@ def runuser_cost(runs: int = 10) -> float:
 
 def bench_push(work: Path, segments: list[Path], pgbr: list[str], daemon: bool) -> None:
     print(
-        f"(a) one 16 MiB wal-push, {len(segments)} segments; every figure includes "
-        f"{runuser_cost() * 1000:.1f} ms of `runuser -u postgres`:"
+        f"(a) one 16 MiB wal-push, {len(segments)} segments, the tools taking turns; every "
+        f"figure includes {runuser_cost() * 1000:.1f} ms of `runuser -u postgres`:"
     )
-    wrapper = walg_wrapper(
-        work, "push-walg.sh", {"WALG_FILE_PREFIX": str(owned_dir(work / "push-store"))}
+    store = {"WALG_FILE_PREFIX": str(owned_dir(work / "push-store"))}
+    wrapper = walg_wrapper(work, "push-walg.sh", store)
+    pushers = {
+        "walg, stock config": Pusher(
+            as_postgres([wrapper, "wal-push"]), fake_pgdata(work, "push-walg")
+        )
+    }
+    process = None
+    if daemon:
+        settings = {"WALG_FILE_PREFIX": str(owned_dir(work / "push-daemon-store"))}
+        process, socket_path = start_daemon(work / "push-daemon", settings)
+        script = walg_wrapper(
+            work, "push-daemon.sh", {**settings, "WALG_DAEMON_SOCKET": socket_path}
+        )
+        pushers["walg via `wal-g daemon`"] = Pusher(
+            as_postgres([script, "wal-push"]), fake_pgdata(work, "push-daemon")
+        )
+    pushers["pgBackRest archive-push"] = Pusher(
+        as_postgres([*pgbr, "archive-push"]), fake_pgdata(work, "push-pgbr"), absolute=True
     )
-    pgdata = fake_pgdata(work, "push-walg")
-    walg = push_times(as_postgres([wrapper, "wal-push"]), pgdata, segments)
-    stop_walg_helpers(pgdata)
-    print(f"  walg, stock config              {first_and_median(walg)}")
+    try:
+        times = take_turns(pushers, segments)
+    finally:
+        if process is not None:
+            stop_process(process)
+    walg = times["walg, stock config"]
     row = Row("one wal-push (median)", "ms", statistics.median(walg), first(walg))
     if daemon:
-        store = owned_dir(work / "push-daemon-store")
-        process, socket_path = start_daemon(work / "push-daemon", {"WALG_FILE_PREFIX": str(store)})
-        try:
-            script = walg_wrapper(
-                work,
-                "push-daemon.sh",
-                {"WALG_FILE_PREFIX": str(store), "WALG_DAEMON_SOCKET": socket_path},
-            )
-            pgdata = fake_pgdata(work, "push-daemon")
-            times = push_times(as_postgres([script, "wal-push"]), pgdata, segments)
-        finally:
-            stop_process(process)
-        print(f"  walg via `wal-g daemon`         {first_and_median(times)}")
-        row.daemon = statistics.median(times)
-    pgdata = fake_pgdata(work, "push-pgbr")
-    times = push_times(as_postgres([*pgbr, "archive-push"]), pgdata, segments, absolute=True)
-    print(f"  pgBackRest archive-push         {first_and_median(times)}")
-    row.peers.append(("pgBackRest archive-push", statistics.median(times)))
+        row.daemon = statistics.median(times["walg via `wal-g daemon`"])
+    row.peers.append(
+        ("pgBackRest archive-push", statistics.median(times["pgBackRest archive-push"]))
+    )
     RESULTS.append(row)
 
 
@@ -211,25 +231,32 @@ def barman_compression(archive: str) -> list[str]:
 
 
 def bench_s3_push(work: Path, segments: list[Path], endpoint: str, barman_venv: Path) -> None:
-    print("(d) one wal-push to S3 (moto server on 127.0.0.1):")
+    print("(d) one wal-push to S3 (moto server on 127.0.0.1), the tools taking turns:")
     aws = s3_settings(endpoint)
     wrapper = walg_wrapper(work, "push-s3.sh", {"WALG_S3_PREFIX": f"s3://{S3_BUCKET}/walg", **aws})
-    pgdata = fake_pgdata(work, "push-s3")
-    walg = push_times(as_postgres([wrapper, "wal-push"]), pgdata, segments)
-    stop_walg_helpers(pgdata)
-    print(f"  walg, stock config              {first_and_median(walg)}")
-    row = Row("wal-push to S3 (median)", "ms", statistics.median(walg), first(walg))
+    pushers = {
+        "walg, stock config": Pusher(
+            as_postgres([wrapper, "wal-push"]), fake_pgdata(work, "push-s3")
+        )
+    }
     archive = barman_venv / "bin" / "barman-cloud-wal-archive"
+    label = ""
     if archive.exists():
         compression = barman_compression(str(archive))
-        pgdata = fake_pgdata(work, "push-barman")
         command = [str(archive), "--endpoint-url", endpoint, *compression]
         command += [f"s3://{S3_BUCKET}/barman", "bench"]
-        env = {**clean_env(), **aws}
-        times = push_times(as_postgres(command), pgdata, segments, env=env, absolute=True)
         label = f"barman-cloud-wal-archive {' '.join(compression) or '(no compression)'}"
-        print(f"  {label:<31} {first_and_median(times)}")
-        row.peers.append((label, statistics.median(times)))
+        pushers[label] = Pusher(
+            as_postgres(command),
+            fake_pgdata(work, "push-barman"),
+            env={**clean_env(), **aws},
+            absolute=True,
+        )
+    times = take_turns(pushers, segments)
+    walg = times["walg, stock config"]
+    row = Row("wal-push to S3 (median)", "ms", statistics.median(walg), first(walg))
+    if label:
+        row.peers.append((label, statistics.median(times[label])))
     else:
         print(f"  barman-cloud-wal-archive: skipped, {archive} not found (--barman-venv)")
     RESULTS.append(row)
@@ -263,62 +290,48 @@ def backlog_run(
         cluster.cleanup()
 
 
-def bench_backlog(work: Path, source: Path, names: set[str], daemon: bool) -> None:
+def bench_backlog(work: Path, source: Path, names: set[str], daemon: bool, rounds: int = 1) -> None:
+    """Each tool in turn, ``rounds`` times (fresh storage and repository every time); the
+    median of each tool's rounds."""
     count = len(names)
     print(f"(b) archiving a backlog of {count} segments (same segments for every tool):")
-    results: dict[str, float] = {}
 
-    def report(label: str, seconds: float) -> None:
-        results[label] = seconds
-        print(f"  {label:<27} {count / seconds:6.1f} segments/s ({seconds:5.2f} s)")
+    def walg(name: str, daemon: bool) -> float:
+        settings = {"WALG_FILE_PREFIX": str(owned_dir(work / f"{name}-store"))}
+        process = None
+        if daemon:
+            process, socket_path = start_daemon(work / f"{name}-daemon", settings)
+            settings["WALG_DAEMON_SOCKET"] = socket_path
+        command = f"{walg_wrapper(work, f'{name}.sh', settings)} wal-push %p"
+        after = (lambda: stop_process(process)) if process else (lambda: None)
+        return backlog_run(source, names, lambda cluster: command, after)
 
-    def walg_setup(name: str, extra: dict[str, str]) -> Callable[[PgCluster], str]:
-        def setup(cluster: PgCluster) -> str:
-            store = owned_dir(work / f"{name}-store")
-            settings = {"WALG_FILE_PREFIX": str(store), **extra}
-            return f"{walg_wrapper(work, f'{name}.sh', settings)} wal-push %p"
+    def pgbr(name: str, asynchronous: bool) -> float:
+        spool = work / f"{name}-spool" if asynchronous else None
 
-        return setup
-
-    def pgbr_setup(name: str, asynchronous: bool) -> Callable[[PgCluster], str]:
         def setup(cluster: PgCluster) -> str:
             command = pgbackrest(
                 work / f"{name}.conf",
                 repo=work / f"{name}-repo",
                 pgdata=cluster.data_dir,
                 cluster=cluster,
-                spool=work / f"{name}-spool" if asynchronous else None,
+                spool=spool,
             )
             stanza_create(command)
             return " ".join(command) + " archive-push %p"
 
-        return setup
+        return backlog_run(source, names, setup, lambda: wait_released(spool))
 
-    report(
-        "walg, stock config",
-        backlog_run(source, names, walg_setup("backlog-walg", {}), lambda: None),
-    )
+    variants: dict[str, Callable[[str], float]] = {
+        "walg, stock config": lambda name: walg(name, False)
+    }
     if daemon:
-        store = owned_dir(work / "backlog-daemon-store")
-        process, socket_path = start_daemon(
-            work / "backlog-daemon", {"WALG_FILE_PREFIX": str(store)}
-        )
-        setup = walg_setup("backlog-daemon", {"WALG_DAEMON_SOCKET": socket_path})
-        report(
-            "walg via `wal-g daemon`",
-            backlog_run(source, names, setup, lambda: stop_process(process)),
-        )
-    report(
-        "pgBackRest sync",
-        backlog_run(source, names, pgbr_setup("backlog-pgbr", False), lambda: None),
-    )
-    spool = work / "backlog-pgbr-async-spool"
-    report(
-        "pgBackRest async",
-        backlog_run(
-            source, names, pgbr_setup("backlog-pgbr-async", True), lambda: wait_released(spool)
-        ),
-    )
+        variants["walg via `wal-g daemon`"] = lambda name: walg(name, True)
+    variants["pgBackRest sync"] = lambda name: pgbr(name, False)
+    variants["pgBackRest async"] = lambda name: pgbr(name, True)
+    results = run_rounds(variants, "backlog", rounds)
+    for label, seconds in results.items():
+        print(f"  {label:<27} {count / seconds:6.1f} segments/s ({seconds:5.2f} s)")
     RESULTS.append(
         Row(
             f"backlog of {count} segments",
@@ -330,6 +343,18 @@ def bench_backlog(work: Path, source: Path, names: set[str], daemon: bool) -> No
             ],
         )
     )
+
+
+def run_rounds(
+    variants: dict[str, Callable[[str], float]], prefix: str, rounds: int
+) -> dict[str, float]:
+    """Run each variant in turn (given a fresh name for its files), ``rounds`` times;
+    the median of each variant's seconds."""
+    seconds: dict[str, list[float]] = {label: [] for label in variants}
+    for number in range(rounds):
+        for index, (label, variant) in enumerate(variants.items()):
+            seconds[label].append(variant(f"{prefix}-{number}-{index}"))
+    return {label: statistics.median(values) for label, values in seconds.items()}
 
 
 # --- (c) replay ---------------------------------------------------------------------------
@@ -368,8 +393,9 @@ def make_replay_source(work: Path, segments: int) -> ReplaySource:
         command += ["-h", str(source.socket_dir), "-p", str(source.port), "-U", "postgres"]
         owned_dir(base)
         run(as_postgres(command))
-        first = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-        fill_until(source, segments)
+        label = (base / "backup_label").read_text()
+        first = label.split("(file ", 1)[1][:24]  # START WAL LOCATION: ... (file <name>)
+        fill_until(source, segments - 1)
         source.psql("SELECT pg_switch_wal()")
         wait_archived(source, ready(source.data_dir))
         last = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn() - 1)")
@@ -383,7 +409,7 @@ def make_replay_source(work: Path, segments: int) -> ReplaySource:
 
 
 def replay_run(
-    work: Path, source: ReplaySource, restore: Callable[[PgCluster], str], after: Callable[[], None]
+    source: ReplaySource, restore: Callable[[PgCluster], str], after: Callable[[], None]
 ) -> float:
     """Seconds from `pg_ctl start` of a copy of the base (recovery.signal, restore_command =
     ``restore(cluster)``, no target) until it promoted; checks that every row is there."""
@@ -409,53 +435,44 @@ def replay_run(
         cluster.cleanup()
 
 
-def bench_replay(work: Path, replay_segments: int, daemon: bool) -> None:
+def bench_replay(work: Path, replay_segments: int, daemon: bool, rounds: int = 1) -> None:
     source = make_replay_source(work, replay_segments)
     print(
         f"(c) replaying {source.segments} archived segments after a restore of one base "
         "(pg_ctl start to promotion):"
     )
-    results: dict[str, float] = {}
 
-    def report(label: str, seconds: float) -> None:
-        results[label] = seconds
-        print(f"  {label:<27} {seconds:6.2f} s ({source.segments / seconds:5.1f} segments/s)")
+    def walg(name: str, daemon: bool) -> float:
+        settings = {"WALG_FILE_PREFIX": str(source.walg_store)}
+        process = None
+        if daemon:
+            process, socket_path = start_daemon(work / f"{name}-daemon", settings)
+            settings["WALG_DAEMON_SOCKET"] = socket_path
+        command = f"{walg_wrapper(work, f'{name}.sh', settings)} wal-fetch %f %p"
+        after = (lambda: stop_process(process)) if process else (lambda: None)
+        return replay_run(source, lambda cluster: command, after)
 
-    def walg_restore(extra: dict[str, str]) -> Callable[[PgCluster], str]:
-        settings = {"WALG_FILE_PREFIX": str(source.walg_store), **extra}
-        name = f"replay-fetch-{len(results)}.sh"
-        return lambda cluster: f"{walg_wrapper(work, name, settings)} wal-fetch %f %p"
+    def pgbr(name: str, asynchronous: bool) -> float:
+        spool = work / f"{name}-spool" if asynchronous else None
 
-    def pgbr_restore(name: str, asynchronous: bool) -> Callable[[PgCluster], str]:
         def restore(cluster: PgCluster) -> str:
             command = pgbackrest(
-                work / f"{name}.conf",
-                repo=source.pgbr_repo,
-                pgdata=cluster.data_dir,
-                spool=work / f"{name}-spool" if asynchronous else None,
+                work / f"{name}.conf", repo=source.pgbr_repo, pgdata=cluster.data_dir, spool=spool
             )
             return " ".join(command) + ' archive-get %f "%p"'
 
-        return restore
+        return replay_run(source, restore, lambda: wait_released(spool))
 
-    report("walg, stock config", replay_run(work, source, walg_restore({}), lambda: None))
+    variants: dict[str, Callable[[str], float]] = {
+        "walg, stock config": lambda name: walg(name, False)
+    }
     if daemon:
-        process, socket_path = start_daemon(
-            work / "replay-daemon", {"WALG_FILE_PREFIX": str(source.walg_store)}
-        )
-        restore = walg_restore({"WALG_DAEMON_SOCKET": socket_path})
-        report(
-            "walg via `wal-g daemon`",
-            replay_run(work, source, restore, lambda: stop_process(process)),
-        )
-    sync = pgbr_restore("replay-pgbr", False)
-    report("pgBackRest archive-get sync", replay_run(work, source, sync, lambda: None))
-    spool = work / "replay-pgbr-async-spool"
-    asynchronous = pgbr_restore("replay-pgbr-async", True)
-    report(
-        "pgBackRest archive-get async",
-        replay_run(work, source, asynchronous, lambda: wait_released(spool)),
-    )
+        variants["walg via `wal-g daemon`"] = lambda name: walg(name, True)
+    variants["pgBackRest archive-get sync"] = lambda name: pgbr(name, False)
+    variants["pgBackRest archive-get async"] = lambda name: pgbr(name, True)
+    results = run_rounds(variants, "replay", rounds)
+    for label, seconds in results.items():
+        print(f"  {label:<28} {seconds:6.2f} s ({source.segments / seconds:5.1f} segments/s)")
     remove(source.base)
     RESULTS.append(
         Row(
@@ -481,8 +498,9 @@ def bench_fetch(work: Path, segments: list[Path], pgbr: list[str], daemon: bool)
     settings = {"WALG_FILE_PREFIX": str(store)}
     wrapper = walg_wrapper(work, "fetch.sh", settings)
     pgdata = fake_pgdata(work, "fetch-push")
-    push_times(as_postgres([wrapper, "wal-push"]), pgdata, segments)
-    push_times(as_postgres([*pgbr, "archive-push"]), pgdata, segments, absolute=True)
+    for segment in segments:
+        Pusher(as_postgres([wrapper, "wal-push"]), pgdata).push(segment)
+        Pusher(as_postgres([*pgbr, "archive-push"]), pgdata, absolute=True).push(segment)
     stop_walg_helpers(pgdata)
     mib = len(segments) * 16
     print(f"wal-fetch of {len(segments)} segments one at a time ({mib} MiB):")
@@ -576,6 +594,9 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=38)
     parser.add_argument("--fetch-segments", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=15, help="sustained archiving; 0: skip")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="backlog and replay: tools in turn, median"
+    )
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--barman-venv", type=Path, default=Path("/opt/barman-venv"))
     parser.add_argument(
@@ -663,11 +684,11 @@ def run_all(work: Path, args: argparse.Namespace, daemon: bool) -> None:
                 bench_s3_push(work, segments[-args.pushes :], endpoint, args.barman_venv)
             finally:
                 _stop_moto(moto)
-        bench_backlog(work, source.data_dir, names, daemon)
+        bench_backlog(work, source.data_dir, names, daemon, args.rounds)
         bench_fetch(work, segments[-args.fetch_segments :], pgbr_fetch, daemon)
     finally:
         source.cleanup()
-    bench_replay(work, args.replay, daemon)
+    bench_replay(work, args.replay, daemon, args.rounds)
     if args.seconds:
         bench_sustained(work, args.seconds)
 

@@ -192,9 +192,11 @@ def _holders(roots: list[str]) -> set[int]:
     return {p for p in candidates | _pid_files(roots) if p != me and _serves(p, roots)}
 
 
-def wait_released(path: Path, timeout: float = 30.0) -> None:
+def wait_released(path: Path | None, timeout: float = 30.0) -> None:
     """Wait until no process holds a file under ``path`` (pgBackRest's async process and its
-    spool), so that it does not run on into the next scenario."""
+    spool), so that it does not run on into the next scenario. None: nothing to wait for."""
+    if path is None:
+        return
     roots = [os.path.realpath(path)]
     deadline = time.monotonic() + timeout
     while _holders(roots) and time.monotonic() < deadline:
