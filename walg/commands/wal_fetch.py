@@ -11,7 +11,6 @@ process then kills itself with SIGTERM.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import threading
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING
 from walg.wal.prefetch import Spawner, fetch_with_prefetch
 
 if TYPE_CHECKING:
+    import argparse
+
     from walg.config import Settings
 
 __all__ = ["run"]

@@ -12,11 +12,12 @@ ahead; with WALG_WAL_BACKGROUND=false, this call uploads ready segments ahead in
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from walg.config import Settings
 
 __all__ = ["run"]

@@ -44,34 +44,49 @@ What keeps it safe:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import io
 import os
-import signal
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Final, TextIO, cast
+from typing import TYPE_CHECKING
 
-from walg.errors import WalgError
-from walg.logs import get_logger
 from walg.wal.daemon_client import BACKGROUND_SOCKET
 from walg.wal.markers import ArchiveStatus
-from walg.wal.prefetch import Spawner, spawn_detached
-from walg.wal.worker import BackgroundWorker, Baseline, lock_path, socket_path, worker_pid
 
 if TYPE_CHECKING:
     from walg.config import Settings
+    from walg.wal.prefetch import Spawner
 
-__all__ = ["LOG_NAME", "applies", "spawner", "start_worker", "worker_pid"]
-
-LOG_NAME: Final = "walg_background.log"
-_LOG_LIMIT: Final = 1 << 20
-
-_log = get_logger("walg.wal.background")
+__all__ = ["applies", "lock_path", "socket_path", "spawner", "start_worker", "worker_pid"]
 
 Work = Callable[[], None]
+
+
+def socket_path(wal_dir: str) -> str:
+    """The worker's socket for the WAL directory ``wal_dir``."""
+    return os.path.join(wal_dir, BACKGROUND_SOCKET)
+
+
+def lock_path(wal_dir: str) -> str:
+    """The worker's lock (an flock held while it lives; its PID inside)."""
+    return socket_path(wal_dir) + ".lock"
+
+
+def worker_pid(wal_dir: str) -> int | None:
+    """The PID of the live worker of ``wal_dir``, or None (for tests and scripts)."""
+    try:
+        fd = os.open(lock_path(wal_dir), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else None
+        return None  # nobody holds it
+    finally:
+        os.close(fd)
 
 
 # --- starting a worker from a cold call -------------------------------------------------------
@@ -94,12 +109,14 @@ def start_worker(
     optimisation."""
     if not applies(settings, wal_dir, environ) or threading.active_count() > 1:
         return False  # (forking a process that runs threads is not safe)
+    config_file = os.path.abspath(config_arg) if config_arg else ""
     try:
-        config_file = os.path.abspath(config_arg) if config_arg else ""
-        baseline = Baseline(config_file, environ)
-        return _start(settings, wal_dir, baseline, tuple(archived), first, first_lock)
+        return _start(settings, wal_dir, (config_file, dict(environ)), tuple(archived), first,
+                      first_lock)  # fmt: skip
     except Exception as err:
-        _log.debug("background worker not started", error=str(err))
+        from walg.logs import get_logger
+
+        get_logger("walg.wal.background").debug("worker not started", error=str(err))
         return False
 
 
@@ -123,6 +140,8 @@ def spawner(
 
     def spawn(work: Work, lock_fd: int) -> None:
         if not start_worker(settings, wal_dir, environ, config_arg, first=work, first_lock=lock_fd):
+            from walg.wal.prefetch import spawn_detached
+
             spawn_detached(work, lock_fd)
 
     return spawn
@@ -131,7 +150,7 @@ def spawner(
 def _start(
     settings: Settings,
     wal_dir: str,
-    baseline: Baseline,
+    baseline: tuple[str, dict[str, str]],
     archived: tuple[str, ...],
     first: Work | None,
     first_lock: int | None,
@@ -159,7 +178,7 @@ def _start(
 def _child(
     settings: Settings,
     wal_dir: str,
-    baseline: Baseline,
+    baseline: tuple[str, dict[str, str]],
     archived: tuple[str, ...],
     lock: int,
     first: Work | None,
@@ -172,108 +191,14 @@ def _child(
         os.setsid()
         if os.fork():
             code = 0
-        else:
-            code = _worker_main(settings, wal_dir, baseline, archived, lock, first, first_lock)
+        else:  # the worker: what it needs beyond a cold call is imported here, not there
+            from walg.wal.worker import Baseline, run_worker
+
+            code = run_worker(settings, wal_dir, Baseline(*baseline), archived, lock, first,
+                              first_lock)  # fmt: skip
     except BaseException:
         code = 1
     finally:
         os._exit(code)
 
 
-def _worker_main(
-    settings: Settings,
-    wal_dir: str,
-    baseline: Baseline,
-    archived: tuple[str, ...],
-    lock: int,
-    first: Work | None,
-    first_lock: int | None,
-) -> int:
-    spool = os.path.dirname(socket_path(wal_dir))
-    _redirect_output(os.path.join(spool, LOG_NAME))
-    from walg import logs
-
-    logs.configure(settings.log.level, stream=cast(TextIO, _Unfailing(sys.stderr)))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    os.chdir(spool)  # the socket is bound by its short name: a long PGDATA is no problem
-    os.ftruncate(lock, 0)
-    os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
-    name = os.path.basename(BACKGROUND_SOCKET)
-    worker = BackgroundWorker(settings, wal_dir, baseline, archived=archived, bind_name=name)
-    try:
-        worker.bind(lock_fd=os.dup(lock))
-    except WalgError as err:
-        _log.warning("background worker: cannot listen", error=err.msg)
-        return 1
-    _log.info("background worker: started", wal_dir=wal_dir, storage=worker.identity,
-              idle_exit_seconds=worker.idle)  # fmt: skip
-
-    def on_signal(signum: int, _frame: object) -> None:
-        worker.stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if first is not None:
-        _run_first(first, first_lock)
-    uploads = threading.Thread(target=worker.run_uploads, name="walg-uploads", daemon=True)
-    uploads.start()
-    try:
-        worker.serve_forever()
-    finally:
-        worker.close()
-        worker.shutdown()
-        _log.info("background worker: stopped", wal_dir=wal_dir)
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-    return 0
-
-
-def _run_first(first: Work, first_lock: int | None) -> None:
-    from walg.wal.prefetch import spawn_thread
-
-    if first_lock is None:
-        threading.Thread(target=first, name="walg-first", daemon=True).start()
-    else:
-        spawn_thread(first, first_lock)  # the thread holds a dup of the lock while it works
-        os.close(first_lock)  # the cold call's: later prefetches must be able to take it
-
-
-class _Unfailing(io.TextIOBase):
-    """The worker's log stream: a write that fails (pg_wal's disk is full) is dropped
-    rather than raised into the request or upload that logged it."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        with contextlib.suppress(OSError, ValueError):
-            self._stream.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._stream.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
-def _redirect_output(log_file: str) -> None:
-    """stdin from /dev/null; stdout and stderr to ``log_file`` (the previous one kept as
-    ``.1`` once it reaches 1 MiB): never PostgreSQL's pipes, which a reader would wait on."""
-    with contextlib.suppress(OSError):
-        if os.stat(log_file).st_size > _LOG_LIMIT:
-            os.replace(log_file, log_file + ".1")
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    try:
-        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    except OSError:
-        out = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)

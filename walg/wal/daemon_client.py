@@ -43,11 +43,11 @@ The protocol (one request per connection; see :mod:`walg.wal.daemon`):
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms on this path
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Mapping, Sequence
     from typing import Final
 
@@ -160,6 +160,8 @@ def request(
     fields.append(f"@credentials={credentials_digest(environ)}")
     fields += [f"{name}={value}" for name, value in environ.items() if is_sent(name)]
     payload = "\0".join(fields).encode("utf-8", "surrogateescape")
+    import socket  # only once a daemon or worker may be listening
+
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(CONNECT_TIMEOUT)
@@ -196,6 +198,8 @@ def request(
 def _stranger(conn: socket.socket, socket_path: str) -> str:
     """The ERROR/HINT lines if the process listening on ``socket_path`` runs as another
     user (it would be handed this user's settings and trusted with its WAL); else ""."""
+    import socket
+
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None:  # not Linux: the socket's own mode (0600) is the guard
         return ""

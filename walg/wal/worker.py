@@ -6,15 +6,17 @@ configured otherwise, and exits when idle. How it is started, and why: see that 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
+import io
 import os
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TextIO, cast
 
 from walg.errors import WalgError
 from walg.logs import get_logger
@@ -26,38 +28,15 @@ if TYPE_CHECKING:
     from walg.config import Settings
     from walg.storage import Storage
 
-__all__ = ["RETRY_AFTER", "BackgroundWorker", "Baseline", "lock_path", "socket_path", "worker_pid"]
+__all__ = ["LOG_NAME", "RETRY_AFTER", "BackgroundWorker", "Baseline", "run_worker"]
 
+LOG_NAME: Final = "walg_background.log"
+_LOG_LIMIT: Final = 1 << 20
 RETRY_AFTER: Final = 10.0
 """Seconds before an upload ahead that failed is tried again by the worker."""
 _TICK: Final = 0.01  # how often the worker looks for newly ready segments
 
 _log = get_logger("walg.wal.background")
-
-
-def socket_path(wal_dir: str) -> str:
-    return os.path.join(wal_dir, BACKGROUND_SOCKET)
-
-
-def lock_path(wal_dir: str) -> str:
-    return socket_path(wal_dir) + ".lock"
-
-
-def worker_pid(wal_dir: str) -> int | None:
-    """The PID of the live worker of ``wal_dir``, or None (for tests and scripts)."""
-    try:
-        fd = os.open(lock_path(wal_dir), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            return int(text) if text.isdigit() else None
-        return None  # nobody holds it
-    finally:
-        os.close(fd)
 
 
 class Baseline:
@@ -108,7 +87,7 @@ class BackgroundWorker(WalDaemon):
         archived: Iterable[str] = (),
         bind_name: str | None = None,
     ) -> None:
-        super().__init__(settings, socket_path(wal_dir), storage)
+        super().__init__(settings, os.path.join(wal_dir, BACKGROUND_SOCKET), storage)
         if bind_name is not None:  # the worker's cwd is the spool: bind by the short name
             self._path = bind_name
         self.wal_dir = os.path.abspath(wal_dir)
@@ -238,3 +217,107 @@ def _upload_width(settings: Settings) -> int:
     if settings.require_storage().kind == "file":
         width = min(width, os.cpu_count() or 1)
     return max(1, width)
+
+
+# --- the process ----------------------------------------------------------------------------
+
+
+def run_worker(
+    settings: Settings,
+    wal_dir: str,
+    baseline: Baseline,
+    archived: tuple[str, ...],
+    lock: int,
+    first: Callable[[], None] | None,
+    first_lock: int | None,
+) -> int:
+    """The worker process's life, in the grandchild of a cold call, holding ``lock``:
+    log to the spool, listen, upload ahead and serve until stopped; its exit status."""
+    spool = os.path.dirname(os.path.join(wal_dir, BACKGROUND_SOCKET))
+    _redirect_output(os.path.join(spool, LOG_NAME))
+    from walg import logs
+
+    logs.configure(settings.log.level, stream=cast(TextIO, _Unfailing(sys.stderr)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.chdir(spool)  # the socket is bound by its short name: a long PGDATA is no problem
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
+    name = os.path.basename(BACKGROUND_SOCKET)
+    worker = BackgroundWorker(settings, wal_dir, baseline, archived=archived, bind_name=name)
+    try:
+        worker.bind(lock_fd=os.dup(lock))
+    except WalgError as err:
+        _log.warning("background worker: cannot listen", error=err.msg)
+        return 1
+    _log.info("background worker: started", wal_dir=wal_dir, storage=worker.identity,
+              idle_exit_seconds=worker.idle)  # fmt: skip
+
+    def on_signal(signum: int, _frame: object) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if first is not None:
+        _run_first(first, first_lock)
+    uploads = threading.Thread(target=worker.run_uploads, name="walg-uploads", daemon=True)
+    uploads.start()
+    try:
+        worker.serve_forever()
+    finally:
+        worker.close()
+        worker.shutdown()
+        _log.info("background worker: stopped", wal_dir=wal_dir)
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+    return 0
+
+
+def _run_first(first: Callable[[], None], first_lock: int | None) -> None:
+    from walg.wal.prefetch import spawn_thread
+
+    if first_lock is None:
+        threading.Thread(target=first, name="walg-first", daemon=True).start()
+    else:
+        spawn_thread(first, first_lock)  # the thread holds a dup of the lock while it works
+        os.close(first_lock)  # the cold call's: later prefetches must be able to take it
+
+
+class _Unfailing(io.TextIOBase):
+    """The worker's log stream: a write that fails (pg_wal's disk is full) is dropped
+    rather than raised into the request or upload that logged it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _redirect_output(log_file: str) -> None:
+    """stdin from /dev/null; stdout and stderr to ``log_file`` (the previous one kept as
+    ``.1`` once it reaches 1 MiB): never PostgreSQL's pipes, which a reader would wait on."""
+    with contextlib.suppress(OSError):
+        if os.stat(log_file).st_size > _LOG_LIMIT:
+            os.replace(log_file, log_file + ".1")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        out = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
