@@ -40,7 +40,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
@@ -376,13 +376,20 @@ class AheadUploader:
         self._pusher = _Pusher(settings, storage, self.crypter)
         self.cancel = self._pusher.cancel
 
-    def candidates(self, busy: Container[str], limit: int) -> list[str]:
-        """Up to ``limit`` ready plain segments, oldest first, neither marked nor ``busy``."""
+    def candidates(
+        self, busy: Container[str], limit: int, ready: Iterable[str] | None = None
+    ) -> list[str]:
+        """Up to ``limit`` ready plain segments (of ``ready``, a listing of
+        ``status.ready()`` if the caller made one), oldest first, neither marked nor
+        ``busy``."""
         if limit <= 0:
             return []
+        listed = self.status.ready() if ready is None else ready
+        segments = [n for n in listed if names.is_segment_name(n) and n not in busy]
+        if not segments:
+            return []
         marked = self.status.marked()
-        ready = (n for n in self.status.ready() if names.is_segment_name(n))
-        return sorted(n for n in ready if n not in marked and n not in busy)[:limit]
+        return sorted(n for n in segments if n not in marked)[:limit]
 
     def upload(self, name: str) -> str:
         """Store segment ``name`` and mark it; its key. Raises what the push raises.

@@ -34,6 +34,7 @@ LOG_NAME: Final = "walg_background.log"
 _LOG_LIMIT: Final = 1 << 20
 RETRY_AFTER: Final = 10.0
 """Seconds before an upload ahead that failed is tried again by the worker."""
+_ARCHIVED_KEPT: Final = 256
 _TICK: Final = 0.01  # how often the worker looks for newly ready segments
 
 _log = get_logger("walg.wal.background")
@@ -177,18 +178,31 @@ class BackgroundWorker(WalDaemon):
     def _start_uploads(self) -> None:
         now = time.monotonic()
         with self._busy_lock:
-            self._failed = {n: t for n, t in self._failed.items() if t > now}
-            skip = set(self._busy) | set(self._failed) | self._archived
             free = self.width - len(self._busy)
+            if free <= 0:
+                return
+            self._failed = {n: t for n, t in self._failed.items() if t > now}
         try:
-            names = self.uploader.candidates(skip, free)
+            ready = self.uploader.status.ready()
+        except OSError:
+            return
+        with self._busy_lock:
+            if len(self._archived) > _ARCHIVED_KEPT:  # only names still .ready matter
+                self._archived &= set(ready)
+            skip = set(self._busy) | set(self._failed) | self._archived
+        try:
+            names = self.uploader.candidates(skip, free, ready)
         except OSError:
             return
         for name in names:
             with self._busy_lock:
                 if self.stop.is_set():
                     return
-                self._busy[name] = future = self._pool.submit(self.uploader.upload, name)
+                try:
+                    future = self._pool.submit(self.uploader.upload, name)
+                except RuntimeError:  # the pool was shut down: stepping aside
+                    return
+                self._busy[name] = future
                 self._last = now
             future.add_done_callback(functools.partial(self._uploaded, name))
 
