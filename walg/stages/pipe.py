@@ -98,9 +98,22 @@ class StreamFeeder:
         if data:
             self._queue.put(data)
 
+    def end(self) -> None:
+        """End the stream without waiting for the consumer (see :attr:`running`)."""
+        self._queue.put(_EOF)
+
+    @property
+    def running(self) -> bool:
+        """Whether the consumer has not returned (or raised) yet."""
+        return self._thread.is_alive()
+
     def finish(self) -> Any:
         """End the stream, wait for the consumer, and return its result."""
-        self._queue.put(_EOF)
+        self.end()
+        return self.result()
+
+    def result(self) -> Any:
+        """Wait for the consumer of an ended stream; return its result or raise its error."""
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -4,6 +4,11 @@ Keyed by part, so a worker sees an object's chunks in order; each object is uplo
 a thread fed through a bounded queue (the storage pulls, the stage pushes). The object
 appears in storage only when its last chunk has been written and the upload completed;
 if anything fails, or the worker is cancelled, open uploads are aborted, never completed.
+
+A worker does not wait for an object's upload to complete before it takes the next
+object's chunks: up to :data:`FINISHING` ended uploads per worker complete in the
+background (a small object's PutObject is sent only once its last byte is in), and each
+is reported (:class:`PartDone`) only once it completed; the stream's end waits for all.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from walg.stages.pipe import StreamFeeder
 from walg.stages.throttle import Throttles
 from walg.storage import Storage, open_storage
 
-__all__ = ["Uploader"]
+__all__ = ["FINISHING", "Uploader"]
+
+FINISHING = 1
+"""Ended uploads a worker lets complete while it starts the next object: each holds at
+most one object's unsent bytes (its last S3 part, or the whole of a small object)."""
 
 
 class Uploader(Stage):
@@ -36,8 +45,10 @@ class Uploader(Stage):
         self.storage: Storage = open_storage(self.settings)
         self.limiter = Throttles.of(ctx).network_rate
         self.active: dict[int, tuple[StreamFeeder, list[int]]] = {}
+        self.finishing: list[tuple[StreamFeeder, PartDone]] = []  # oldest first
 
     def process(self, chunk: Chunk) -> Iterator[PartDone]:
+        yield from self._completed(keep=FINISHING, wait=False)
         if chunk.part not in self.active:
             key = self.folder + chunk.name
             self.active[chunk.part] = (self._start(key), [0])
@@ -51,9 +62,25 @@ class Uploader(Stage):
             if chunk.report is None:  # close() aborts the upload: the backup could not list it
                 raise PipelineError(f"{chunk.name}: its last chunk carries no tar part report")
             del self.active[chunk.part]
-            feeder.finish()
+            feeder.end()
+            done = PartDone(chunk.part, chunk.name, stored[0], chunk.report)
+            self.finishing.append((feeder, done))
+            yield from self._completed(keep=FINISHING, wait=True)
+
+    def flush(self) -> Iterator[PartDone]:
+        yield from self._completed(keep=0, wait=True)
+
+    def _completed(self, keep: int, wait: bool) -> Iterator[PartDone]:
+        """Report the ended uploads that completed, oldest first (raising the error of one
+        that failed); with ``wait``, wait until at most ``keep`` are still running."""
+        while self.finishing:
+            feeder, done = self.finishing[0]
+            if feeder.running and not (wait and len(self.finishing) > keep):
+                return
+            feeder.result()
+            del self.finishing[0]
             self.ctx.progress(items=1)
-            yield PartDone(chunk.part, chunk.name, stored[0], chunk.report)
+            yield done
 
     def _start(self, key: str) -> StreamFeeder:
         storage = self.storage
@@ -66,3 +93,5 @@ class Uploader(Stage):
     def close(self) -> None:
         for feeder, _ in getattr(self, "active", {}).values():
             feeder.abort()
+        for feeder, _ in getattr(self, "finishing", []):
+            feeder.abort()  # its stream ended: this waits for its request to end
