@@ -10,6 +10,13 @@ A base backup restores only with the WAL from its start to its stop. backup-push
    with archive_mode always. When the timeout expires the server cancels the call, which
    ends the backup: walg exits non-zero, writes no sentinel, and names the stop segment and
    the archiver's last failure.
+   On a primary that archives (PostgreSQL 10+), walg makes that same wait itself
+   (:func:`wait_for_archiver`): PostgreSQL checks the archive status once a second, so
+   its wait lasts a second even when archive_command takes milliseconds. walg stops the
+   backup without waiting, then checks the very files PostgreSQL checks (``XLogArchiveIsBusy``
+   on the stop segment and the backup history file, in ``pg_wal/archive_status``) every
+   few milliseconds, bounded by the same timeout; it falls back to PostgreSQL's wait when
+   it cannot read that folder.
 2. checks that the stop segment (the one holding the last byte before the stop LSN, the one
    PostgreSQL waits for) is in this storage's ``wal_005/``, under any extension walg or
    WAL-G reads (WAL-G's wal-push may be the archive_command; with zstd, gzip or lzo a
@@ -31,6 +38,7 @@ A base backup restores only with the WAL from its start to its stop. backup-push
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -50,6 +58,7 @@ from walg.storage import Storage
 __all__ = [
     "STANDBY_TIMEOUT",
     "Plan",
+    "archived",
     "effective_timeout",
     "find_segment",
     "missing_error",
@@ -59,12 +68,15 @@ __all__ = [
     "timeout_error",
     "unchecked_warning",
     "unreadable_warning",
+    "wait_for_archiver",
     "wait_for_segment",
 ]
 
 _log = get_logger("walg")
 _POLL_FIRST: Final = 0.5
 _POLL_MAX: Final = 5.0
+_ARCHIVER_POLL_FIRST: Final = 0.005
+_ARCHIVER_POLL_MAX: Final = 0.5
 _REPORT_EVERY: Final = 60.0
 _CHECK_OFF: Final = "or set WALG_ARCHIVE_CHECK=false if WAL is archived elsewhere on purpose"
 STANDBY_TIMEOUT: Final = 300.0
@@ -222,6 +234,68 @@ def wait_for_segment(
     return key
 
 
+def archived(data_dir: str, name: str) -> bool:
+    """Whether ``name`` (a WAL segment or a backup history file) is archived, as PostgreSQL's
+    ``XLogArchiveIsBusy`` decides: a ``.done`` status file, else no ``.ready`` one and the
+    file gone from pg_wal (archived, then removed). An unreadable status raises OSError."""
+    wal = os.path.join(data_dir, "pg_wal")
+    status = os.path.join(wal, "archive_status", name)
+    if _present(status + ".done"):
+        return True
+    if _present(status + ".ready"):
+        return False
+    return _present(status + ".done") or not _present(os.path.join(wal, name))  # raced
+
+
+def _present(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            return False
+        raise
+    return True
+
+
+def wait_for_archiver(
+    data_dir: str,
+    names: list[str],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Poll until every one of ``names`` is :func:`archived` (True) or ``timeout`` seconds
+    passed (False); ``timeout`` 0 waits without limit. Logs once a minute while it waits."""
+    start = clock()
+    reported = start
+    pause = _ARCHIVER_POLL_FIRST
+    while not all(archived(data_dir, name) for name in names):
+        now = clock()
+        if timeout > 0 and now - start >= timeout:
+            return False
+        if now - reported >= _REPORT_EVERY:
+            _log.info("waiting for archive_command to archive the backup's WAL",
+                      files=names, waited=round(now - start))
+            reported = now
+        step = pause if timeout <= 0 else min(pause, max(0.0, start + timeout - now))
+        sleep(step)
+        pause = min(pause * 2, _ARCHIVER_POLL_MAX)
+    return True
+
+
+def _waits_itself(start: BackupStart, mode: str, data_dir: str) -> bool:
+    """Whether walg makes PostgreSQL's archive wait itself (see the module doc, 1.)."""
+    if start.in_recovery or mode not in ARCHIVING_MODES or start.server_version_num < 100000:
+        return False
+    try:
+        os.listdir(os.path.join(data_dir, "pg_wal", "archive_status"))
+    except OSError as err:
+        _log.debug("archive status not readable: PostgreSQL waits", error=str(err))
+        return False
+    return True
+
+
 def stop_and_check(
     pg: PgConnection, storage: Storage, backup: BackupSettings, start: BackupStart, data_dir: str
 ) -> BackupStop:
@@ -229,15 +303,21 @@ def stop_and_check(
     (or waited for, on a standby); WalNotArchived when the WAL is not there."""
     timeout = effective_timeout(backup.stop_backup_timeout, start.in_recovery)
     began = time.monotonic()
+    mode = archive_mode(pg)
+    itself = _waits_itself(start, mode, data_dir)
     try:
-        stop = pg.stop_backup(wait_for_archive=True, timeout=timeout)
+        stop = pg.stop_backup(wait_for_archive=not itself, timeout=timeout)
     except QueryCancelled:
         if timeout <= 0:
             raise  # cancelled by someone else (pg_cancel_backend)
         segment = _segment_from_history(data_dir, start)
         raise timeout_error(segment, timeout, archiver_status(pg), start.in_recovery) from None
     segment = stop_segment(start.timeline, stop.lsn, start.segment_size)
-    mode = archive_mode(pg)
+    if itself:
+        history = backup_history_file_name(start.timeline, start.lsn, start.segment_size)
+        left = max(timeout - (time.monotonic() - began), 0.001) if timeout > 0 else 0.0
+        if not wait_for_archiver(data_dir, [segment, history], left):
+            raise timeout_error(segment, timeout, archiver_status(pg))
     action = plan(start.in_recovery, backup.archive_check)
     if action is Plan.TRUST:
         _log.warning(unchecked_warning(segment, start.in_recovery, mode))
