@@ -16,7 +16,7 @@ daemon.
   command itself, as if there were no worker. Running it again is safe: a push of a
   stored segment stores the same bytes, a fetch writes DEST again.
 
-This module imports only ``os``, ``socket`` and ``sys``: it runs once per WAL segment, and
+This module imports only ``os``, ``_socket`` and ``sys``: it runs once per WAL segment, and
 what it saves is exactly the start-up time of the rest of walg.
 
 The protocol (one request per connection; see :mod:`walg.wal.daemon`):
@@ -47,7 +47,7 @@ import sys
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~3 ms on this path
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from collections.abc import Mapping, Sequence
     from typing import Final
 
@@ -109,7 +109,7 @@ def credentials_digest(environ: Mapping[str, str]) -> str:
     return f"{zlib.crc32(text.encode('utf-8', 'surrogateescape')):08x}"
 
 
-def connect_unix(conn: socket.socket, path: str) -> None:
+def connect_unix(conn: _socket.socket, path: str) -> None:
     """``conn.connect(path)``, through ``/proc/self/fd`` when ``path`` is too long for a
     unix socket address."""
     if len(path) <= _LONG_PATH:
@@ -160,9 +160,10 @@ def request(
     fields.append(f"@credentials={credentials_digest(environ)}")
     fields += [f"{name}={value}" for name, value in environ.items() if is_sent(name)]
     payload = "\0".join(fields).encode("utf-8", "surrogateescape")
-    import socket  # only once a daemon or worker may be listening
+    # The C module, not ``socket``: its enums and selectors cost ~3 ms on every call.
+    import _socket
 
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         conn.settimeout(CONNECT_TIMEOUT)
         try:
@@ -175,7 +176,7 @@ def request(
         conn.settimeout(ANSWER_TIMEOUT)
         try:
             conn.sendall(payload)
-            conn.shutdown(socket.SHUT_WR)
+            conn.shutdown(_socket.SHUT_WR)
             answer = _read_all(conn)
         except TimeoutError:
             return 1, (
@@ -195,15 +196,15 @@ def request(
     return int(code), message
 
 
-def _stranger(conn: socket.socket, socket_path: str) -> str:
+def _stranger(conn: _socket.socket, socket_path: str) -> str:
     """The ERROR/HINT lines if the process listening on ``socket_path`` runs as another
     user (it would be handed this user's settings and trusted with its WAL); else ""."""
-    import socket
+    import _socket
 
-    option = getattr(socket, "SO_PEERCRED", None)
+    option = getattr(_socket, "SO_PEERCRED", None)
     if option is None:  # not Linux: the socket's own mode (0600) is the guard
         return ""
-    uid = int.from_bytes(conn.getsockopt(socket.SOL_SOCKET, option, 12)[4:8], sys.byteorder)
+    uid = int.from_bytes(conn.getsockopt(_socket.SOL_SOCKET, option, 12)[4:8], sys.byteorder)
     if uid == os.getuid():
         return ""
     return (
@@ -220,7 +221,7 @@ def _no_answer(socket_path: str, why: str) -> str:
     )
 
 
-def _read_all(conn: socket.socket) -> bytes:
+def _read_all(conn: _socket.socket) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while size < _MAX_ANSWER:
