@@ -120,14 +120,19 @@ class Pusher:
     absolute: bool = False
 
     def push(self, segment: Path) -> float:
-        """Wall time (s) of pushing a copy of ``segment`` placed in pg_wal."""
+        """Wall time (s) of pushing a copy of ``segment`` placed in pg_wal, as PostgreSQL's
+        archiver does it: ``archive_status/<name>.ready`` is written, archive_command runs
+        at once, and on its success ``.ready`` becomes ``.done``."""
         path = self.pgdata / "pg_wal" / segment.name
         shutil.copy(segment, path)
         os.chown(path, *postgres_ids())
+        status = self.pgdata / "pg_wal" / "archive_status"
+        (status / f"{segment.name}.ready").touch()
         argument = str(path) if self.absolute else f"pg_wal/{segment.name}"
         started = time.perf_counter()
         run([*self.command, argument], cwd=self.pgdata, env=self.env)
         elapsed = time.perf_counter() - started
+        (status / f"{segment.name}.ready").rename(status / f"{segment.name}.done")
         path.unlink()
         return elapsed
 

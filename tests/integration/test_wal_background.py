@@ -357,15 +357,20 @@ def test_full_spool_does_not_fail_archiving(tmp_path: Path) -> None:
 
 
 def test_wal_fetch_starts_a_worker_that_prefetches(tmp_path: Path) -> None:
-    _source, content = make_pg_wal(tmp_path / "primary", 6)
+    """A cold wal-fetch starts the worker; the worker's answers keep wal-fetch's exit codes:
+    0 with DEST in place, 74 for a segment not in the archive, 200 (recovery aborts) for
+    one that is there but damaged."""
+    _source, content = make_pg_wal(tmp_path / "primary", 7)
     store = tmp_path / "store"
     env = environment(store, WALG_WAL_BACKGROUND="false")
     for name in sorted(content):
         assert push(tmp_path / "primary", env, name).returncode == 0
+    damaged = store / "wal_005" / f"{segment_name(7)}.lz4"
+    damaged.write_bytes(damaged.read_bytes()[:-100])
     replica = tmp_path / "replica"
     (replica / "pg_wal" / "archive_status").mkdir(parents=True)
     fetch_env = environment(store, WALG_DOWNLOAD_CONCURRENCY="3")
-    for name in sorted(content):
+    for name in sorted(content)[:-1]:
         done = subprocess.run(
             [WALG, "wal-fetch", name, "pg_wal/RECOVERYXLOG"], cwd=replica, env=fetch_env,
             capture_output=True, text=True, timeout=60,
@@ -377,4 +382,9 @@ def test_wal_fetch_starts_a_worker_that_prefetches(tmp_path: Path) -> None:
     missing = subprocess.run([WALG, "wal-fetch", segment_name(0x30), "pg_wal/RECOVERYXLOG"],
                              cwd=replica, env=fetch_env, timeout=60)  # fmt: skip
     assert missing.returncode == 74
+    bad = subprocess.run([WALG, "wal-fetch", segment_name(7), "pg_wal/RECOVERYXLOG"],
+                         cwd=replica, env=fetch_env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert bad.returncode == 200, bad.stderr
+    assert "ERROR: " in bad.stderr
     assert worker_pid(str(replica / "pg_wal")) == pid
