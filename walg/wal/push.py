@@ -44,7 +44,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
-from walg.config.widths import ahead_uploads
+from walg.config.widths import ahead_uploads, compress_threads
 from walg.errors import Cancelled, IntegrityError, StorageError, WalFileInvalid, WalgError
 from walg.format import layout
 from walg.logs import get_logger
@@ -116,13 +116,19 @@ class _Pusher:
         self.method = settings.compression.method
         self.limits = (limiter(settings.rate_limits.disk), limiter(settings.rate_limits.network))
         self.cancel = threading.Event()
+        self.threads = compress_threads(settings.concurrency, os.cpu_count() or 1)
 
     def push(
-        self, path: str, name: str, wanted: Callable[[], bool] | None = None
+        self,
+        path: str,
+        name: str,
+        wanted: Callable[[], bool] | None = None,
+        threads: int | None = None,
     ) -> tuple[Outcome, str]:
         """Store the file at ``path`` as WAL file ``name``; its outcome and key. With
         ``wanted``, the upload is cancelled (nothing stored) unless it still returns True
-        once the whole file was read."""
+        once the whole file was read. ``threads`` compress it (lz4; default: what
+        WALG_UPLOAD_CONCURRENCY and the cores allow)."""
         key = names.wal_key(name, self.method)
         _check_content(path, name)
         if self.settings.wal.prevent_overwrite or names.always_compare(name):
@@ -136,7 +142,10 @@ class _Pusher:
                     hint="another cluster may archive to the same storage: give each its own "
                     f"WALG_*_PREFIX ({_RETRY_HINT})",
                 )
-        with Source(path, self.method, self.crypter, self.limits, self.cancel) as source:
+        width = self.threads if threads is None else threads
+        with Source(
+            path, self.method, self.crypter, self.limits, self.cancel, threads=width
+        ) as source:
             stream = source if wanted is None else _Checked(source, wanted, path)
             self.storage.put_object(key, cast(BinaryIO, stream))
         return Outcome.STORED, key
@@ -391,15 +400,17 @@ class AheadUploader:
         marked = self.status.marked()
         return sorted(n for n in segments if n not in marked)[:limit]
 
-    def upload(self, name: str) -> str:
+    def upload(self, name: str, in_flight: int = 1) -> str:
         """Store segment ``name`` and mark it; its key. Raises what the push raises.
+        ``in_flight`` uploads at once share the compression threads.
 
         The upload is cancelled if the segment's ``.ready`` file is gone when the whole
         file has been read: PostgreSQL archived it another way and may have begun to
         reuse the file for new WAL, so what was read might not be that segment."""
         path = os.path.join(self.status.wal_dir, name)
         ready = os.path.join(self.status.ready_dir, name + READY_SUFFIX)
-        _, key = self._pusher.push(path, name, lambda: os.path.exists(ready))
+        threads = max(1, self._pusher.threads // max(1, in_flight))
+        _, key = self._pusher.push(path, name, lambda: os.path.exists(ready), threads)
         self.status.mark(name, self.identity, key)
         return key
 

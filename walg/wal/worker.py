@@ -199,7 +199,8 @@ class BackgroundWorker(WalDaemon):
                 if self.stop.is_set():
                     return
                 try:
-                    future = self._pool.submit(self.uploader.upload, name)
+                    in_flight = len(self._busy) + len(names)
+                    future = self._pool.submit(self.uploader.upload, name, in_flight)
                 except RuntimeError:  # the pool was shut down: stepping aside
                     return
                 self._busy[name] = future
