@@ -135,14 +135,18 @@ class BackgroundWorker(WalDaemon):
             if running is not None:
                 with contextlib.suppress(Exception):  # it failed: push_wal says why
                     running.result()
+        archived = False
         try:
             push_wal(self.settings, path, storage=self.storage, ahead=False,
                      crypter=self.uploader.crypter)  # fmt: skip
+            archived = True
         finally:
-            if mine is not None:
-                with self._busy_lock:
+            with self._busy_lock:
+                if mine is not None:
                     del self._busy[name]
+                if archived:
                     self._archived.add(name)
+            if mine is not None:
                 mine.set_result(name)
 
     def _step_aside(self, why: str) -> None:
