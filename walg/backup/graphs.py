@@ -28,6 +28,7 @@ from walg.stages.extract import Extractor
 from walg.stages.tar_writer import TarWriter
 from walg.stages.transform import PartTransform
 from walg.stages.upload import Uploader
+from walg.storage import Storage
 
 __all__ = ["Items", "fetch_graph", "push_graph"]
 
@@ -59,9 +60,12 @@ def push_graph(
     parts: Sequence[Part],
     widths: PushWidths,
     verify_since: int | None = None,
+    storage: Storage | None = None,
 ) -> Graph:
     """Write ``parts`` as compressed (and encrypted) tar objects under ``folder``; with
-    ``verify_since``, check page checksums of pages older than that LSN on the way."""
+    ``verify_since``, check page checksums of pages older than that LSN on the way. A graph
+    run in the calling process may upload through its ``storage`` (else each uploader
+    opens its own)."""
     width = widths.parts_in_flight
     method = settings.compression.method
     ext = compression.extension(method)
@@ -83,7 +87,8 @@ def push_graph(
     # S3 multipart threads (each holding a part in memory): see walg.config.widths.
     per_worker = dataclasses.replace(settings.concurrency, upload=widths.multipart_threads)
     uploader_settings = dataclasses.replace(settings, concurrency=per_worker)
-    stages.append(_keyed("upload", functools.partial(Uploader, uploader_settings, folder), width))
+    upload = functools.partial(Uploader, uploader_settings, folder, storage)
+    stages.append(_keyed("upload", upload, width))
     return Graph.chain(*stages)
 
 

@@ -6,7 +6,8 @@ that no command treats as a backup, and ``delete garbage`` removes them):
 1. connect, check PGDATA is the server's data directory, pg_backup_start (fast); claim
    the backup's name, so no other backup-push writes under it (:mod:`walg.backup.claim`);
 2. scan PGDATA and tablespaces, plan parts, run the push graph (all but pg_control);
-3. store pg_control in its own part, after every other part is stored;
+3. store pg_control in its own part, after every other part is stored (this small part
+   and the label's are stored from this process: no workers to start);
 4. pg_backup_stop, waiting for the WAL to be archived, then the stop segment checked in
    this storage (:mod:`walg.backup.archive_check`); store backup_label (and
    tablespace_map) in backup_label.tar.<ext>;
@@ -52,7 +53,7 @@ from walg.format.meta import (
 )
 from walg.format.scan import PG_CONTROL, Entry, Part, plan_parts, scan
 from walg.logs import get_logger
-from walg.pipeline import ProcessRuntime, StageProgress
+from walg.pipeline import InlineRuntime, ProcessRuntime, StageProgress
 from walg.postgres.connection import BackupStart, PgConnection, connect
 from walg.postgres.wal import history_file_name, parse_history
 from walg.stages.chunks import PartDone
@@ -133,10 +134,12 @@ def backup_push(
         verify_since = start.lsn if verify else None
         with released_on_failure(storage, claim):
             stored = _store_data(
-                settings, name, data_dir, tablespaces, progress, delta, verify_since
+                settings, storage, name, data_dir, tablespaces, progress, delta, verify_since
             )
             stop = stop_and_check(pg, storage, settings.backup, start, data_dir)
-            stored.done += _store_labels(settings, name, stop.label_file, stop.tablespace_map)
+            stored.done += _store_labels(
+                settings, storage, name, stop.label_file, stop.tablespace_map
+            )
             sentinel = dataclasses.replace(
                 _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, stored),
                 start_time=started_at,
@@ -245,6 +248,7 @@ def _check_data_directory(pg: PgConnection, pgdata: str) -> str:
 
 def _store_data(
     settings: Settings,
+    storage: Storage,
     name: str,
     data_dir: str,
     tablespaces: dict[str, str],
@@ -276,7 +280,7 @@ def _store_data(
     if not control:
         raise PostgresError(f"{PG_CONTROL} vanished during the backup")
     last = Part(len(parts) + 1, tuple(control), layout.PG_CONTROL_PART)
-    done += _run(settings, name, [last], _one_part(settings), 0, None)
+    done += _run_here(settings, storage, name, last)
     return _Stored(done, skipped, catalog_size)
 
 
@@ -312,9 +316,13 @@ def _run(
     return list(result.outputs["upload"])
 
 
-def _one_part(settings: Settings) -> PushWidths:
-    """The widths of a run storing one small part (pg_control, the backup label)."""
-    return push_widths(settings.concurrency, parts=1, cpus=1)
+def _run_here(settings: Settings, storage: Storage, name: str, part: Part) -> list[PartDone]:
+    """Store one small part (pg_control, the backup label) through the same push graph,
+    run in this process, through ``storage``: no workers to fork, no client to make."""
+    widths = push_widths(settings.concurrency, parts=1, cpus=1)
+    graph = push_graph(settings, layout.parts_prefix(name), [part], widths, storage=storage)
+    result = InlineRuntime().run(graph, shared=_throttles(settings).shared())
+    return list(result.outputs["upload"])
 
 
 def _level(settings: Settings) -> int:
@@ -331,7 +339,9 @@ def _throttles(settings: Settings) -> Throttles:
     )
 
 
-def _store_labels(settings: Settings, name: str, label: str, spcmap: str) -> list[PartDone]:
+def _store_labels(
+    settings: Settings, storage: Storage, name: str, label: str, spcmap: str
+) -> list[PartDone]:
     with tempfile.TemporaryDirectory(prefix="walg-label-") as tmp:
         entries = []
         now = time.time()
@@ -342,8 +352,7 @@ def _store_labels(settings: Settings, name: str, label: str, spcmap: str) -> lis
             with open(path, "w", encoding="utf-8") as out:
                 out.write(text)
             entries.append(Entry(base, path, "file", len(text.encode()), now, 0o600))
-        part = Part(0, tuple(entries), layout.BACKUP_LABEL_PART)
-        return _run(settings, name, [part], _one_part(settings), 0, None)
+        return _run_here(settings, storage, name, Part(0, tuple(entries), layout.BACKUP_LABEL_PART))
 
 
 def _sentinel(

@@ -36,13 +36,14 @@ class Uploader(Stage):
     carrying the last chunk's report and the stored (compressed, encrypted) size.
     Uploads obey the run's network rate (:class:`Throttles`)."""
 
-    def __init__(self, settings: Settings, folder: str) -> None:
+    def __init__(self, settings: Settings, folder: str, storage: Storage | None = None) -> None:
         self.settings = settings
         self.folder = folder  # key prefix of the objects, e.g. ".../tar_partitions/"
+        self.given = storage  # a run in the calling process may reuse its storage (and client)
 
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.storage: Storage = open_storage(self.settings)
+        self.storage: Storage = self.given or open_storage(self.settings)
         self.limiter = Throttles.of(ctx).network_rate
         self.active: dict[int, tuple[StreamFeeder, list[int]]] = {}
         self.finishing: list[tuple[StreamFeeder, PartDone]] = []  # oldest first
