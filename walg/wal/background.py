@@ -165,6 +165,7 @@ def _start(
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a worker runs (or is stopping: the next call starts one)
+        os.ftruncate(lock, 0)  # a fresh mtime: the next call waits for it to listen
         pid = os.fork()
         if pid:
             os.waitpid(pid, 0)

@@ -69,6 +69,8 @@ BACKGROUND_SOCKET: Final = os.path.join("walg_data", "walg.sock")
 """The background worker's socket, relative to the WAL directory (pg_wal)."""
 STEP_ASIDE: Final = "pass"
 """A background worker's answer instead of an exit code: run the command yourself."""
+STARTING_WAIT: Final = 1.0
+"""Seconds a call waits for a background worker that is starting to listen."""
 _LONG_PATH: Final = 100  # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 MAGIC: Final = "walg-daemon/2"  # 2: the client sends all its walg settings
 CONNECT_TIMEOUT: Final = 5.0
@@ -233,6 +235,36 @@ def _read_all(conn: _socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def _await_starting(socket_path: str) -> bool:
+    """Whether a background worker that is starting (its lock held and written moments ago,
+    no socket yet) begins listening on ``socket_path`` within STARTING_WAIT: a call right
+    after the one that started it then need not work alone."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(socket_path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if time.time() - os.fstat(fd).st_mtime > STARTING_WAIT:
+            return False  # an old lock: a worker that is stopping, or none
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: the worker is alive
+        else:
+            return False
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + STARTING_WAIT
+    while time.monotonic() < deadline:
+        if os.path.exists(socket_path):
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     """Run ``wal-push`` or ``wal-fetch`` through the daemon named by WALG_DAEMON_SOCKET,
     printing its message to stderr; the exit code, or None when the caller should run the
@@ -245,7 +277,7 @@ def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     background = not socket_path
     if background:
         socket_path = os.path.join(os.path.dirname(args[-1]), BACKGROUND_SOCKET)
-        if not os.path.exists(socket_path):
+        if not os.path.exists(socket_path) and not _await_starting(socket_path):
             return None
     if config_file:
         config_file = os.path.abspath(config_file)
