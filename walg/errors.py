@@ -32,6 +32,8 @@ __all__ = [
     "PipelineError",
     "PostgresError",
     "QueryCancelled",
+    "ReplayFailed",
+    "ReplayUnavailable",
     "RetentionError",
     "StageFailed",
     "StorageError",
@@ -174,6 +176,20 @@ class WalNotArchived(PostgresError):
         "fix archive_command (its errors are in the server log), or raise "
         "WALG_STOP_BACKUP_TIMEOUT; the backup was not committed"
     )
+
+
+class ReplayFailed(PostgresError):
+    """backup-verify --replay: the restored backup did not reach a consistent state in a
+    throwaway server (WAL missing or damaged, the server failed, the wait timed out)."""
+
+    default_hint = "the backup is not proven restorable; the server log lines above say why"
+
+
+class ReplayUnavailable(PostgresError):
+    """backup-verify --replay cannot run here (run as root, no server programs of the
+    backup's version): nothing was downloaded, and nothing is known about the backup."""
+
+    exit_code = EX_USAGE
 
 
 class IntegrityError(WalgError):

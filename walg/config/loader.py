@@ -333,6 +333,7 @@ def _backup(reader: _Reader) -> BackupSettings:
         sentinel_user_data_text=user_data,
         verify_page_checksums=reader.flag("WALG_VERIFY_PAGE_CHECKSUMS"),
         stop_backup_timeout=reader.duration("WALG_STOP_BACKUP_TIMEOUT"),
+        replay_timeout=reader.duration("WALG_REPLAY_TIMEOUT"),
         archive_check=reader.flag("WALG_ARCHIVE_CHECK"),
     )
 

@@ -127,6 +127,10 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "(statement_timeout of the call, as in WAL-G); 0 waits without limit on a primary "
         "(WAL-G's default) but 5m on a standby, which waits for the primary to archive the "
         "stop segment (a quiet primary with archive_timeout=0 may never do it).", default="0"),
+    Var("WALG_REPLAY_TIMEOUT", "backup", "duration",
+        "How long backup-verify --replay waits for the throwaway server to reach a "
+        "consistent state before it stops the server and fails; 0 waits without limit.",
+        default="30m"),
     Var("WALG_ARCHIVE_CHECK", "backup", "bool",
         "backup-push commits only once the backup's stop segment is in this storage's "
         "wal_005/; false when WAL is archived elsewhere (restore then needs that archive).",

@@ -166,6 +166,7 @@ class BackupSettings:
     sentinel_user_data_text: str | None = None
     verify_page_checksums: bool = False
     stop_backup_timeout: float = 0.0  # seconds; 0 = wait for archiving without limit
+    replay_timeout: float = 1800.0  # seconds backup-verify --replay waits for consistency
     archive_check: bool = True  # the stop segment must be in this storage before the sentinel
 
     @property
