@@ -154,6 +154,38 @@ def _wal_fetch_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wal_verify_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checks", metavar="CHECK", nargs="+", choices=("integrity", "timeline"),
+        help="integrity: no segment missing from the oldest backup on; timeline: the "
+        "current timeline is the highest in storage",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (WAL-G's shape)")
+    parser.add_argument(
+        "--exit-code", action="store_true",
+        help="walg only: exit 3 when a check reports FAILURE (default: 0, as WAL-G)",
+    )
+    parser.add_argument(
+        "--timeline", type=_positive_int, metavar="TLI",
+        help="verify for this timeline instead of the server's (with --lsn)",
+    )
+    parser.add_argument(
+        "--lsn", metavar="LSN", help="verify up to this LSN, not the server's (with --timeline)"
+    )
+    parser.add_argument(
+        "--backup-name", metavar="NAME", help="start from this backup instead of the oldest"
+    )
+
+
+def _wal_show_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detailed-json", action="store_true", help="print detailed JSON (WAL-G's shape)"
+    )
+    parser.add_argument(
+        "--without-backups", action="store_true", help="do not look up backups per timeline"
+    )
+
+
 def _modifier(parser: argparse.ArgumentParser, choices: tuple[str, ...], help_text: str) -> None:
     """WAL-G's optional upper-case word before a delete mode's main argument."""
     parser.add_argument(
@@ -237,6 +269,8 @@ COMMANDS: tuple[Command, ...] = (
         "wal-fetch", "fetch one WAL file (restore_command; exit 74 if absent)", _wal_fetch_args
     ),
     Command("daemon", "serve wal-push from a warm process on a unix socket", _daemon_args),
+    Command("wal-verify", "check the WAL archive: integrity, timeline", _wal_verify_args),
+    Command("wal-show", "show the timelines, gaps and backups in the WAL archive", _wal_show_args),
 )
 
 

@@ -38,6 +38,8 @@ SAMPLE_ARGV: dict[str, list[str]] = {
     "wal-push": ["wal-push", "pg_wal/000000010000000000000001"],
     "wal-fetch": ["wal-fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"],
     "daemon": ["daemon", "/run/walg.sock"],
+    "wal-verify": ["wal-verify", "integrity", "timeline", "--json"],
+    "wal-show": ["wal-show", "--detailed-json"],
 }
 
 

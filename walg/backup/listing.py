@@ -31,7 +31,7 @@ from typing import Any
 from walg.backup.catalog import BackupInfo
 from walg.format.meta import DATE_FORMAT
 
-__all__ = ["DEFAULT_STORAGE_NAME", "NO_BACKUPS", "render", "size_text"]
+__all__ = ["DEFAULT_STORAGE_NAME", "NO_BACKUPS", "detail_entry", "render", "size_text"]
 
 DEFAULT_STORAGE_NAME = "default"
 """WAL-G's name for the one (primary) storage, shown in the storage_name column."""
@@ -200,6 +200,11 @@ def _boxed(columns: Sequence[_Column], backups: Sequence[BackupInfo], storage: s
 
 
 # -- JSON -----------------------------------------------------------------------------------
+
+
+def detail_entry(backup: BackupInfo, storage_name: str = DEFAULT_STORAGE_NAME) -> dict[str, Any]:
+    """One backup as ``backup-list --detail --json`` writes it (also wal-show's backups)."""
+    return _json_entry(backup, storage_name, True)
 
 
 def _json_entry(backup: BackupInfo, storage_name: str, detail: bool) -> dict[str, Any]:

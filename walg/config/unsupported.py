@@ -150,8 +150,6 @@ UNSUPPORTED: Final[tuple[Unsupported, ...]] = (
                 "delta maps built from WAL (walg reads pages)", "note", harmless=_FALSE),
     Unsupported(("WALG_PREFETCH_DIR",), "a separate WAL prefetch directory", "note"),
     Unsupported(("WALG_DAEMON_WAL_UPLOAD_TIMEOUT",), "WAL-G's daemon protocol", "note"),
-    Unsupported(("WALG_INTEGRITY_MAX_DELAYED_WALS",), "delayed WAL integrity checks", "note",
-                harmless=("0",)),
     Unsupported(_adapter("S3_USE_LIST_OBJECTS_V1"), "S3 ListObjects version 1", "note",
                 harmless=_FALSE),
     Unsupported(_adapter("S3_ENABLE_VERSIONING"), "deleting every version in versioned buckets",

@@ -301,6 +301,25 @@ class PgConnection:
         received = [int(tli) for (tli,) in rows if tli is not None]
         return max([int(checkpoint_tli), *received])
 
+    def current_lsn(self) -> int:
+        """The WAL position as WAL-G's wal-verify reads it: the write position on a primary,
+        the last position received from the primary on a standby (the last one replayed
+        when no WAL is streamed, where WAL-G would fail on the NULL)."""
+        new = self.server_version_num >= 100000
+        if not self.is_in_recovery():
+            sql = "SELECT pg_current_wal_lsn()::text" if new else (
+                "SELECT pg_current_xlog_location()::text")
+            return parse_lsn(str(self._one(sql)[0]))
+        if new:
+            sql = "SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text"
+        else:
+            sql = ("SELECT coalesce(pg_last_xlog_receive_location(),"
+                   " pg_last_xlog_replay_location())::text")
+        (text,) = self._one(sql)
+        if text is None:
+            raise PostgresError("the standby has neither received nor replayed any WAL yet")
+        return parse_lsn(str(text))
+
     def tablespaces(self) -> list[Tablespace]:
         """User tablespaces (not pg_default/pg_global), in OID order."""
         rows = self.query(
