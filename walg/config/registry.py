@@ -152,6 +152,10 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_WAL_BACKGROUND_IDLE", "wal", "duration",
         "How long that background process waits for work before it exits.",
         default="60s"),
+    Var("WALG_INTEGRITY_MAX_DELAYED_WALS", "wal", "int",
+        "wal-verify integrity: how many missing segments just before the newest archived "
+        "one count as MISSING_DELAYED (not yet handed to archive_command) and not lost.",
+        default="0", minimum=0),
     Var("WALG_DAEMON_SOCKET", "wal", "path",
         "Unix socket of a running `wal-g daemon`: wal-push and wal-fetch hand their work "
         "to it (running directly when no daemon listens)."),

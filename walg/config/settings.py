@@ -195,6 +195,7 @@ class WalSettings:
     prevent_overwrite: bool = False
     background: bool = True  # WALG_WAL_BACKGROUND
     background_idle: float = 60.0  # WALG_WAL_BACKGROUND_IDLE, seconds
+    integrity_max_delayed: int = 0  # WALG_INTEGRITY_MAX_DELAYED_WALS (wal-verify)
 
 
 @dataclass(frozen=True, slots=True)
