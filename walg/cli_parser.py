@@ -118,6 +118,20 @@ def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _backup_verify_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "backup_name", metavar="NAME", help="backup name, or LATEST for the newest backup"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON report (for exporters and cron)"
+    )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="then restore it into a throwaway server and wait until it is consistent",
+    )
+
+
 def _backup_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detail", action="store_true", help="show more fields per backup")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -261,6 +275,11 @@ def _delete_args(parser: argparse.ArgumentParser) -> None:
 COMMANDS: tuple[Command, ...] = (
     Command("backup-push", "take a base backup of a running PostgreSQL", _backup_push_args),
     Command("backup-fetch", "restore a base backup into an empty directory", _backup_fetch_args),
+    Command(
+        "backup-verify",
+        "check a backup is whole and readable, writing nothing",
+        _backup_verify_args,
+    ),
     Command("backup-list", "list the backups in storage", _backup_list_args),
     Command("backup-mark", "mark a backup permanent (or impermanent)", _backup_mark_args),
     Command("delete", "delete old backups and WAL (retain, before, ...)", _delete_args),

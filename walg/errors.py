@@ -11,6 +11,7 @@ import errno as _errno
 
 __all__ = [
     "EX_ABORT_RECOVERY",
+    "EX_DATAERR",
     "EX_GENERAL",
     "EX_INTERRUPTED",
     "EX_NOT_FOUND",
@@ -39,6 +40,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Terminated",
+    "VerificationFailed",
     "WalFileInvalid",
     "WalNotArchived",
     "WalgError",
@@ -57,6 +59,9 @@ EX_NOT_FOUND = 74  # what restore_command must return for "no such segment" (EX_
 # them for "not executable"/"not found", and PostgreSQL's log would say exactly that; not
 # 129-192 either: shells report a child killed by signal N as 128+N. 200 reads as itself.
 EX_ABORT_RECOVERY = 200
+# backup-verify found the backup damaged or incomplete (sysexits' EX_DATAERR): apart from 1,
+# which then means the check itself could not be made (storage unreachable, no key, ...).
+EX_DATAERR = 65
 EX_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EX_TERMINATED = 143  # 128 + SIGTERM
 
@@ -196,6 +201,14 @@ class IntegrityError(WalgError):
     """Stored data is corrupt or does not match its checksum."""
 
     default_hint = "the object may be corrupt; try another backup"
+
+
+class VerificationFailed(IntegrityError):
+    """backup-verify read the backup and found it missing objects or files, or holding bad
+    ones (each is printed before this error)."""
+
+    exit_code = EX_DATAERR
+    default_hint = "restore another backup, and take a new one; the problems are listed above"
 
 
 class WalFileInvalid(IntegrityError):

@@ -32,6 +32,7 @@ from walg.errors import ConfigError, ObjectNotFound, WalgError
 SAMPLE_ARGV: dict[str, list[str]] = {
     "backup-push": ["backup-push", "/var/lib/postgresql/15/main"],
     "backup-fetch": ["backup-fetch", "/tmp/restore", "LATEST"],
+    "backup-verify": ["backup-verify", "--json", "LATEST"],
     "backup-list": ["backup-list", "--detail", "--json"],
     "backup-mark": ["backup-mark", "base_000000010000000000000002"],
     "delete": ["delete", "retain", "FULL", "3", "--confirm"],

@@ -28,9 +28,10 @@ from walg.stages.extract import Extractor
 from walg.stages.tar_writer import TarWriter
 from walg.stages.transform import PartTransform
 from walg.stages.upload import Uploader
+from walg.stages.verify import Verifier
 from walg.storage import Storage
 
-__all__ = ["Items", "fetch_graph", "push_graph"]
+__all__ = ["Items", "fetch_graph", "push_graph", "verify_graph"]
 
 
 class Items(Stage):
@@ -120,5 +121,32 @@ def fetch_graph(
         _keyed(
             "extract", functools.partial(Extractor, target, tablespaces, files, select), width
         ),
+    ]
+    return Graph.chain(*stages)
+
+
+def verify_graph(
+    settings: Settings,
+    objects: Sequence[ObjectRef],
+    method: str,
+    encrypted: bool,
+    width: int,
+    *,
+    files: FilesMetadata | None,
+    page_since: int | None,
+) -> Graph:
+    """The fetch graph of ``objects`` with a :class:`Verifier` in place of the extractor:
+    check every file against ``files`` (and page checksums of pages older than
+    ``page_since``), write nothing."""
+    stages = [
+        StageSpec("objects", functools.partial(Items, list(objects))),
+        StageSpec("download", functools.partial(Downloader, settings, True), workers=width),
+    ]
+    if encrypted:
+        decrypt = functools.partial(PartTransform, Decrypt(settings.crypto), True)
+        stages.append(_keyed("decrypt", decrypt, width))
+    stages += [
+        _keyed("decompress", functools.partial(PartTransform, Decompress(method), True), width),
+        _keyed("verify", functools.partial(Verifier, files, page_since), width),
     ]
     return Graph.chain(*stages)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "ExtractedPart", "PartDone", "StoredFile", "TarPartReport", "by_part"]
+__all__ = [
+    "Chunk",
+    "ExtractedPart",
+    "PartDone",
+    "StoredFile",
+    "TarPartReport",
+    "by_part",
+    "named_error",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,10 @@ class Chunk:
 
     ``part`` routes every chunk of one object to the same worker of a keyed stage;
     ``seq`` numbers them from 0; the chunk with ``last`` ends the object and, coming from
-    the tar composer, carries its ``report`` (transforms pass it through).
+    the tar composer, carries its ``report`` (transforms pass it through). A stage run
+    ``tolerant`` (backup-verify) that cannot go on with an object ends it early with a
+    ``last`` chunk carrying the ``error`` (one line naming the problem); the stages after
+    it pass that chunk on as it is.
     """
 
     part: int
@@ -48,6 +59,7 @@ class Chunk:
     data: bytes | bytearray
     last: bool = False
     report: TarPartReport | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -68,6 +80,11 @@ class ExtractedPart:
     part: int
     name: str
     files: tuple[str, ...]
+
+
+def named_error(name: str, msg: str) -> str:
+    """``msg`` about object ``name``, naming it once (for an error chunk)."""
+    return msg if name in msg else f"{name}: {msg}"
 
 
 def by_part(item: Chunk) -> int:
