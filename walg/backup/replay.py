@@ -46,7 +46,7 @@ from walg.postgres.server import (
 )
 from walg.storage import open_storage
 
-__all__ = ["replay_backup", "replay_restore_command"]
+__all__ = ["replay_backup", "replay_preflight", "replay_restore_command"]
 
 _log = get_logger("walg")
 _MISSING = re.compile(r"WAL file ([0-9A-F]{24}) is not in the archive")
@@ -69,15 +69,9 @@ def replay_backup(
     (ReplayFailed when the backup did not reach consistency) otherwise. ``timeout`` defaults
     to WALG_REPLAY_TIMEOUT; ``environ`` (default: this process's) is the environment the
     server and its restore_command run with."""
-    if os.geteuid() == 0:
-        raise ReplayUnavailable(
-            "backup-verify --replay starts a PostgreSQL server, and PostgreSQL refuses to run "
-            "as root", hint=_ROOT_HINT,
-        )
     started = time.monotonic()
-    info = find_backup(open_storage(settings), name)
+    info, bindir = _preflight(settings, name)
     pg_version = info.sentinel.pg_version
-    bindir = find_bindir(major_version(pg_version)) if pg_version else None
     limit = settings.backup.replay_timeout if timeout is None else timeout
     with interrupts.stop_requests(), _work_dir() as work:
         data = _restore(settings, info, work)
@@ -86,6 +80,24 @@ def replay_backup(
         lsn = _recover(settings, info.name, bindir, major, work, data, limit, environ)
     elapsed = time.monotonic() - started
     return f"backup {info.name} replayed to consistency at LSN {lsn} in {elapsed:.1f} s"
+
+
+def replay_preflight(settings: Settings, name: str) -> None:
+    """What replay_backup checks before it downloads anything, for a command to call before
+    other long work: not root; the backup exists; its PostgreSQL version's server programs
+    are installed (when the sentinel records the version). Raises a WalgError."""
+    _preflight(settings, name)
+
+
+def _preflight(settings: Settings, name: str) -> tuple[BackupInfo, str | None]:
+    if os.geteuid() == 0:
+        raise ReplayUnavailable(
+            "backup-verify --replay starts a PostgreSQL server, and PostgreSQL refuses to run "
+            "as root", hint=_ROOT_HINT,
+        )
+    info = find_backup(open_storage(settings), name)
+    pg_version = info.sentinel.pg_version
+    return info, find_bindir(major_version(pg_version)) if pg_version else None
 
 
 def replay_restore_command(settings: Settings, walg: list[str] | None = None) -> str:
