@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -260,3 +261,32 @@ def test_backup_push_verify_records_are_mentioned(pg_cluster_factory: Any, walg:
     done = walg("backup-verify", "LATEST", env=env, check=False)
     assert done.returncode == DAMAGED
     assert "backup-push --verify found the cluster's copy corrupt too" in done.stderr
+
+
+def test_replay_after_verification(pg_cluster_factory: Any) -> None:
+    """--replay, as the postgres user: a good backup is verified, then replayed to
+    consistency (exit 0, both lines printed); with a part deleted, the verification fails
+    (exit 65) and no replay is attempted. As root it fails at once (exit 2)."""
+    from test_backup_replay import _as_postgres, archiving_cluster  # type: ignore[import-not-found]
+
+    cluster, env = archiving_cluster(pg_cluster_factory)
+    cluster.pgbench_init(scale=1)
+    subprocess.run([WALG, "backup-push", str(cluster.data_dir)], env=env, check=True,
+                   capture_output=True, timeout=600)
+    command = _as_postgres([WALG, "backup-verify", "--replay", "LATEST"])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    summary, replayed = lines[0], lines[-1]
+    assert ": OK;" in summary
+    assert replayed.startswith("replay: backup base_") and "consistency" in replayed
+    as_root = subprocess.run([WALG, "backup-verify", "--replay", "LATEST"], env=env,
+                             capture_output=True, text=True, timeout=600)
+    if os.geteuid() == 0:
+        assert as_root.returncode == 2 and "root" in as_root.stderr, as_root.stderr
+        assert "OK" not in as_root.stdout  # refused before verifying
+    victim = parts(Path(env["WALG_FILE_PREFIX"]), summary.split()[1].rstrip(":"))[0]
+    victim.unlink()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == DAMAGED, done.stderr
+    assert "replay not attempted" in done.stderr and "replay:" not in done.stdout

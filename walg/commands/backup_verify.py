@@ -35,7 +35,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from walg.progress import ProgressReporter
 
     if args.replay:
-        _replay_available()
+        _replay_preflight(settings, args.backup_name)
     reporter = ProgressReporter("verify", "backup-verify")
     try:
         report = backup_verify(settings, args.backup_name, progress=reporter)
@@ -90,6 +90,17 @@ def _replay_available() -> None:
 
     if find_spec(_REPLAY_MODULE) is None:
         raise _unavailable()
+
+
+def _replay_preflight(settings: Settings, name: str) -> None:
+    """What can be known before verifying: the replay exists in this build and can run
+    here (not as root, server programs installed: ``replay_preflight``)."""
+    _replay_available()
+    from walg.backup import replay
+
+    preflight = getattr(replay, "replay_preflight", None)
+    if preflight is not None:
+        preflight(settings, name)
 
 
 def _unavailable() -> WalgError:
