@@ -185,8 +185,10 @@ class WalNotArchived(PostgresError):
 
 class ReplayFailed(PostgresError):
     """backup-verify --replay: the restored backup did not reach a consistent state in a
-    throwaway server (WAL missing or damaged, the server failed, the wait timed out)."""
+    throwaway server (WAL missing or damaged, the server failed, the wait timed out): the
+    backup is not proven restorable, so the exit code is backup-verify's for a bad backup."""
 
+    exit_code = EX_DATAERR
     default_hint = "the backup is not proven restorable; the server log lines above say why"
 
 

@@ -117,7 +117,7 @@ def test_replay_of_a_good_backup(pg_cluster_factory: Any) -> None:
 
 
 def test_replay_without_the_stop_segment_fails(pg_cluster_factory: Any) -> None:
-    """With the backup's stop segment gone from wal_005, the replay fails (exit 1) and shows
+    """With the backup's stop segment gone from wal_005, the replay fails (exit 65) and shows
     the server log; nothing is left behind."""
     cluster, env = archiving_cluster(pg_cluster_factory)
     name = backup(cluster, env)
@@ -130,7 +130,7 @@ def test_replay_without_the_stop_segment_fails(pg_cluster_factory: Any) -> None:
     for path in removed:
         path.unlink()
     done = replay(name, env)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 65, done.stderr
     assert f"ERROR: backup {name} did not reach a consistent state" in done.stderr
     assert "the server log ends with:" in done.stderr
     assert f"not in the archive: {stop}" in done.stderr.splitlines()[0]
@@ -172,4 +172,32 @@ def test_replay_stopped_by_sigterm_leaves_nothing(pg_cluster_factory: Any) -> No
         if process.poll() is None:
             process.kill()
     assert process.returncode == 143, err
+    assert leftovers(env) == []
+
+
+def _cli_has_backup_verify() -> bool:
+    done = subprocess.run([WALG, "backup-verify", "--help"], capture_output=True, text=True,
+                          env=scrubbed_env(), timeout=60, check=False)
+    return done.returncode == 0 and "--replay" in done.stdout
+
+
+def test_cli_backup_verify_replay(pg_cluster_factory: Any) -> None:
+    """`wal-g backup-verify --replay LATEST` as postgres: exit 0 and the replay's summary;
+    with the stop segment gone, the replay's error; nothing left either way."""
+    if not _cli_has_backup_verify():
+        pytest.skip("wal-g backup-verify is not registered in this build")
+    cluster, env = archiving_cluster(pg_cluster_factory)
+    name = backup(cluster, env)
+    command = _as_postgres([WALG, "backup-verify", "--replay", "LATEST"])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"replay: backup {name} replayed to consistency at LSN " in done.stdout
+    assert leftovers(env) == []
+    storage = Path(env["WALG_FILE_PREFIX"])
+    for path in (storage / "wal_005").iterdir():
+        if path.name.startswith(name[len("base_"):]):
+            path.unlink()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 65, done.stderr
+    assert f"ERROR: backup {name} did not reach a consistent state" in done.stderr
     assert leftovers(env) == []
