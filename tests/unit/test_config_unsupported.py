@@ -104,7 +104,7 @@ def test_unsupported_setting_stops_every_command_with_exit_2(
     assert len(err) == 2
 
 
-@pytest.mark.parametrize("name", ["WALG_LIBSODIUM_KEY", "walg_s3_sse_c", "Walg_Az_Prefix"])
+@pytest.mark.parametrize("name", ["WALG_CSE_KMS_ID", "walg_s3_sse_c", "Walg_Az_Prefix"])
 def test_unsupported_setting_in_config_file_is_refused(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,9 +119,9 @@ def test_unsupported_setting_in_config_file_is_refused(
 def test_every_refused_setting_is_named() -> None:
     """With several refused settings set, the one error names them all."""
     with pytest.raises(ConfigError) as info:
-        load({**STORAGE, "WALG_LIBSODIUM_KEY": "k", "WALG_AZ_PREFIX": "azure://c/p"})
-    assert "WALG_LIBSODIUM_KEY, WALG_AZ_PREFIX are set" in info.value.msg
-    assert "libsodium encryption or Azure Blob Storage" in info.value.msg
+        load({**STORAGE, "WALG_CSE_KMS_ID": "k", "WALG_AZ_PREFIX": "azure://c/p"})
+    assert "WALG_CSE_KMS_ID, WALG_AZ_PREFIX are set" in info.value.msg
+    assert "client-side encryption with AWS KMS or Azure Blob Storage" in info.value.msg
 
 
 @pytest.mark.parametrize(
@@ -140,11 +140,11 @@ def test_refused_setting_in_config_path_file_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """WALG_CONFIG_PATH names the config file (as in WAL-G), so its settings are checked."""
-    path = write_config(tmp_path, {"WALG_LIBSODIUM_KEY": "k", **STORAGE})
+    path = write_config(tmp_path, {"WALG_CSE_KMS_ID": "k", **STORAGE})
     assert find_default_config_file({"WALG_CONFIG_PATH": path, "HOME": "/nonexistent"}) == path
     commands = Recorder()
     assert main(["backup-list"], environ={"WALG_CONFIG_PATH": path}, load_command=commands) == 2
-    assert "ERROR: WALG_LIBSODIUM_KEY is set" in capsys.readouterr().err
+    assert "ERROR: WALG_CSE_KMS_ID is set" in capsys.readouterr().err
 
 
 def test_unsupported_table_is_consistent() -> None:
@@ -163,18 +163,18 @@ def test_loader_checks_every_unsupported_name() -> None:
     assert {"WALG_", "WALE_"} <= set(UNSUPPORTED_PREFIXES)
 
 
-def test_installed_wal_g_refuses_libsodium_key(
+def test_installed_wal_g_refuses_kms_key(
     venv_bin: Path, clean_env: dict[str, str], walg_env: dict[str, str]
 ) -> None:
-    """The real `wal-g` exits 2 with one ERROR and one HINT line for WALG_LIBSODIUM_KEY."""
-    env = {**clean_env, **walg_env, "WALG_LIBSODIUM_KEY": "secret-key-material"}
+    """The real `wal-g` exits 2 with one ERROR and one HINT line for WALG_CSE_KMS_ID."""
+    env = {**clean_env, **walg_env, "WALG_CSE_KMS_ID": "secret-key-material"}
     done = subprocess.run([str(venv_bin / "wal-g"), "backup-list"], env=env,
                           capture_output=True, text=True, timeout=60)
     lines = done.stderr.splitlines()
     assert done.returncode == 2, done.stderr
-    assert lines[0].startswith("ERROR: WALG_LIBSODIUM_KEY is set, but walg does not implement "
-                               "libsodium encryption yet")
-    assert lines[1].startswith("HINT: unset WALG_LIBSODIUM_KEY and encrypt with OpenPGP")
+    assert lines[0].startswith("ERROR: WALG_CSE_KMS_ID is set, but walg does not implement "
+                               "client-side encryption with AWS KMS yet")
+    assert lines[1].startswith("HINT: unset WALG_CSE_KMS_ID and encrypt with OpenPGP")
     assert len(lines) == 2 and "secret-key-material" not in done.stderr
 
 

@@ -285,7 +285,10 @@ def _check_encryption(
     storage: Storage, settings: Settings, objects: list[ObjectRef], recorded: bool | None
 ) -> bool:
     """Whether the backup's objects are encrypted: as its sentinel records (ours do), else
-    guessed from the first object's first bytes (backups written by WAL-G)."""
+    guessed from the first object's first bytes (backups written by WAL-G), or taken as
+    encrypted when a libsodium key is set (no magic to tell: WAL-G decrypts them all)."""
+    if recorded is None and settings.crypto.libsodium:
+        recorded = True
     if recorded is None:
         from walg.crypto import looks_encrypted
 

@@ -6,13 +6,13 @@ request whose own configuration would store or read the data otherwise (another 
 endpoint, compression, encryption key, overwrite rule, S3 storage class or server-side
 encryption) must be refused, not served with the daemon's: :func:`differences` names them.
 
-Compared, for wal-push and wal-fetch: the storage identity (:meth:`Settings.storage_identity`:
-prefix, endpoint, emulator) and the OpenPGP settings (key, key file, its
-passphrase, gpg key ID: a key decides what is written and what can be read). For wal-push
-only: the compression method, WALG_PREVENT_WAL_OVERWRITE and, on S3, the storage class and
-server-side encryption. Not compared, as they change neither: credentials (they rotate;
-the endpoint and bucket say where), retries, concurrency, rate limits, logging, backup
-settings.
+Compared, for wal-push and wal-fetch: the storage identity
+(:meth:`Settings.storage_identity`: prefix, endpoint, emulator) and the encryption settings
+(OpenPGP key, key file, its passphrase, gpg key ID; libsodium key, key file, transform: a
+key decides what is written and what can be read). For wal-push only: the compression
+method, WALG_PREVENT_WAL_OVERWRITE and, on S3, the storage class and server-side encryption.
+Not compared, as they change neither: credentials (they rotate; the endpoint and bucket say
+where), retries, concurrency, rate limits, logging, backup settings.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ _READ_AND_WRITE: Final[tuple[tuple[str, _Value], ...]] = (
     ("WALG_PGP_KEY_PATH", lambda s: s.crypto.pgp_key_path),
     ("WALG_PGP_KEY_PASSPHRASE", lambda s: s.crypto.pgp_key_passphrase),
     ("WALG_GPG_KEY_ID", lambda s: s.crypto.gpg_key_id),
+    ("WALG_LIBSODIUM_KEY", lambda s: s.crypto.libsodium_key),
+    ("WALG_LIBSODIUM_KEY_PATH", lambda s: s.crypto.libsodium_key_path),
+    ("WALG_LIBSODIUM_KEY_TRANSFORM", lambda s: s.crypto.libsodium_key_transform),
 )
 _WRITE: Final[tuple[tuple[str, _Value], ...]] = (
     ("WALG_COMPRESSION_METHOD", lambda s: s.compression.method),

@@ -229,9 +229,11 @@ class _Reader:
         raw = self._find(name, kind)[2]
         return None if raw is None else raw.strip()
 
-    def secret(self, name: str) -> Secret | None:
+    def secret(self, name: str, strip: bool = True) -> Secret | None:
         raw = self._find(name, "secret")[2]
-        return None if raw is None else Secret(raw.rstrip("\r\n"))
+        if raw is None:
+            return None
+        return Secret(raw.rstrip("\r\n") if strip else raw)
 
     def prefix(self, name: str) -> tuple[str, str] | None:
         _, source, raw = self._find(name, "prefix")
@@ -322,6 +324,10 @@ def _crypto(reader: _Reader) -> CryptoSettings:
         pgp_key_path=reader.text("WALG_PGP_KEY_PATH", "path"),
         pgp_key_passphrase=reader.secret("WALG_PGP_KEY_PASSPHRASE"),
         gpg_key_id=reader.secret("WALG_GPG_KEY_ID"),
+        # as WAL-G reads it: not even a trailing newline is stripped (the key is its bytes)
+        libsodium_key=reader.secret("WALG_LIBSODIUM_KEY", strip=False),
+        libsodium_key_path=reader.text("WALG_LIBSODIUM_KEY_PATH", "path"),
+        libsodium_key_transform=reader.choice("WALG_LIBSODIUM_KEY_TRANSFORM"),
     )
 
 

@@ -109,6 +109,16 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_PGP_KEY_PASSPHRASE", "crypto", "secret", "Passphrase of the private key."),
     Var("WALG_GPG_KEY_ID", "crypto", "secret",
         "Deprecated: ID of a key in the local gpg keyring.", fallbacks=("WALE_GPG_KEY_ID",)),
+    Var("WALG_LIBSODIUM_KEY", "crypto", "secret",
+        "libsodium secretstream key (as WAL-G): encrypts and decrypts. Any OpenPGP setting "
+        "wins over it."),
+    Var("WALG_LIBSODIUM_KEY_PATH", "crypto", "path",
+        "File holding the libsodium key (surrounding whitespace ignored); "
+        "WALG_LIBSODIUM_KEY wins over it."),
+    Var("WALG_LIBSODIUM_KEY_TRANSFORM", "crypto", "choice",
+        "How the libsodium key becomes 32 bytes: `hex` or `base64` decode exactly 32 bytes; "
+        "`none` takes the text itself (at least 25 bytes, zero-padded or cut to 32).",
+        default="none", choices=("none", "base64", "hex")),
     # backup
     Var("WALG_TAR_SIZE_THRESHOLD", "backup", "size",
         "Size at which backup-push starts a new tar part.", default="1073741823", minimum=1),

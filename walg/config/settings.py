@@ -143,17 +143,33 @@ class CompressionSettings:
 
 @dataclass(frozen=True, slots=True)
 class CryptoSettings:
-    """OpenPGP encryption. WAL-G's priority: the key, then the key file, then the key ID."""
+    """OpenPGP or libsodium encryption, chosen as WAL-G chooses (``ConfigureCrypter``): any
+    OpenPGP setting wins, silently, over the libsodium ones. OpenPGP: the key, then the key
+    file, then the key ID. libsodium: the key, then the key file."""
 
     pgp_key: Secret | None = None
     pgp_key_path: str | None = None
     pgp_key_passphrase: Secret | None = None
     gpg_key_id: Secret | None = None  # deprecated: a key in the local gpg keyring
+    libsodium_key: Secret | None = None
+    libsodium_key_path: str | None = None
+    libsodium_key_transform: str = "none"  # none, base64 or hex
+
+    @property
+    def pgp(self) -> bool:
+        """True when OpenPGP is configured (then it is used, whatever else is set)."""
+        return any(v is not None for v in (self.pgp_key, self.pgp_key_path, self.gpg_key_id))
+
+    @property
+    def libsodium(self) -> bool:
+        """True when libsodium is the crypter: a libsodium key is set and no OpenPGP one."""
+        has_key = self.libsodium_key is not None or self.libsodium_key_path is not None
+        return has_key and not self.pgp
 
     @property
     def enabled(self) -> bool:
         """True when uploads are to be encrypted (and downloads decrypted)."""
-        return any(v is not None for v in (self.pgp_key, self.pgp_key_path, self.gpg_key_id))
+        return self.pgp or self.libsodium
 
 
 @dataclass(frozen=True, slots=True)

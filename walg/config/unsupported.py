@@ -48,7 +48,7 @@ class Unsupported:
     """WAL-G settings walg does not implement: the names, what they do, and walg's answer."""
 
     names: tuple[str, ...]
-    feature: str  # what WAL-G does with them, e.g. "libsodium encryption"
+    feature: str  # what WAL-G does with them, e.g. "Azure Blob Storage"
     treatment: Treatment
     hint: str = ""  # for refuse: what to do instead
     harmless: tuple[str, ...] = ()  # values that change nothing (WAL-G's defaults)
@@ -72,17 +72,14 @@ def _prefix(kind: str) -> tuple[str, str]:
     return f"WALG_{kind}_PREFIX", f"WALE_{kind}_PREFIX"
 
 
-_PGP = "encrypt with OpenPGP instead (WALG_PGP_KEY or WALG_PGP_KEY_PATH), or keep using WAL-G"
+_PGP = ("encrypt with OpenPGP (WALG_PGP_KEY or WALG_PGP_KEY_PATH) or libsodium "
+        "(WALG_LIBSODIUM_KEY or WALG_LIBSODIUM_KEY_PATH) instead, or keep using WAL-G")
 _BACKENDS = "use WALG_S3_PREFIX, WALG_GS_PREFIX or WALG_FILE_PREFIX, or keep using WAL-G"
 _FALSE: Final = ("false", "f", "0")
 _TRUE: Final = ("true", "t", "1")
 
 UNSUPPORTED: Final[tuple[Unsupported, ...]] = (
     # --- how data is stored: encryption ---
-    Unsupported(("WALG_LIBSODIUM_KEY", "WALG_LIBSODIUM_KEY_PATH"), "libsodium encryption",
-                "refuse", _PGP),
-    Unsupported(("WALG_LIBSODIUM_KEY_TRANSFORM",), "libsodium encryption", "refuse", _PGP,
-                harmless=("none",)),
     Unsupported(("WALG_CSE_KMS_ID", "WALG_CSE_KMS_REGION"),
                 "client-side encryption with AWS KMS", "refuse", _PGP),
     Unsupported(("YC_CSE_KMS_KEY_ID",), "client-side encryption with Yandex Cloud KMS",

@@ -1,8 +1,10 @@
-"""The Crypter: OpenPGP encryption and decryption of byte streams, as WAL-G does them.
+"""The Crypter: OpenPGP or libsodium encryption and decryption of byte streams, as WAL-G
+does them (OpenPGP when both are configured, as WAL-G chooses: see ``CryptoSettings``).
 
 A Crypter is built from picklable settings and holds no resource until ``open()``, so a
 pipeline stage can carry it to a worker and open it there. ``encryptor()`` and
-``decryptor()`` each start one gpg process and return a :class:`StreamTransform`.
+``decryptor()`` each return a :class:`StreamTransform`: with OpenPGP, one gpg process;
+with libsodium (``walg.crypto._sodium``), an in-process secretstream.
 
 What is written is a binary OpenPGP message (no armor, no compression: the data is already
 compressed) encrypted to every key of the configured key file, readable by plain
@@ -16,7 +18,7 @@ import os
 import weakref
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from walg.config.settings import CryptoSettings
 from walg.crypto._keys import Keyring, open_keyring
@@ -24,6 +26,9 @@ from walg.crypto._process import GpgOutcome, GpgStream, Judge
 from walg.crypto._verdict import DecryptContext, judge_decrypt, judge_encrypt
 from walg.logs import get_logger
 from walg.sizes import CHUNK
+
+if TYPE_CHECKING:
+    from walg.crypto._sodium import SodiumDecryptor, SodiumEncryptor
 
 __all__ = ["Crypter", "StreamTransform"]
 
@@ -67,11 +72,12 @@ class Crypter:
         self.gpgbinary = gpgbinary
         self.idle_timeout = idle_timeout
         self._keyring: Keyring | None = None
+        self._sodium_key: bytes | None = None  # the 32-byte key, when libsodium is in use
         self._streams: weakref.WeakSet[GpgStream] = weakref.WeakSet()
         self._finalizer: Callable[[], object] | None = None  # a weakref.finalize
 
     def __getstate__(self) -> dict[str, object]:
-        if self._keyring is not None:
+        if self.is_open:
             raise TypeError("an open Crypter cannot be pickled; pickle it before open()")
         return {
             "settings": self.settings,
@@ -91,7 +97,13 @@ class Crypter:
     @property
     def is_open(self) -> bool:
         """True between ``open()`` and ``close()``."""
-        return self._keyring is not None
+        return self._keyring is not None or self._sodium_key is not None
+
+    @property
+    def sealed(self) -> bool:
+        """True when every object read is encrypted (libsodium: no magic to recognise it by;
+        as in WAL-G, a configured libsodium key decrypts everything)."""
+        return self.settings.libsodium
 
     @property
     def gpg_home(self) -> str | None:
@@ -104,7 +116,15 @@ class Crypter:
         return () if self._keyring is None else self._keyring.info.fingerprints
 
     def open(self) -> Crypter:
-        """Import or look up the key; CryptoError if it is missing or unusable."""
+        """Import or look up the key; CryptoError (ConfigError for a libsodium key) if it is
+        missing or unusable."""
+        if self.settings.libsodium:
+            if self._sodium_key is None:
+                from walg.crypto._sodium import load_key
+
+                self._sodium_key = load_key(self.settings)
+                _log.debug("crypto.opened", source="libsodium")
+            return self
         if self._keyring is None:
             self._keyring = open_keyring(
                 self.settings, gnupghome=self.gnupghome, gpgbinary=self.gpgbinary
@@ -119,6 +139,7 @@ class Crypter:
 
     def close(self) -> None:
         """Stop any gpg still running and remove the temporary home. Idempotent."""
+        self._sodium_key = None
         if self._keyring is None:
             return
         if os.getpid() == self._keyring.owner_pid:
@@ -150,8 +171,20 @@ class Crypter:
         self._streams.add(stream)
         return stream
 
-    def encryptor(self) -> GpgStream:
-        """A running gpg that encrypts what it is fed to the configured key(s)."""
+    def _sodium(self) -> bytes | None:
+        if self.settings.libsodium:
+            if self._sodium_key is None:
+                raise RuntimeError("Crypter.open() must be called first")
+            return self._sodium_key
+        return None
+
+    def encryptor(self) -> GpgStream | SodiumEncryptor:
+        """A running gpg that encrypts what it is fed to the configured key(s), or a
+        libsodium secretstream encryptor."""
+        if (key := self._sodium()) is not None:
+            from walg.crypto._sodium import SodiumEncryptor
+
+            return SodiumEncryptor(key)
         keyring = self._ready()
         recipients = [arg for fpr in keyring.info.fingerprints for arg in ("--recipient", fpr)]
         argv = [
@@ -166,11 +199,16 @@ class Crypter:
         ]  # fmt: skip
         return self._start(argv, judge_encrypt, None)
 
-    def decryptor(self, name: str = "") -> GpgStream:
-        """A running gpg that decrypts what it is fed (and checks its integrity at the end).
+    def decryptor(self, name: str = "") -> GpgStream | SodiumDecryptor:
+        """A running gpg that decrypts what it is fed (and checks its integrity at the end),
+        or a libsodium secretstream decryptor (which checks each chunk and the end).
 
         ``name`` (the object's storage key) is named in error messages when given.
         """
+        if (key := self._sodium()) is not None:
+            from walg.crypto._sodium import SodiumDecryptor
+
+            return SodiumDecryptor(key, name)
         keyring = self._ready()
         secret = self.settings.pgp_key_passphrase
         context = DecryptContext(keyring.source, keyring.info, secret is not None, name)
@@ -212,7 +250,9 @@ class Crypter:
 
 
 def _transformed(
-    start: Callable[[], GpgStream], src: BinaryIO, chunk_size: int
+    start: Callable[[], GpgStream | SodiumEncryptor | SodiumDecryptor],
+    src: BinaryIO,
+    chunk_size: int,
 ) -> Generator[bytes, None, None]:
     with start() as transform:
         while chunk := src.read(chunk_size):
@@ -227,7 +267,7 @@ def _transformed(
 class _DecryptingReader(io.RawIOBase):
     """Pulls ``src`` through a transform as the reader asks for data."""
 
-    def __init__(self, src: BinaryIO, transform: GpgStream, chunk_size: int) -> None:
+    def __init__(self, src: BinaryIO, transform: StreamTransform, chunk_size: int) -> None:
         super().__init__()
         self._src = src
         self._transform = transform

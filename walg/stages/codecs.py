@@ -1,5 +1,6 @@
 """Transform providers for :class:`~walg.stages.transform.PartTransform`: compression and
-OpenPGP, built from picklable settings, with their resources made in the worker."""
+encryption (OpenPGP or libsodium), built from picklable settings, with their resources made
+in the worker."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from walg.config.settings import CryptoSettings
 from walg.stages.tar_writer import CHUNK_SIZE
 
 if TYPE_CHECKING:
-    from walg.crypto import Crypter, GpgStream
+    from walg.crypto import Crypter, StreamTransform
 
 __all__ = ["Compress", "Decompress", "Decrypt", "Encrypt"]
 
@@ -85,8 +86,8 @@ class Decompress:
         pass
 
 
-class _Gpg:
-    def __init__(self, stream: GpgStream) -> None:
+class _Crypting:
+    def __init__(self, stream: StreamTransform) -> None:
         self._s = stream
 
     def update(self, data: bytes | bytearray) -> Iterator[bytes]:
@@ -123,14 +124,15 @@ class _CryptoProvider:
 
 
 class Encrypt(_CryptoProvider):
-    """Encrypt each object to the configured OpenPGP key (one gpg process per object)."""
+    """Encrypt each object to the configured OpenPGP key (one gpg process per object) or
+    with the libsodium key (in the worker itself)."""
 
-    def new(self, name: str) -> _Gpg:
-        return _Gpg(self._ready().encryptor())
+    def new(self, name: str) -> _Crypting:
+        return _Crypting(self._ready().encryptor())
 
 
 class Decrypt(_CryptoProvider):
     """Decrypt each object with the configured key; a wrong key raises CryptoError."""
 
-    def new(self, name: str) -> _Gpg:
-        return _Gpg(self._ready().decryptor())
+    def new(self, name: str) -> _Crypting:
+        return _Crypting(self._ready().decryptor(name))

@@ -6,7 +6,8 @@ archived copy alike. Stored bytes are compress-then-encrypt, so an OpenPGP messa
 recognised from the object's first bytes. Brotli has no magic: a plain brotli stream may
 begin like OpenPGP; without a key configured it is decoded as plain brotli, to its end even
 when the reader stops early (a comparison that found a difference), and only if that fails
-is the object taken as encrypted (the "no PGP key" error).
+is the object taken as encrypted (the "no PGP key" error). libsodium objects have no magic:
+with a libsodium key configured (``sealed``) every object is decrypted, as WAL-G does.
 """
 
 from __future__ import annotations
@@ -59,14 +60,20 @@ def _looks_encrypted(head: bytes) -> bool:
 
 @contextlib.contextmanager
 def open_plain(
-    stream: BinaryIO, key: str, method: str, crypter: Callable[[], Crypter] | None
+    stream: BinaryIO,
+    key: str,
+    method: str,
+    crypter: Callable[[], Crypter] | None,
+    *,
+    sealed: bool = False,
 ) -> Iterator[BinaryIO]:
     """The plain bytes of stored object ``key`` (compressed with ``method``): decrypted if
-    it is OpenPGP, decompressed. ``crypter`` gives the open Crypter (called only for an
-    encrypted object); None when no PGP key is configured."""
+    it is OpenPGP, or always when ``sealed`` (a libsodium key is configured), decompressed.
+    ``crypter`` gives the open Crypter (called only for an encrypted object); None when no
+    key is configured."""
     head = stream.read(SNIFF)
     source = cast(BinaryIO, _Prepended(head, stream))
-    if not _looks_encrypted(head):
+    if not (sealed and crypter is not None) and not _looks_encrypted(head):
         with open_decompressed(source, method, key) as out:
             yield out
         return

@@ -150,7 +150,8 @@ def download(
         fd = _create(path, label, exclusive)
         try:
             crypter = functools.partial(crypters.get, key) if crypters.settings.enabled else None
-            with open_plain(stream, key, method, crypter) as plain:
+            sealed = crypters.settings.libsodium
+            with open_plain(stream, key, method, crypter, sealed=sealed) as plain:
                 head = _copy(plain, fd)
             _check_fetched(name, key, fd, head)
             os.fsync(fd)

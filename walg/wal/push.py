@@ -178,7 +178,10 @@ class _Pusher:
             with contextlib.ExitStack() as stack:
                 local = stack.enter_context(open(path, "rb"))
                 stored = stack.enter_context(self.storage.read_object(key))
-                archived = stack.enter_context(open_plain(stored, key, method, opened))
+                sealed = crypter is not None and crypter.sealed
+                archived = stack.enter_context(
+                    open_plain(stored, key, method, opened, sealed=sealed)
+                )
                 return _equal(cast(BinaryIO, local), archived)
         except IntegrityError as err:
             raise WalgError(

@@ -22,7 +22,7 @@ from walg.sizes import CHUNK
 
 if TYPE_CHECKING:
     from walg.compression import Compressor
-    from walg.crypto import Crypter, GpgStream
+    from walg.crypto import Crypter, StreamTransform
     from walg.ratelimit import RateLimiter
 
 __all__ = ["Source", "default_threads", "limiter"]
@@ -83,7 +83,7 @@ class Source(io.RawIOBase):
         self._buffer = bytearray(CHUNK)
         self._file: io.FileIO | None = None
         self._compressor: Compressor | None = None
-        self._encryptor: GpgStream | None = None
+        self._encryptor: StreamTransform | None = None
         self._pending: deque[memoryview] = deque()
         self._eof = False
         self._position = 0
