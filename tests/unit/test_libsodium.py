@@ -362,3 +362,20 @@ def test_with_both_keys_wal_is_openpgp(tmp_path: Path, env: dict[str, str], pgp_
     assert main(["wal-fetch", "--no-prefetch", SEGMENT, str(dest)], environ=both) == 0
     assert dest.read_bytes() == data
 
+
+
+def test_history_files_are_read_through_libsodium(tmp_path: Path, env: dict[str, str]) -> None:
+    """wal-verify/wal-show read timeline history files with the key too."""
+    from walg.storage.file import FileStorage
+    from walg.wal.history import history_reader
+
+    text = "1\t0/3000000\tno recovery target specified\n"
+    push(tmp_path, env, 3)
+    history = tmp_path / "pgdata" / "pg_wal" / "00000002.history"
+    history.write_text(text)
+    assert main(["wal-push", str(history)], environ=env) == 0
+    read, close = history_reader(FileStorage(env["WALG_FILE_PREFIX"]), config.load(env))
+    try:
+        assert read(2) == text and read(3) is None
+    finally:
+        close()

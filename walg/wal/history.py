@@ -43,7 +43,8 @@ def history_reader(
             return None
         with stream:
             crypter = functools.partial(crypters.get, key) if crypters.settings.enabled else None
-            with open_plain(stream, key, method, crypter) as plain:
+            sealed = crypters.settings.libsodium  # libsodium has no magic: decrypt all
+            with open_plain(stream, key, method, crypter, sealed=sealed) as plain:
                 data = b""
                 while len(data) <= MAX_HISTORY_SIZE and (chunk := plain.read(CHUNK)):
                     data += chunk
