@@ -1,11 +1,13 @@
 """Throughput of walg's gpg streams, one process: encrypt and decrypt with gpg's compression
-off (what walg does: the data is already compressed) and at gpg's default (zlib).
+off (what walg does: the data is already compressed) and at gpg's default (zlib); then
+walg's libsodium streams (WALG_LIBSODIUM_KEY: secretstream in this very process, as in one
+encrypt/decrypt stage worker), and libsodium alone (PyNaCl, 8 KiB chunks, no buffering).
 
 The data is random, like compressed backup parts. A throwaway ed25519/cv25519 key is
 generated in a temporary GNUPGHOME; the input is fed in 1 MiB chunks from memory and the
 output is counted, not kept. Also prints open()+close() time (what every wal-push pays).
 
-    .venv/bin/python bench/crypto.py [--mib 256] [--key-type future-default|rsa3072]
+    .venv/bin/python bench/crypto.py [--mib 256] [--key-type future-default|rsa3072] [--no-gpg]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 
 from walg.config.settings import CryptoSettings, Secret
 from walg.crypto import Crypter, GpgStream
+from walg.crypto._sodium import SodiumDecryptor, SodiumEncryptor
 from walg.crypto._verdict import judge_encrypt
 
 MIB = 1 << 20
@@ -69,7 +72,9 @@ def make_key(gpg: str, key_type: str) -> str:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run(stream: GpgStream, data: memoryview) -> tuple[float, bytes]:
+def run(
+    stream: GpgStream | SodiumEncryptor | SodiumDecryptor, data: memoryview
+) -> tuple[float, bytes]:
     """Feed ``data`` in 1 MiB chunks; return (seconds, output)."""
     out: list[bytes] = []
     start = time.perf_counter()
@@ -95,11 +100,46 @@ def rate(size: int, seconds: float) -> str:
     return f"{size / MIB / seconds:8.1f} MB/s"
 
 
+def libsodium(data: memoryview) -> None:
+    """walg's libsodium streams (through Crypter, as a stage worker uses them), best of 3,
+    and the bare secretstream calls per 8 KiB chunk for comparison."""
+    from nacl import bindings as nb
+
+    settings = CryptoSettings(libsodium_key=Secret(os.urandom(16).hex()))
+    with Crypter(settings) as crypter:
+        enc_times, dec_times = [], []
+        for _ in range(3):
+            seconds, encrypted = run(crypter.encryptor(), data)
+            dec_seconds, decrypted = run(crypter.decryptor("bench"), memoryview(encrypted))
+            assert decrypted == data
+            enc_times.append(seconds)
+            dec_times.append(dec_seconds)
+    enc, dec = rate(len(data), min(enc_times)), rate(len(data), min(dec_times))
+    size = len(encrypted) / len(data)
+    print(f"libsodium (walg)        encrypt {enc}   decrypt {dec}   ciphertext {size:.4f}x")
+    raw = bytes(data)
+    key = os.urandom(32)
+    state = nb.crypto_secretstream_xchacha20poly1305_state()
+    start = time.perf_counter()
+    nb.crypto_secretstream_xchacha20poly1305_init_push(state, key)
+    for pos in range(0, len(raw), 8192):
+        nb.crypto_secretstream_xchacha20poly1305_push(state, raw[pos : pos + 8192])
+    alone = time.perf_counter() - start
+    print(f"  PyNaCl push alone, 8 KiB slices  encrypt {rate(len(raw), alone)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--key-type", default="future-default")
+    parser.add_argument("--no-gpg", action="store_true", help="libsodium only")
     args = parser.parse_args()
+    if args.no_gpg:
+        data = memoryview(os.urandom(args.mib * MIB))
+        print(f"data: {args.mib} MiB random, 1 MiB chunks; load average "
+              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        libsodium(data)
+        return
     gpg = shutil.which("gpg") or "gpg"
     settings = CryptoSettings(pgp_key=Secret(make_key(gpg, args.key_type)))
     data = memoryview(os.urandom(args.mib * MIB))
@@ -141,6 +181,7 @@ def main() -> None:
                     f"  gpg alone, file -> /dev/null  encrypt {rate(len(data), alone_enc)}"
                     f"   decrypt {rate(len(data), alone_dec)}"
                 )
+    libsodium(data)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MB (input, ciphertext and plaintext in memory)")
 
