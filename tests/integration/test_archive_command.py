@@ -133,6 +133,10 @@ def test_killed_wal_push_never_marks_an_unstored_segment(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WALG_", "WALE_"))}
     env.update(
         WALG_FILE_PREFIX=str(store),
+        # the uploads ahead in threads of the call itself (the background worker, whose
+        # calls return too fast to be killed mid-upload, has kill tests of its own in
+        # test_wal_background.py)
+        WALG_WAL_BACKGROUND="false",
         WALG_UPLOAD_CONCURRENCY="3",
         WALG_NETWORK_RATE_LIMIT=str(8 << 20),  # ~1.5 s for one call and its two companions
     )
