@@ -18,6 +18,7 @@ import lz4.frame
 import pytest
 from conftest_helpers import WALG, scrubbed_env  # type: ignore[import-not-found]
 from servers.postgres import PgCluster, postgres_unavailable
+from test_backup_features import pgp_key  # type: ignore[import-not-found]  # noqa: F401
 from test_verify import corrupt_first_page  # type: ignore[import-not-found]
 
 DAMAGED = 65
@@ -290,3 +291,27 @@ def test_replay_after_verification(pg_cluster_factory: Any) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == DAMAGED, done.stderr
     assert "replay not attempted" in done.stderr and "replay:" not in done.stdout
+
+
+def test_encrypted_backup(
+    pg_cluster_factory: Any, walg: Any, pgp_key: tuple[str, str]  # noqa: F811
+) -> None:
+    """An encrypted backup verifies with its key; a damaged encrypted part is named; without
+    the key the check cannot be made (exit 1, not 65: nothing is known about the backup)."""
+    cluster = pg_cluster_factory()
+    cluster.pgbench_init(scale=1)
+    storage = cluster.make_dir("storage")
+    env = {"WALG_FILE_PREFIX": str(storage), "WALG_PGP_KEY": pgp_key[0],
+           "WALG_TAR_SIZE_THRESHOLD": PART_SIZE}
+    name = walg("backup-push", str(cluster.data_dir),
+                env={**cluster.env, **env}).stdout.strip().splitlines()[-1]
+    assert walg("backup-verify", name, env=env, check=False).returncode == 0
+    victim = parts(storage, name)[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    done = walg("backup-verify", name, env=env, check=False)
+    assert done.returncode == DAMAGED, done.stderr
+    assert any(victim.name in line for line in errors(done)[:-1]), done.stderr
+    no_key = {k: v for k, v in env.items() if k != "WALG_PGP_KEY"}
+    assert walg("backup-verify", name, env=no_key, check=False).returncode == 1

@@ -17,28 +17,29 @@ checked and what was wrong; the flow (``walg.backup.verify``) puts them together
 from __future__ import annotations
 
 import functools
+import io
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
 
 from walg.checksum import Crc32c
 from walg.errors import IntegrityError
-from walg.format.increment import IncrementHeader, read_header, read_pages
+from walg.format.increment import MAGIC, IncrementHeader, read_header
 from walg.format.meta import FileDescription, FilesMetadata
 from walg.format.scan import PG_CONTROL, is_paged_file
 from walg.pipeline import Stage, WorkerContext
 from walg.postgres.pages import BLOCK_SIZE, RELSEG_SIZE
 from walg.postgres.verify import PageVerifier, corrupt_blocks, segment_number
-from walg.sizes import CHUNK
 from walg.stages.chunks import Chunk, named_error
 from walg.stages.extract import member_name
-from walg.stages.pipe import StreamAborted, StreamFeeder
-from walg.stages.tarstream import Member, TarStream
+from walg.stages.tarfeed import TarFeed
+from walg.stages.tarstream import Member
 
 __all__ = ["Problem", "VerifiedPart", "Verifier"]
 
 _CONTROL_MAX = 64 << 10  # pg_control is 8 KiB; keep no more than this of it
 _RUN_PAGES = 128  # increment pages checksummed together
+_INCREMENT_HEAD = len(MAGIC) + 8 + 4  # magic, uint64 file size, uint32 block count
 
 
 @dataclass(frozen=True)
@@ -95,24 +96,149 @@ class _State:
         )  # fmt: skip
 
 
-class _CrcReader:
-    """``read(n)`` over a member body (``readinto``), with a CRC-32C of what was read."""
+class _Check:
+    """A member body being checked; an IntegrityError becomes a problem of the file, and
+    the rest of its body is then only read past."""
 
-    def __init__(self, body: Any) -> None:
-        self._body = body
+    def __init__(self, verifier: Verifier, state: _State, name: str, where: str) -> None:
+        self.verifier = verifier
+        self.state = state
+        self.name = name
+        self.where = where
+        self.described = verifier.described(name)
         self.crc = Crc32c()
-        self.count = 0
+        self.broken = False
 
-    def read(self, count: int) -> bytes:
-        buffer = bytearray(count)
-        view = memoryview(buffer)
-        got = 0
-        while got < count and (n := self._body.readinto(view[got:])):
-            got += n
-        data = bytes(view[:got])
+    def update(self, data: memoryview) -> None:
+        if self.broken:
+            return
         self.crc.update(data)
-        self.count += got
-        return data
+        self.state.file_bytes += len(data)
+        self.verifier.ctx.progress(nbytes=len(data))
+        try:
+            self.take(data)
+        except IntegrityError as err:
+            self.fail(err.msg)
+
+    def end(self) -> None:
+        self.verifier.ctx.progress(items=1)
+        if self.broken:
+            return
+        try:
+            bad = self.finish()
+        except IntegrityError as err:
+            self.fail(err.msg)
+            return
+        self.state.checked += 1
+        self.verifier.page_problems(self.name, self.where, bad, self.state)
+        stored = None if self.described is None else self.described.crc32c
+        if not stored:
+            self.state.unchecked += 1
+        elif stored != (read := self.crc.hexdigest()):
+            message = f"{self.where} does not match its checksum (stored {stored}, read {read})"
+            self.state.problems.append(Problem("bad_file", message, self.state.name, self.name))
+
+    def fail(self, msg: str) -> None:
+        self.broken = True
+        message = msg if self.name in msg else f"{self.where}: {msg}"
+        self.state.problems.append(Problem("bad_file", message, self.state.name, self.name))
+
+    def take(self, data: memoryview) -> None:
+        """Look at the next piece of the body."""
+
+    def finish(self) -> list[int]:
+        """The body is whole: the blocks (in the file) whose page checksum failed."""
+        return []
+
+
+class _WholeCheck(_Check):
+    """A file stored whole: its CRC-32C, its pages, pg_control's bytes kept."""
+
+    def __init__(self, verifier: Verifier, state: _State, name: str, where: str, size: int):
+        super().__init__(verifier, state, name, where)
+        since = verifier.page_since
+        self.pages = None
+        if since is not None and is_paged_file(name, size):
+            self.pages = PageVerifier(name, since)
+            state.pages += size // BLOCK_SIZE
+        self.control = bytearray() if name == PG_CONTROL else None
+
+    def take(self, data: memoryview) -> None:
+        if self.pages is not None:
+            self.pages.feed(data)
+        if self.control is not None and len(self.control) < _CONTROL_MAX:
+            self.control += data
+
+    def finish(self) -> list[int]:
+        if self.control is not None:
+            self.state.control = bytes(self.control)
+        return self.pages.bad if self.pages is not None else []
+
+
+class _IncrementCheck(_Check):
+    """An increment: its header parsed (as backup-fetch parses it), its pages checked at
+    their block numbers, its length matched against the header."""
+
+    def __init__(self, verifier: Verifier, state: _State, name: str, where: str):
+        super().__init__(verifier, state, name, where)
+        self.since = verifier.page_since
+        self.base = segment_number(name) * RELSEG_SIZE
+        self.gathered = bytearray()
+        self.need = _INCREMENT_HEAD
+        self.header: IncrementHeader | None = None
+        self.index = 0  # pages of the increment taken so far
+        self.run = bytearray()  # consecutive pages waiting to be checked
+        self.run_first = 0
+        self.bad: list[int] = []
+
+    def take(self, data: memoryview) -> None:
+        while data:
+            if self.header is not None and self.index >= len(self.header.blocks):
+                raise IntegrityError(f"{self.where} is longer than its increment header says")
+            n = min(self.need - len(self.gathered), len(data))
+            self.gathered += data[:n]
+            data = data[n:]
+            if len(self.gathered) == self.need:
+                self._gathered()
+
+    def _gathered(self) -> None:
+        if self.header is None:
+            if self.need == _INCREMENT_HEAD:  # magic, size, count: now the block numbers
+                if self.gathered[: len(MAGIC)] != MAGIC:
+                    read_header(io.BytesIO(bytes(self.gathered)), self.where)  # raises
+                (count,) = struct.unpack_from("<I", self.gathered, _INCREMENT_HEAD - 4)
+                self.need += 4 * count
+                if count:
+                    return
+            self.header = read_header(io.BytesIO(bytes(self.gathered)), self.where)
+            self.gathered, self.need = bytearray(), BLOCK_SIZE
+            return
+        blkno = self.header.blocks[self.index]
+        self.index += 1
+        if self.since is None:
+            self.gathered = bytearray()
+            return
+        if self.run and (blkno != self.run_first + len(self.run) // BLOCK_SIZE
+                         or len(self.run) >= _RUN_PAGES * BLOCK_SIZE):  # fmt: skip
+            self._check_run()
+        if not self.run:
+            self.run_first = blkno
+        self.run += self.gathered
+        self.gathered = bytearray()
+        self.state.pages += 1
+
+    def _check_run(self) -> None:
+        first = self.base + self.run_first
+        assert self.since is not None
+        self.bad += [b - self.base for b in corrupt_blocks(self.run, first, self.since)]
+        self.run = bytearray()
+
+    def finish(self) -> list[int]:
+        if self.header is None or self.index < len(self.header.blocks) or self.gathered:
+            raise IntegrityError(f"{self.where} is cut short (an incomplete increment)")
+        if self.run:
+            self._check_run()
+        return self.bad
 
 
 class Verifier(Stage):
@@ -128,163 +254,65 @@ class Verifier(Stage):
 
     def open(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.active: dict[int, tuple[StreamFeeder, _State]] = {}
+        self.active: dict[int, tuple[TarFeed, _State]] = {}
+        self.dropping: set[int] = set()  # parts whose tar stream broke, until their end
 
     def process(self, chunk: Chunk) -> Iterator[VerifiedPart]:
         entry = self.active.get(chunk.part)
-        if chunk.error is not None:
-            state = _State(chunk.name)
-            if entry is not None:
-                del self.active[chunk.part]
-                entry[0].abort()
-                state = entry[1]
-            state.problems.append(Problem("bad_object", chunk.error, chunk.name))
-            state.failed = True
-            yield state.report(chunk.part)
-            return
         if entry is None:
             state = _State(chunk.name)
-            feeder = StreamFeeder(functools.partial(self._read_part, state=state), depth=4)
-            entry = self.active[chunk.part] = (feeder, state)
-        entry[0].feed(chunk.data)
+            feed = TarFeed(chunk.name, functools.partial(self._begin, state=state))
+            entry = self.active[chunk.part] = (feed, state)
+        feed, state = entry
+        if chunk.error is not None:
+            state.problems.append(Problem("bad_object", chunk.error, chunk.name))
+            state.failed = True
+        elif not state.failed:
+            try:
+                feed.feed(chunk.data)
+                if chunk.last:
+                    feed.finish()
+            except IntegrityError as err:
+                message = named_error(state.name, err.msg)
+                state.problems.append(Problem("bad_object", message, state.name))
+                state.failed = True
         if chunk.last:
             del self.active[chunk.part]
-            entry[0].finish()
             self.ctx.progress(items=1)
-            yield entry[1].report(chunk.part)
+            yield state.report(chunk.part)
 
-    def close(self) -> None:
-        for feeder, _state in getattr(self, "active", {}).values():
-            feeder.abort()
-
-    def _read_part(self, stream: BinaryIO, state: _State) -> None:
-        """Runs in the part's own thread; never raises (problems go into ``state``)."""
-        buffer = bytearray(CHUNK)
-        try:
-            tar = TarStream(stream, state.name)
-            for member in tar.members():
-                self._member(tar, member, state, buffer)
-        except IntegrityError as err:
-            message = named_error(state.name, err.msg)
-            state.problems.append(Problem("bad_object", message, state.name))
-            state.failed = True
-        except StreamAborted:
-            state.failed = True
-
-    def _member(self, tar: TarStream, member: Member, state: _State, buffer: bytearray) -> None:
+    def _begin(self, member: Member, state: _State) -> _Check | None:
         try:
             name = member_name(member.name)
         except IntegrityError as err:
             state.problems.append(Problem("bad_object", f"{state.name}: {err.msg}", state.name))
-            return
+            return None
         state.files.append(name)
         if not member.isfile():
-            return
-        described = self._described(name)
+            return None
         where = f"{name} in {state.name}"
-        try:
-            stored = None if described is None else described.size
-            if stored is not None and stored != member.size:
-                raise IntegrityError(
-                    f"{where} has {member.size} bytes, but its backup stored {stored}"
-                )
-            if described is not None and described.is_incremented:
-                crc = self._increment(name, where, tar.body, state)
-            else:
-                crc = self._whole(name, where, member, tar.body, state, buffer)
-        except IntegrityError as err:
-            message = err.msg if name in err.msg else f"{where}: {err.msg}"
+        described = self.described(name)
+        stored = None if described is None else described.size
+        if stored is not None and stored != member.size:
+            message = f"{where} has {member.size} bytes, but its backup stored {stored}"
             state.problems.append(Problem("bad_file", message, state.name, name))
-            return
-        finally:
-            self.ctx.progress(items=1)
-        state.checked += 1
-        if described is None or not described.crc32c:
-            state.unchecked += 1
-        elif described.crc32c != crc:
-            message = f"{where} does not match its checksum (stored {described.crc32c}, read {crc})"
-            state.problems.append(Problem("bad_file", message, state.name, name))
+            return None
+        if described is not None and described.is_incremented:
+            return _IncrementCheck(self, state, name, where)
+        return _WholeCheck(self, state, name, where, member.size)
 
-    def _described(self, name: str) -> FileDescription | None:
+    def described(self, name: str) -> FileDescription | None:
         if self.expected is None:
             return None
         files = self.expected.files
         return files.get("/" + name) or files.get(name)
 
-    def _whole(
-        self, name: str, where: str, member: Member, body: Any, state: _State, buffer: bytearray
-    ) -> str:
-        """Read a whole file's body; its CRC-32C."""
-        view = memoryview(buffer)
-        crc = Crc32c()
-        pages = None
-        if self.page_since is not None and is_paged_file(name, member.size):
-            pages = PageVerifier(name, self.page_since)
-        control = bytearray() if name == PG_CONTROL else None
-        while n := _fill(body, view):
-            crc.update(view[:n])
-            if pages is not None:
-                pages.feed(view[:n])
-            if control is not None and len(control) < _CONTROL_MAX:
-                control += view[:n]
-            state.file_bytes += n
-            self.ctx.progress(nbytes=n)
-        if control is not None:
-            state.control = bytes(control)
-        if pages is not None:
-            state.pages += member.size // BLOCK_SIZE
-            self._page_problems(name, where, pages.bad, state)
-        return crc.hexdigest()
-
-    def _increment(self, name: str, where: str, body: Any, state: _State) -> str:
-        """Parse an increment (header and pages); its CRC-32C."""
-        reader = _CrcReader(body)
-        header = read_header(reader, where)
-        bad = self._increment_pages(name, header, read_pages(reader, header, where), state)
-        if reader.read(1):
-            raise IntegrityError(f"{where} is longer than its increment header says")
-        state.file_bytes += reader.count
-        self.ctx.progress(nbytes=reader.count)
-        self._page_problems(name, where, bad, state)
-        return reader.crc.hexdigest()
-
-    def _increment_pages(
-        self, name: str, header: IncrementHeader, pages: Iterator[tuple[int, bytes]], state: _State
-    ) -> list[int]:
-        """Read the increment's pages; those (block numbers in the file) that fail."""
-        since = self.page_since
-        base = segment_number(name) * RELSEG_SIZE
-        bad: list[int] = []
-        run: list[bytes] = []
-        first = 0
-        for blkno, page in pages:
-            if since is None:
-                continue
-            if run and (blkno != first + len(run) or len(run) >= _RUN_PAGES):
-                bad += [b - base for b in corrupt_blocks(b"".join(run), base + first, since)]
-                run = []
-            if not run:
-                first = blkno
-            run.append(page)
-            state.pages += 1
-        if run and since is not None:
-            bad += [b - base for b in corrupt_blocks(b"".join(run), base + first, since)]
-        return bad
-
-    def _page_problems(self, name: str, where: str, bad: list[int], state: _State) -> None:
+    def page_problems(self, name: str, where: str, bad: list[int], state: _State) -> None:
         if not bad:
             return
-        described = self._described(name)
+        described = self.described(name)
         shown = ", ".join(str(b) for b in bad[:10]) + (" ..." if len(bad) > 10 else "")
         known = described is not None and described.corrupt_count > 0
         note = " (backup-push --verify found the cluster's copy corrupt too)" if known else ""
         message = f"{where}: {len(bad)} page(s) fail their checksum, block(s) {shown}{note}"
         state.problems.append(Problem("bad_pages", message, state.name, name))
-
-
-def _fill(body: Any, view: memoryview) -> int:
-    """Read into ``view`` until it is full or the body ends."""
-    got = 0
-    while got < len(view) and (n := body.readinto(view[got:])):
-        got += n
-    return got
