@@ -101,6 +101,13 @@ def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="restore tablespace OID (or old location) into DIR instead; repeatable",
     )
+    parser.add_argument(
+        "--restore-only",
+        metavar="DB[,DB/TABLE...]",
+        action="append",
+        help="restore only these databases (or tables): 'db', 'db/table', 'db/schema.table'; "
+        "comma-separated or repeated, '*' a wildcard; system databases and catalogs always",
+    )
     recovery = parser.add_argument_group(
         "recovery settings (written only when one of these is given)",
         "restore_command = this wal-g with this configuration, plus recovery.signal",

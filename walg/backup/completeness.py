@@ -95,12 +95,13 @@ def _listed(sets: Mapping[str, Sequence[str]], name: str) -> bool:
 
 def expected_files(files: FilesMetadata | None, selection: Selection | None) -> set[str]:
     """The names (see :func:`file_key`) that extracting this backup must write: every file
-    listed and not skipped, limited to ``selection`` for an older backup of a chain."""
+    listed and not skipped, limited to ``selection`` for an older backup of a chain, and
+    without the files a partial restore leaves out (``selection.excluded``)."""
     if files is None:
         return set()
     names = {file_key(n) for n, d in files.files.items() if not d.is_skipped}
     names.discard("")
-    if selection is not None and not selection.everything:
+    if selection is not None:  # an older backup's files, or a partial restore's
         names = {n for n in names if selection.wants(n)}
     return names
 

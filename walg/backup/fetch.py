@@ -106,6 +106,7 @@ class _Source:
     encrypted: bool
     files: FilesMetadata | None
     selection: Selection | None  # None: everything (a full backup restored alone)
+    skip_parts: frozenset[str] = frozenset()  # holding only files a partial restore leaves out
 
     @property
     def restored(self) -> bool:
@@ -113,7 +114,7 @@ class _Source:
         return self.selection is None or self.selection.everything
 
     def check_parts(self) -> None:
-        present = {o.name for o in self.objects}
+        present = {o.name for o in self.objects} | self.skip_parts
         completeness.check_parts_present(
             self.info.name, present, self.files, self.selection, restored=self.restored
         )
@@ -125,7 +126,10 @@ class _Source:
         completeness.check_written(self.info.name, expected, written)
 
     def data_objects(self) -> list[ObjectRef]:
-        data = [o for o in self.objects if not o.name.startswith(_SPECIAL)]
+        data = [
+            o for o in self.objects
+            if not o.name.startswith(_SPECIAL) and o.name not in self.skip_parts
+        ]
         if self.selection is None or self.files is None:
             return data
         needed = parts_needed(self.selection, self.files.tar_file_sets)
@@ -140,15 +144,17 @@ def backup_fetch(
     remap: Mapping[str, str] | None = None,
     progress: ProgressSink | None = None,
     recovery: RecoveryOptions | None = None,
+    restore_only: Sequence[str] | None = None,
 ) -> FetchResult:
     """Restore backup ``name`` (or LATEST) into ``target`` — a delta with its chain: files
     from older backups as needed, then increments oldest to newest; with ``recovery``, also
-    write the settings that make PostgreSQL recover from the WAL archive."""
+    write the settings that make PostgreSQL recover from the WAL archive; with
+    ``restore_only``, only those databases (walg.backup.partial)."""
     if recovery is not None:
         recovery.check()
     storage = open_storage(settings)
     info = find_backup(storage, name)
-    sources = _sources(storage, settings, _chain(storage, info))
+    sources = _sources(storage, settings, _chain(storage, info), restore_only)
     path = prepare_target(target)
     tablespaces = _tablespaces(info, path, remap or {})
     run = functools.partial(
@@ -231,7 +237,12 @@ def _chain(storage: Storage, info: BackupInfo) -> list[BackupInfo]:
     return [found[name] for name in reversed(chain.names)]
 
 
-def _sources(storage: Storage, settings: Settings, chain: list[BackupInfo]) -> list[_Source]:
+def _sources(
+    storage: Storage,
+    settings: Settings,
+    chain: list[BackupInfo],
+    restore_only: Sequence[str] | None = None,
+) -> list[_Source]:
     """Check every backup of the chain (objects, compression, key) before writing anything."""
     sources = []
     for info in chain:
@@ -248,9 +259,29 @@ def _sources(storage: Storage, settings: Settings, chain: list[BackupInfo]) -> l
     if len(chain) > 1:
         plan = plan_restore([(s.info.name, s.files or FilesMetadata()) for s in sources])
         sources = [dataclasses.replace(s, selection=p) for s, p in zip(sources, plan, strict=True)]
+    if restore_only is not None:
+        sources = _partial(sources, restore_only)
     for source in sources:
         source.check_parts()
     return sources
+
+
+def _partial(sources: list[_Source], keys: Sequence[str]) -> list[_Source]:
+    """``sources`` leaving out the files --restore-only ``keys`` does not restore: those the
+    restored backup's DatabasesByNames says belong elsewhere (its bases need none)."""
+    from walg.backup.partial import plan_exclusions, skippable_parts
+
+    last = sources[-1]
+    excluded = plan_exclusions(last.info.name, last.files, keys)
+    restricted = []
+    for source in sources:
+        selection = source.selection or Selection(source.info.name, everything=True)
+        skip: frozenset[str] = frozenset()
+        if source is last and source.files is not None and source.info.sentinel.compression:
+            skip = skippable_parts(source.files.tar_file_sets, excluded)
+        selection = dataclasses.replace(selection, excluded=excluded)
+        restricted.append(dataclasses.replace(source, selection=selection, skip_parts=skip))
+    return restricted
 
 
 def _objects(storage: Storage, info: BackupInfo) -> list[ObjectRef]:

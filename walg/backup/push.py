@@ -39,12 +39,14 @@ from walg.backup.claim import (
 from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_action
 from walg.backup.graphs import push_graph
 from walg.backup.marking import mark_backup
+from walg.backup.partial import record_databases
 from walg.config import Settings
 from walg.config.widths import PushWidths, push_widths
 from walg.errors import PostgresError
 from walg.format import layout
 from walg.format.meta import (
     MAX_CORRUPT_BLOCKS,
+    DatabaseObjects,
     ExtendedMetadata,
     FileDescription,
     FilesMetadata,
@@ -99,6 +101,7 @@ class _Stored:
     done: list[PartDone]
     skipped: list[Entry]
     catalog_size: int
+    databases: dict[str, DatabaseObjects] | None = None  # DatabasesByNames
 
 
 def backup_push(
@@ -140,6 +143,7 @@ def backup_push(
             stored.done += _store_labels(
                 settings, storage, name, stop.label_file, stop.tablespace_map
             )
+            stored.databases = record_databases(settings, pg)
             sentinel = dataclasses.replace(
                 _sentinel(settings, start, stop.lsn, system_id, data_dir, tablespaces, stored),
                 start_time=started_at,
@@ -402,7 +406,7 @@ def _files_metadata(stored: _Stored) -> FilesMetadata:
         files["/" + entry.name] = FileDescription(
             datetime.fromtimestamp(entry.mtime, UTC), is_skipped=True
         )
-    return FilesMetadata(files, sets)
+    return FilesMetadata(files, sets, stored.databases)
 
 
 def _mark_chain_permanent(storage: Storage, base: str) -> None:

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             remap=remap,
             progress=reporter,
             recovery=recovery,
+            restore_only=getattr(args, "restore_only", None),
         )
     finally:
         reporter.finish()

@@ -130,14 +130,18 @@ def dependents(name: str, delta_from: Iterable[tuple[str, str | None]]) -> set[s
 
 @dataclass(frozen=True)
 class Selection:
-    """What to take from one backup of the chain (names relative to PGDATA, no leading '/')."""
+    """What to take from one backup of the chain (names relative to PGDATA, no leading '/');
+    ``excluded``: files left out on purpose (partial restore), whatever the rest says."""
 
     name: str
     whole: frozenset[str] = field(default_factory=frozenset)
     increments: frozenset[str] = field(default_factory=frozenset)
     everything: bool = False
+    excluded: frozenset[str] = field(default_factory=frozenset)
 
     def wants(self, member: str) -> bool:
+        if member in self.excluded:
+            return False
         return self.everything or member in self.whole or member in self.increments
 
 

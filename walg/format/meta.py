@@ -2,7 +2,8 @@
 
 - the sentinel ``<name>_backup_stop_sentinel.json`` (WAL-G's BackupSentinelDtoV2),
 - ``metadata.json`` (WAL-G's ExtendedMetadataDto),
-- ``files_metadata.json`` (per-file IsIncremented/IsSkipped/MTime and the tar file sets).
+- ``files_metadata.json`` (per-file IsIncremented/IsSkipped/MTime, the tar file sets and
+  DatabasesByNames: every database's OID and relations, which partial restore reads).
 
 Keys WAL-G does not know are ours and start with ``Walg`` (sizes and CRC-32C checksums of
 every file, the compression used); readers ignore keys they do not know, in both
@@ -22,9 +23,11 @@ from walg.format.layout import start_timeline
 
 __all__ = [
     "DATE_FORMAT",
+    "DatabaseObjects",
     "ExtendedMetadata",
     "FileDescription",
     "FilesMetadata",
+    "RelationInfo",
     "Sentinel",
     "TablespaceSpec",
     "format_time",
@@ -287,17 +290,72 @@ class FileDescription:
 
 
 @dataclass(frozen=True)
+class RelationInfo:
+    """A relation of DatabasesByNames (WAL-G's TableInfo): its OID, its file's number, and
+    for a table with partitions or inheritors (``subtables``) theirs, by qualified name."""
+
+    oid: int
+    relfilenode: int
+    subtables: dict[str, RelationInfo] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"oid": self.oid, "relfilenode": self.relfilenode}
+        if self.subtables:
+            doc["subtables"] = {k: v.to_json() for k, v in sorted(self.subtables.items())}
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RelationInfo:
+        subs = doc.get("subtables") or {}
+        return cls(
+            int(doc.get("oid") or 0),
+            int(doc.get("relfilenode") or 0),
+            {str(k): cls.from_json(v) for k, v in subs.items()},
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseObjects:
+    """A database of DatabasesByNames (WAL-G's DatabaseObjectsInfo): its OID and its
+    relations by ``namespace.name`` (JSON ``tables_new``, left out when empty, as WAL-G)."""
+
+    oid: int
+    tables: dict[str, RelationInfo] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"oid": self.oid}
+        if self.tables:
+            doc["tables_new"] = {k: v.to_json() for k, v in sorted(self.tables.items())}
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> DatabaseObjects:
+        tables = doc.get("tables_new") or {}
+        return cls(
+            int(doc.get("oid") or 0), {str(k): RelationInfo.from_json(v) for k, v in tables.items()}
+        )
+
+
+@dataclass(frozen=True)
 class FilesMetadata:
-    """``files_metadata.json``: every file by its tar name, and which part holds which."""
+    """``files_metadata.json``: every file by its tar name, which part holds which, and
+    (``databases``, WAL-G's DatabasesByNames) the databases by name; None when not recorded
+    (older walg, WALG_DISABLE_PARTIAL_RESTORE), written only when recorded."""
 
     files: dict[str, FileDescription] = field(default_factory=dict)
     tar_file_sets: dict[str, list[str]] = field(default_factory=dict)
+    databases: dict[str, DatabaseObjects] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "Files": {name: desc.to_json() for name, desc in sorted(self.files.items())},
             "TarFileSets": {part: sorted(names) for part, names in self.tar_file_sets.items()},
         }
+        if self.databases:
+            doc["DatabasesByNames"] = {
+                name: db.to_json() for name, db in sorted(self.databases.items())
+            }
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], where: str = "files metadata") -> FilesMetadata:
@@ -306,9 +364,13 @@ class FilesMetadata:
             raw_sets = doc.get("TarFileSets") or {}
             files = {str(k): FileDescription.from_json(v) for k, v in raw_files.items()}
             sets = {str(k): [str(n) for n in v] for k, v in raw_sets.items()}
+            raw_dbs = doc.get("DatabasesByNames")
+            dbs = None if not raw_dbs else {
+                str(k): DatabaseObjects.from_json(v) for k, v in raw_dbs.items()
+            }
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise IntegrityError(f"malformed {where}: {err!r}") from err
-        return cls(files, sets)
+        return cls(files, sets, dbs)
 
 
 def _timeline(stored: Any, name: str | None) -> int:
