@@ -71,35 +71,77 @@ LEAN_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _lean_options(argv: Sequence[str]) -> tuple[str | None, int] | None:
-    """``--config FILE`` / ``--config=FILE`` before the command: the file (the last one
-    given, as argparse keeps it) and the command word's index; None for any other option."""
-    config, index = None, 0
+#: pflag's spellings of a boolean flag's value (Go's strconv.ParseBool).
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """``argv`` with WAL-G's global flags moved before the command word.
+
+    cobra accepts its persistent flags anywhere: ``wal-g backup-fetch DIR LATEST --config F``
+    is ``wal-g --config F backup-fetch DIR LATEST``. ``--config FILE``, ``--config=FILE`` and
+    ``--turbo`` (``--turbo=false`` drops it, as pflag reads it) move to the front in their
+    order, so the last ``--config`` still wins; nothing after ``--`` moves, nor a
+    ``--config`` whose value looks like an option (argparse then reports it).
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            rest += argv[index:]
+            break
+        if word == "--config" and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
+            front += argv[index : index + 2]
+            index += 2
+            continue
+        if word.startswith("--config=") or word == "--turbo":
+            front.append(word)
+        elif word.startswith("--turbo=") and word[8:] in _GO_BOOLS:
+            front += ["--turbo"] if _GO_BOOLS[word[8:]] else []
+        else:
+            rest.append(word)
+        index += 1
+    return front + rest
+
+
+def _lean_options(argv: Sequence[str]) -> tuple[str | None, bool, int] | None:
+    """``--config FILE`` / ``--config=FILE`` / ``--turbo`` before the command: the file (the
+    last one given, as argparse keeps it), whether --turbo was given, and the command word's
+    index; None for any other option."""
+    config, turbo, index = None, False, 0
     while index < len(argv) and argv[index].startswith("-"):
         word = argv[index]
         if word.startswith("--config="):
             config, index = word[len("--config=") :], index + 1
         elif word == "--config" and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
             config, index = argv[index + 1], index + 2
+        elif word == "--turbo":
+            turbo, index = True, index + 1
         else:
             return None
-    return config, index
+    return config, turbo, index
 
 
 def lean_args(argv: Sequence[str]) -> argparse.Namespace | None:
     """``argv`` parsed as argparse would, if it is ``[--config FILE] wal-push PATH`` or
     ``[--config FILE] wal-fetch [--no-prefetch] NAME DEST`` (``--no-prefetch`` anywhere
-    after the command, one ``--`` before the positional arguments that start with ``-``);
-    None for every other command line, which the full parser then reads.
+    after the command, one ``--`` before the positional arguments that start with ``-``;
+    ``--config FILE`` and ``--turbo`` anywhere before ``--``, see
+    :func:`hoist_global_options`); None for every other command line, which the full
+    parser then reads.
 
     Anything argparse might read differently falls back: another option or abbreviation,
     an argument starting with ``-`` before ``--``, a second ``--``, a wrong number of
     arguments. ``tests/unit/test_cli.py`` compares both parsers on generated command lines.
     """
+    argv = hoist_global_options(argv)
     options = _lean_options(argv)
-    if options is None or options[1] >= len(argv) or argv[options[1]] not in LEAN_COMMANDS:
+    if options is None or options[2] >= len(argv) or argv[options[2]] not in LEAN_COMMANDS:
         return None
-    (config, index), command = options, argv[options[1]]
+    (config, turbo, index), command = options, argv[options[2]]
     rest = argv[index + 1 :]
     if rest.count("--") > 1:
         return None
@@ -120,7 +162,7 @@ def lean_args(argv: Sequence[str]) -> argparse.Namespace | None:
         return None
     from types import SimpleNamespace  # argparse.Namespace's attributes, without argparse
 
-    values: dict[str, object] = {"config": config, "command": command}
+    values: dict[str, object] = {"config": config, "turbo": turbo, "command": command}
     values.update(zip(names, positional, strict=True))
     if command == "wal-fetch":
         values["no_prefetch"] = no_prefetch
@@ -148,7 +190,24 @@ def _load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
     from walg import config  # imported here so that --help and usage errors stay fast
 
     config_file = args.config or config.find_default_config_file(environ)
-    return config.load(environ, config_file=config_file)
+    settings = config.load(environ, config_file=config_file)
+    if getattr(args, "turbo", False):  # WAL-G's --turbo: "ignore all kinds of throttling"
+        from dataclasses import replace
+
+        settings = replace(settings, rate_limits=config.RateLimitSettings())
+    return settings
+
+
+def _help(topic: Sequence[str]) -> int:
+    """``wal-g help [COMMAND [MODE]]``, as cobra's: that command's help, exit 0; an unknown
+    topic is said and the general help follows."""
+    from walg.cli_parser import COMMANDS, build_parser
+
+    names = {command.name for command in COMMANDS}
+    if topic and topic[0] not in names:
+        print(f"Unknown help topic {' '.join(topic)!r}", file=sys.stderr)
+        topic = []
+    return _exit_status(_parse_args(build_parser(), [*topic[:2], "--help"]))
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings, load_command: CommandLoader) -> int:
@@ -221,7 +280,7 @@ def main(
     """
     from walg.wal.restore_exit import restore_command_exit
 
-    words = sys.argv[1:] if argv is None else argv
+    words = hoist_global_options(sys.argv[1:] if argv is None else argv)
     code = _main(words, environ=environ, load_command=load_command)
     return restore_command_exit(words, code)
 
@@ -238,7 +297,7 @@ def _main(
     from walg.wal.daemon_client import fast_path
 
     environ_now = os.environ if environ is None else environ
-    code = fast_path(sys.argv[1:] if argv is None else argv, environ_now)
+    code = fast_path(argv, environ_now)
     if code is not None:
         return code
     parsed = lean_args(argv)
@@ -246,6 +305,9 @@ def _main(
         load_command = load_command or _import_lean_command
     else:
         from walg.cli_parser import build_parser, import_command
+
+        if argv[:1] == ["help"]:
+            return _help(argv[1:])
 
         parsed_fully = _parse_args(build_parser(), argv)
         if isinstance(parsed_fully, int):
@@ -255,7 +317,8 @@ def _main(
     debug = _devel_requested(env)
     # The environment of a wal-g process of its own, for the background worker that
     # wal-push and wal-fetch start (walg.wal.background); None when main() runs in-process.
-    parsed.environ = env if environ is None else None
+    # --turbo: this call alone, without a worker that would keep the configured limits.
+    parsed.environ = env if environ is None and not getattr(parsed, "turbo", False) else None
     try:
         settings = _load_settings(parsed, env)
         debug = settings.log.debug_tracebacks

@@ -71,8 +71,88 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """The root parser: a command's options may come before, between or after its
+    positional words, as cobra accepts them (see :func:`options_last`)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        import sys
+
+        words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(options_last(self, words), namespace)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def options_last(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """``words`` with each (sub)command's options moved after its positional words.
+
+    argparse stops filling optional positionals at the first option (``backup-fetch DIR
+    --reverse-unpack LATEST`` would leave LATEST over), and a ``delete`` option before the
+    mode (``delete --confirm retain 5``) belongs to no parser; cobra takes both. The
+    parser's own options before its command word stay in place. Anything unusual (an
+    option it does not know exactly, ``--``, a missing value) leaves the rest unchanged,
+    for argparse to read or reject as before.
+    """
+    subs = _subparsers(parser)
+    if not subs:
+        return _leaf_options_last(parser, words)
+    root, index = parser.prog == PROG, 0
+    while index < len(words) and words[index].startswith("-") and words[index] != "--":
+        taken = _values_taken(parser, words[index])
+        if taken < 0 and root:
+            return words
+        index += 1 + max(taken, 0)  # delete's options before the mode are its modes' flags
+    if index >= len(words) or words[index] not in subs:
+        return words
+    before, moved = (words[:index], []) if root else ([], words[:index])
+    rest = options_last(subs[words[index]], words[index + 1 :] + moved)
+    return [*before, words[index], *rest]
+
+
+def _values_taken(parser: argparse.ArgumentParser, word: str) -> int:
+    """How many words option ``word`` takes after it (0 for ``--opt=value``); -1 when
+    unknown or variable, so that the caller stops."""
+    if word.startswith("--") and "=" in word:
+        return 0 if word.partition("=")[0] in parser._option_string_actions else -1
+    action = parser._option_string_actions.get(word)
+    if action is None:
+        return -1
+    if action.nargs is None:
+        return 1
+    return action.nargs if isinstance(action.nargs, int) else -1
+
+
+def _leaf_options_last(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    positional: list[str] = []
+    options: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            return words
+        if not word.startswith("-") or word == "-":
+            positional.append(word)
+            index += 1
+            continue
+        taken = _values_taken(parser, word)
+        if taken < 0 or index + taken >= len(words) + (0 if taken else 1):
+            return words
+        options += words[index : index + 1 + taken]
+        index += 1 + taken
+    return positional + options
+
+
 def _backup_push_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pgdata", metavar="PGDATA", help="data directory of the running cluster")
+    parser.add_argument("pgdata", metavar="PGDATA", nargs="?",
+                        help="data directory of the running cluster (default: $PGDATA)")
     parser.add_argument(
         "-f", "--full", action="store_true", help="take a full backup even if deltas are enabled"
     )
@@ -88,13 +168,33 @@ def _backup_push_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check page checksums while reading (clusters with data checksums on)",
     )
+    parser.add_argument("--add-user-data", metavar="JSON",
+                        help="UserData for the new backup (as WALG_SENTINEL_USER_DATA)")
+    parser.add_argument("--delta-from-user-data", metavar="JSON",
+                        help="take a delta backup based on the backup with this UserData")
+    wal_g = parser.add_argument_group("WAL-G flags walg accepts with a warning (see README)")
+    wal_g.add_argument("--without-files-metadata", action="store_true", help="full backup")
+    for short, long in (("-s", "--store-all-corrupt"), ("-r", "--rating-composer"),
+                        ("-c", "--copy-composer"), ("-b", "--database-composer")):
+        wal_g.add_argument(short, long, action="store_true", help="ignored")
+    _target_storage(wal_g)
+
+
+def _target_storage(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--target-storage", metavar="NAME", help="only 'default' (the primary)")
 
 
 def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("destination", metavar="DIR", help="empty directory to restore into")
-    parser.add_argument(
-        "backup_name", metavar="NAME", help="backup name, or LATEST for the newest backup"
-    )
+    parser.add_argument("backup_name", metavar="NAME", nargs="?",
+                        help="backup name, or LATEST for the newest (or --target-user-data)")
+    parser.add_argument("--target-user-data", metavar="JSON",
+                        help="restore the backup whose UserData is this JSON value")
+    parser.add_argument("--reverse-unpack", action="store_true",
+                        help="walg's only way: each file written once, from its newest copy")
+    parser.add_argument("--skip-redundant-tars", action="store_true",
+                        help="walg's only way: only tars holding needed files are read")
+    _target_storage(parser)
     parser.add_argument(
         "--tablespace-map",
         metavar="OID=DIR",
@@ -274,6 +374,8 @@ def _delete_args(parser: argparse.ArgumentParser) -> None:
     confirm.add_argument(
         "--confirm", action="store_true", help="really delete (without it: only show the plan)"
     )
+    confirm.add_argument("--use-sentinel-time", action="store_true",
+                         help="order and date backups by their start time (walg always does)")
     modes = parser.add_subparsers(dest="delete_mode", metavar="MODE", title="modes", required=True)
     _add_commands(modes, DELETE_MODES, parents=[confirm])
 
@@ -302,22 +404,32 @@ COMMANDS: tuple[Command, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``wal-g`` argument parser with every command in :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Backup and restore for PostgreSQL, compatible with WAL-G.",
         epilog="Configuration comes from the environment (WALG_*, AWS_*, PG*); see README.md.",
         formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s (walg) {__version__}")
+    parser.add_argument(
+        "-v", "--version", action="version", version=f"%(prog)s (walg) {__version__}"
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="JSON file with settings (default: ~/.walg.json if it exists; the environment wins)",
+        help="settings file: .json, .yaml/.yml or .toml (default: ~/.walg.json, .toml, "
+        ".yaml or .yml, or WALG_CONFIG_PATH; the environment wins); allowed anywhere",
     )
+    parser.add_argument("--turbo", action="store_true", help="ignore the rate limits")
     commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", title="commands", required=True
+        dest="command",
+        metavar="COMMAND",
+        title="commands",
+        required=True,
+        parser_class=argparse.ArgumentParser,
     )
     _add_commands(commands, COMMANDS)
+    helper = commands.add_parser("help", help="show the help of a command")
+    helper.add_argument("topic", metavar="COMMAND", nargs="*", help="command (and delete mode)")
     return parser
 
 

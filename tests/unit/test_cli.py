@@ -23,6 +23,7 @@ from walg.cli import (
     LEAN_COMMANDS,
     CommandRunner,
     build_parser,
+    hoist_global_options,
     lean_args,
     main,
 )
@@ -117,7 +118,8 @@ def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize(
     "argv",
     [
-        ["backup-fetch", "/tmp/restore"],
+        ["backup-fetch"],
+        ["backup-fetch", "/tmp/restore", "LATEST", "extra"],
         ["delete"],
         ["delete", "retain", "0"],
         ["delete", "retain", "SOME", "3"],
@@ -344,7 +346,7 @@ def full_parse(argv: list[str]) -> dict[str, object] | int:
     """What argparse makes of ``argv``: its values, or the exit status of help or an error."""
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         try:
-            return vars(build_parser().parse_args(argv))
+            return vars(build_parser().parse_args(hoist_global_options(argv)))
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
 
@@ -380,7 +382,6 @@ def test_wal_command_lines_are_read_by_hand_as_argparse_reads_them(argv: list[st
         ["--help", "wal-push", "p"],
         ["wal-push"],
         ["wal-push", "a", "b"],
-        ["wal-push", "--config", "f", "a"],
         ["--conf", "f", "wal-push", "a"],
         ["wal-fetch", "--no", "n", "d"],
         ["wal-fetch", "n"],
@@ -438,3 +439,178 @@ def test_wal_fetch_arguments_reach_the_command(walg_env: dict[str, str]) -> None
         True,
         None,
     )
+
+
+# -- WAL-G's command-line habits (issue 17) -------------------------------------------------
+
+
+def recorded(argv: list[str], env: dict[str, str]) -> tuple[argparse.Namespace, Any]:
+    """The arguments and settings ``wal-g argv`` hands its command (which only records)."""
+    seen: list[tuple[argparse.Namespace, Any]] = []
+
+    def run(args: argparse.Namespace, settings: Any) -> int:
+        seen.append((args, settings))
+        return 0
+
+    assert main(argv, environ=env, load_command=lambda name: run) == 0
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["delete", "--confirm", "retain", "5"], {"confirm": True, "count": 5}),
+        (["delete", "--confirm", "--use-sentinel-time", "before", "base_1"],
+         {"confirm": True, "use_sentinel_time": True, "target": "base_1"}),
+        (["delete", "retain", "--confirm", "FULL", "5"], {"confirm": True, "modifier": "FULL"}),
+        (["backup-fetch", "/d", "--reverse-unpack", "LATEST", "--skip-redundant-tars"],
+         {"destination": "/d", "backup_name": "LATEST", "reverse_unpack": True,
+          "skip_redundant_tars": True}),
+        (["backup-fetch", "/d", "--target-user-data", '{"x": 1}'],
+         {"backup_name": None, "target_user_data": '{"x": 1}'}),
+        (["backup-fetch", "--config", "/c.json", "/d", "LATEST", "--turbo"],
+         {"config": "/c.json", "turbo": True, "backup_name": "LATEST"}),
+        (["backup-push"], {"pgdata": None}),
+        (["backup-push", "--add-user-data", '{"a": 1}', "/data", "-v"],
+         {"pgdata": "/data", "add_user_data": '{"a": 1}', "verify": True}),
+        (["backup-push", "--delta-from-user-data", "x", "--without-files-metadata", "/d"],
+         {"delta_from_user_data": "x", "without_files_metadata": True}),
+        (["backup-push", "-s", "-r", "-c", "-b", "--target-storage", "default"],
+         {"store_all_corrupt": True, "rating_composer": True, "copy_composer": True,
+          "database_composer": True, "target_storage": "default"}),
+        (["wal-verify", "--json", "integrity", "timeline"],
+         {"checks": ["integrity", "timeline"], "json": True}),
+        (["--turbo=false", "backup-list"], {"turbo": False}),
+        (["backup-list", "--turbo=1"], {"turbo": True}),
+    ],
+)  # fmt: skip
+def test_flags_before_or_after_positional_words(
+    argv: list[str], expected: dict[str, object]
+) -> None:
+    """As cobra: a command's flags go before, between or after its words, global flags
+    (--config, --turbo) anywhere, delete's --confirm and --use-sentinel-time before the
+    mode too; every WAL-G flag of these commands parses."""
+    args = full_parse(argv)
+    assert isinstance(args, dict), args
+    assert {key: args[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("argv", [["-v"], ["--version"]])
+def test_short_version_flag(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``wal-g -v`` prints the version, as cobra's default version flag."""
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"wal-g (walg) {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [(["help"], "commands:"), (["help", "backup-push"], "--add-user-data"),
+     (["help", "delete", "retain"], "--use-sentinel-time"),
+     (["help", "nonsense"], "commands:")],
+)  # fmt: skip
+def test_help_command(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``wal-g help [COMMAND]`` prints that help and exits 0, without reading settings
+    (cobra's help command; an unknown topic is said, then the general help)."""
+    assert main(argv, environ={"WALG_UPLOAD_CONCURRENCY": "bad"}) == 0
+    captured = capsys.readouterr()
+    assert words in captured.out
+    assert ("Unknown help topic" in captured.err) == (argv == ["help", "nonsense"])
+
+
+def test_turbo_turns_rate_limits_off(walg_env: dict[str, str]) -> None:
+    """--turbo (WAL-G: "ignore all kinds of throttling") drops both rate limits."""
+    env = {**walg_env, "WALG_NETWORK_RATE_LIMIT": "1000", "WALG_DISK_RATE_LIMIT": "1000"}
+    _, plain = recorded(["backup-list"], env)
+    assert (plain.rate_limits.network, plain.rate_limits.disk) == (1000, 1000)
+    for argv in (["--turbo", "backup-list"], ["backup-list", "--turbo"]):
+        args, settings = recorded(argv, env)
+        assert (settings.rate_limits.network, settings.rate_limits.disk) == (None, None)
+        assert args.environ is None  # no background worker keeping the limits
+    args, settings = recorded(["wal-push", "p", "--turbo"], env)
+    assert settings.rate_limits.network is None and args.turbo
+
+
+def test_wal_push_config_after_the_command_is_read_by_hand() -> None:
+    """``wal-push %p --config F`` and ``wal-fetch --config F %f %p`` skip argparse."""
+    for argv in (["wal-push", "p", "--config", "f"], ["wal-fetch", "--config=f", "n", "d"]):
+        lean = lean_args(argv)
+        assert lean is not None and lean.config == "f"
+        assert vars(lean) == full_parse(argv)
+
+
+def test_daemon_client_reads_config_after_the_command() -> None:
+    """The daemon's fast path takes --config before or after the command word, and leaves
+    --turbo and anything unusual to the full path."""
+    from walg.wal.daemon_client import _command_args
+
+    assert _command_args(["wal-push", "p", "--config", "f"]) == ("wal-push", ["p"], "f")
+    assert _command_args(["wal-fetch", "--config=f", "n", "d"]) == ("wal-fetch", ["n", "d"], "f")
+    assert _command_args(["--config", "f", "wal-push", "p"]) == ("wal-push", ["p"], "f")
+    assert _command_args(["--turbo", "wal-push", "p"]) is None
+    assert _command_args(["wal-push", "p", "--config", "f", "--config", "g"]) is None
+
+
+def test_backup_push_without_pgdata_uses_pgdata_or_says_how(
+    walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No PGDATA argument: the PGDATA setting; neither given: exit 2 with a hint."""
+    from walg.commands.backup_push import _data_directory
+
+    args = argparse.Namespace(pgdata=None)
+    _, settings = recorded(["backup-list"], {**walg_env, "PGDATA": "/srv/pg"})
+    assert _data_directory(args, settings) == "/srv/pg"
+    assert main(["backup-push"], environ=walg_env) == 2
+    err = capsys.readouterr().err
+    assert "ERROR: no data directory" in err and "HINT:" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["backup-push", "/d", "--delta-from-name", "a", "--delta-from-user-data", "b"],
+         "both name a delta's base"),
+        (["backup-push", "/d", "--without-files-metadata", "--delta-from-name", "a"],
+         "cannot be used with"),
+        (["backup-push", "/d", "--full", "--delta-from-user-data", "a"], "contradict"),
+        (["backup-push", "/d", "--target-storage", "other"], "no failover storages"),
+        (["backup-fetch", "/d", "LATEST", "--target-user-data", "{}"], "not both"),
+        (["backup-fetch", "/d"], "no backup to restore"),
+    ],
+)  # fmt: skip
+def test_contradicting_wal_g_flags_are_refused_before_any_work(
+    argv: list[str], words: str, walg_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Flag combinations WAL-G refuses are refused with one ERROR line (exit 2), never
+    argparse's usage exit."""
+    assert main(argv, environ=walg_env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and words in err
+    assert "usage:" not in err
+
+
+def test_ignored_push_flags_warn_in_one_line(
+    walg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--without-files-metadata and the composer flags are accepted with one warning line
+    each saying why; --without-files-metadata and --copy-composer take a full backup."""
+    from structlog.testing import capture_logs
+
+    from walg.commands import backup_push
+
+    for flag, full in (("--without-files-metadata", True), ("--copy-composer", True),
+                       ("--rating-composer", False), ("--store-all-corrupt", False)):
+        args, settings = recorded(["backup-push", "/d", flag], walg_env)
+        with capture_logs() as logs:
+            assert backup_push._delta_choice(args, settings) == (full, None)
+        assert len(logs) == 1 and logs[0]["log_level"] == "warning", flag
+        assert flag in logs[0]["event"]
+
+
+def test_user_data_values_match_as_wal_g_compares_them() -> None:
+    """UserData selection compares JSON values deeply, numbers by value, booleans apart."""
+    from walg.backup.catalog import _same_json
+
+    assert _same_json({"a": [1, "x"]}, {"a": [1.0, "x"]})
+    assert not _same_json({"a": True}, {"a": 1})
+    assert not _same_json({"a": 1}, {"a": 1, "b": 2})
+    assert _same_json("text", "text") and not _same_json("1", 1)

@@ -600,9 +600,7 @@ def test_file_name_wins_over_environment_fallback(tmp_path: Path) -> None:
      (["WALG_S3_PREFIX"], None, "holds an array, not a JSON object"),
      ("text", None, "holds a string, not a JSON object"),
      (None, "", "not valid JSON"),
-     ({"WALG_S3_PREFIX": {"bucket": "b"}}, None, "WALG_S3_PREFIX is an object"),
-     ({"WALG_DELTA_MAX_STEPS": [1]}, None, "WALG_DELTA_MAX_STEPS is an array"),
-     ({"PGPASSWORD": None}, None, "PGPASSWORD is null")],
+     ({"WALG_DELTA_MAX_STEPS": [1]}, None, "WALG_DELTA_MAX_STEPS is an array")],
 )
 def test_config_file_errors(tmp_path: Path, content: object, raw: str | None, words: str) -> None:
     """A malformed config file is a ConfigError naming the file, with a hint."""

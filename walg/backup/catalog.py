@@ -38,6 +38,7 @@ __all__ = [
     "BackupNotFound",
     "NoBackupsFound",
     "find_backup",
+    "find_backup_by_user_data",
     "list_backups",
     "read_files_metadata",
     "read_json_object",
@@ -225,6 +226,42 @@ def find_backup(
     if not backups:
         raise _no_backups(storage)
     raise BackupNotFound(f"backup {name!r} not found in {storage.url}; {_available(backups)}")
+
+
+def find_backup_by_user_data(
+    storage: Storage, user_data: object, *, workers: int = DEFAULT_WORKERS
+) -> BackupInfo:
+    """The one backup whose UserData equals ``user_data`` (as WAL-G's UserData selector:
+    JSON values compared deeply, numbers by value). NoBackupsFound if none has it,
+    BackupNotFound naming them if several do."""
+    backups = list_backups(storage, with_metadata=True, workers=workers)
+    found = [b for b in backups if _same_json(b.details.user_data, user_data)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(b.name for b in found)
+        raise BackupNotFound(
+            f"{len(found)} backups have this UserData: {names}",
+            hint="give a backup name instead, or UserData that only one backup has",
+        )
+    raise NoBackupsFound(
+        f"no backup in {storage.url} has this UserData",
+        hint="`wal-g backup-list --detail --json` shows each backup's user_data",
+    )
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Deep equality of decoded JSON values as Go's reflect.DeepEqual sees them after
+    encoding/json (every number a float64): 1 == 1.0, but True != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def _check_latest(backups: list[BackupInfo], damaged: list[ObjectInfo]) -> None:

@@ -17,6 +17,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from walg.backup.recovery import RecoveryOptions
     from walg.progress import ProgressReporter
 
+    name = _backup_name(args, settings)
     remap = parse_tablespace_remap(args.tablespace_map or [])
     recovery = RecoveryOptions(
         standby=args.standby,
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         result = backup_fetch(
             settings,
             args.destination,
-            args.backup_name,
+            name,
             remap=remap,
             progress=reporter,
             recovery=recovery,
@@ -40,3 +41,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         reporter.finish()
     print(result.name)
     return 0
+
+
+def _backup_name(args: argparse.Namespace, settings: Settings) -> str:
+    """NAME or LATEST, or the backup --target-user-data names (one of the two, as WAL-G).
+
+    --reverse-unpack and --skip-redundant-tars need nothing: walg always writes each file
+    once, from the newest backup of the chain that holds it, and reads only the tars that
+    hold files it needs (see walg.format.chain.plan_restore)."""
+    from walg.commands.backup_push import backup_by_user_data, check_target_storage
+    from walg.errors import ConfigError
+
+    check_target_storage(args)
+    user_data = getattr(args, "target_user_data", None)
+    if args.backup_name and user_data:
+        raise ConfigError(
+            "both a backup name and --target-user-data were given",
+            hint="give the backup's NAME (or LATEST), or --target-user-data, not both",
+        )
+    if args.backup_name:
+        name: str = args.backup_name
+        return name
+    if not user_data:
+        raise ConfigError(
+            "no backup to restore: give its NAME (or LATEST), or --target-user-data JSON",
+            hint="e.g. wal-g backup-fetch /var/lib/postgresql/16/main LATEST",
+        )
+    return backup_by_user_data(settings, user_data)

@@ -1,4 +1,4 @@
-"""Read settings once: from a mapping (the environment) over an optional JSON config file.
+"""Read settings once: from a mapping (the environment) over an optional config file.
 
 Only this module turns raw strings into :class:`~walg.config.settings.Settings`, and it
 reads every value through the registry, so names, fallbacks and defaults live in one place.
@@ -9,9 +9,9 @@ Empty values count as unset.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, cast
 
+from walg.config.files import find_default_config_file, read_config_file
 from walg.config.parse import (
     format_size,
     parse_bool,
@@ -54,11 +54,10 @@ __all__ = ["find_default_config_file", "load", "read_config_file"]
 #: values without such a name the registry does not know skip that module and its table.
 UNSUPPORTED_PREFIXES: tuple[str, ...] = ("WALG_", "WALE_", "S3_", "GCS_", "YC_")
 
-_CONFIG_HINT = 'the file must hold one JSON object, e.g. {"WALG_S3_PREFIX": "s3://bucket/path"}'
-
 
 def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings:
-    """Build the settings from ``environ`` over the optional JSON ``config_file``.
+    """Build the settings from ``environ`` over the optional ``config_file`` (JSON, YAML
+    or TOML: :mod:`walg.config.files`).
 
     Succeeds with no storage configured (so that ``--help`` works); commands that need
     storage call :meth:`Settings.require_storage`. Raises ConfigError for a bad value.
@@ -66,6 +65,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
     file_values = read_config_file(config_file) if config_file is not None else {}
     values = _merge(file_values, environ)
     unknown, noted = _unsupported(values)
+    unknown += _odd_names(file_values)
     reader = _Reader(values)
     return Settings(
         storages=_storages(reader),
@@ -115,6 +115,18 @@ def _unsupported(values: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str,
     return unsupported.unknown(values), unsupported.noted(values)
 
 
+def _odd_names(file_values: Mapping[str, str]) -> tuple[str, ...]:
+    """Names in the config file that no setting of walg or WAL-G can have (a nested
+    table's ``S3.PREFIX``, ``WALG-S3-PREFIX``): WAL-G warns about every unknown key."""
+    return tuple(
+        sorted(
+            name
+            for name in file_values
+            if not (name[:1].isalpha() and name.isascii() and name.replace("_", "").isalnum())
+        )
+    )
+
+
 def _given(values: Mapping[str, str]) -> tuple[tuple[str, Secret], ...]:
     """Known variables other than PG*, as secrets (they may hold keys)."""
     return tuple(
@@ -129,78 +141,6 @@ def _merge(file_values: Mapping[str, str], environ: Mapping[str, str]) -> dict[s
     values = {name: value for name, value in file_values.items() if value.strip()}
     values.update((name, value) for name, value in environ.items() if value.strip())
     return values
-
-
-def find_default_config_file(environ: Mapping[str, str]) -> str | None:
-    """The config file when ``--config`` is not given, as WAL-G finds it: WALG_CONFIG_PATH if
-    set (it must then exist), else ``$HOME/.walg.json`` if it is a file, else None."""
-    named = environ.get("WALG_CONFIG_PATH", "").strip()
-    if named:
-        return named
-    home = environ.get("HOME")
-    if not home:
-        return None
-    path = os.path.join(home, ".walg.json")
-    return path if os.path.isfile(path) else None
-
-
-def read_config_file(path: str) -> dict[str, str]:
-    """The settings in a JSON config file, names upper-cased and values as strings."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist",
-            hint="check the path given to --config (or in WALG_CONFIG_PATH)",
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not UTF-8 text", hint=_CONFIG_HINT) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read config file {path}: {exc.strerror or exc}",
-            hint="check the path given to --config (or in WALG_CONFIG_PATH) and its permissions",
-        ) from None
-    import json  # only with a config file: not on every wal-push
-
-    try:
-        data: object = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"config file {path} is not valid JSON: {exc.msg} (line {exc.lineno}, "
-            f"column {exc.colno})",
-            hint=_CONFIG_HINT,
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} holds {_json_type(data)}, not a JSON object", hint=_CONFIG_HINT
-        )
-    return {str(key).upper(): _file_value(path, str(key), value) for key, value in data.items()}
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a string" if isinstance(value, str) else "a number"
-
-
-def _file_value(path: str, key: str, value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # JSON 1e3 or 1500.0 means 1500
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise ConfigError(
-        f"config file {path}: the value of {key} is {_json_type(value)}",
-        hint=f'use a string, number or boolean, e.g. "{key}": "value"',
-    )
 
 
 class _Reader:

@@ -126,14 +126,22 @@ def connect_unix(conn: _socket.socket, path: str) -> None:
 
 def _command_args(argv: Sequence[str]) -> tuple[str, list[str], str] | None:
     """``(command, its arguments, config file or "")`` for the command lines the daemon
-    serves: ``[--config FILE] wal-push PATH`` and
-    ``[--config FILE] wal-fetch [--no-prefetch] NAME DEST``; else None."""
+    serves: ``wal-push PATH`` and ``wal-fetch [--no-prefetch] NAME DEST``, with one
+    ``--config FILE`` (or ``--config=FILE``) before or after the command word, as cobra
+    takes it; else None (``--turbo`` too: that call runs alone, without the limits)."""
     args = list(argv)
     config_file = ""
-    if len(args) >= 2 and args[0] == "--config":
-        config_file, args = args[1], args[2:]
-    elif args and args[0].startswith("--config="):
-        config_file, args = args[0].partition("=")[2], args[1:]
+    for index, word in enumerate(args):
+        if word == "--":
+            break
+        if word == "--config" and index + 1 < len(args):
+            config_file = args[index + 1]
+            del args[index : index + 2]
+            break
+        if word.startswith("--config="):
+            config_file = word.partition("=")[2]
+            del args[index]
+            break
     if not args or args[0] not in ("wal-push", "wal-fetch"):
         return None
     command, rest = args[0], args[1:]
