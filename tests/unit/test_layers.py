@@ -104,3 +104,13 @@ def test_no_import_cycles() -> None:
 def test_modules_stay_small(path: Path) -> None:
     """No module of walg/ is over 450 lines."""
     assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_LINES
+
+
+def test_test_modules_have_unique_names() -> None:
+    """No two test modules share a file name: pytest imports them by basename (the test
+    folders are not packages), so a second one breaks collection of the whole suite."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a name"
+        seen[path.name] = path
