@@ -235,8 +235,8 @@ Value formats:
 - size and rate: a byte count, or a number with a unit `K`, `M`, `G`, `T`: every unit is
   a power of 1024 however it is spelt (`64M` = `64MB` = `64MiB` = 67108864), as in WAL-G;
   decimals are allowed (`1.5G`). A rate may end in `/s`.
-- The `--config` file is a JSON object with the same names as keys; the environment
-  overrides it name by name.
+- The `--config` file (JSON, YAML or TOML, by its extension) maps the same names to
+  strings, numbers or booleans; the environment overrides it name by name.
 """
 
 
