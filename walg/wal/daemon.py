@@ -30,6 +30,10 @@ with its own settings. Settings that change neither (concurrency, rate limits, l
 credentials) are the daemon's own. So run the daemon with the cluster's archive_command
 configuration.
 
+WAL-G's protocol too: a connection whose first byte is one of WAL-G's message types
+(``walg-daemon-client SOCKET wal-push %f``, WAL-G's walg_archive extension) is served by
+:mod:`walg.wal.daemon_walg` with the daemon's own settings (WAL-G's client sends none).
+
 The socket is created mode 0600 (the daemon's user only). A start is refused while a live
 daemon answers on the socket, or while another daemon holds ``SOCKET.lock`` (an flock; the
 file is left in place); a stale socket file is removed. SIGTERM/SIGINT stop accepting,
@@ -52,6 +56,7 @@ from typing import TYPE_CHECKING, Final
 
 from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError, local_file_error
 from walg.logs import get_logger
+from walg.wal import daemon_walg
 from walg.wal.daemon_client import MAGIC, STEP_ASIDE, is_sent
 from walg.wal.prefetch import fetch_with_prefetch, spawn_thread
 from walg.wal.push import push_wal
@@ -227,6 +232,9 @@ class WalDaemon:
     def _serve_one(self, conn: socket.socket) -> None:
         try:
             with conn:
+                if daemon_walg.is_walg_protocol(conn):  # WAL-G's walg-daemon-client
+                    daemon_walg.serve(conn, self)
+                    return
                 code, message = self._answer(conn)
                 with contextlib.suppress(OSError):  # the client gave up; PostgreSQL retries
                     conn.sendall(f"{code}\n{message}".encode("utf-8", "replace"))
@@ -246,21 +254,25 @@ class WalDaemon:
                 self._push(path)
             else:
                 self._fetch(env["@name"], path, env["@prefetch"] == "1")
-        except WalgError as err:
+        except Exception as err:
+            return self._failure(command, path, err)
+        return 0, ""
+
+    def _failure(self, command: str, path: str, err: Exception) -> tuple[int, str]:
+        """The exit code and ERROR/HINT lines of a request that raised ``err`` (logged)."""
+        if isinstance(err, WalgError):
             if err.exit_code != EX_NOT_FOUND:
                 _log.warning(f"daemon: {command} failed", file=path, error=err.msg)
             return err.exit_code, format_error(err)
-        except OSError as err:  # the host's file system (EACCES, ENOSPC...), not a bug
+        if isinstance(err, OSError):  # the host's file system (EACCES, ENOSPC...), not a bug
             local = local_file_error(err)
             _log.warning(f"daemon: {command} failed", file=path, error=local.msg)
             return local.exit_code, format_error(local)
-        except Exception as err:
-            _log.error(f"daemon: {command} failed", file=path, exc_info=err)
-            return EX_GENERAL, (
-                f"ERROR: internal error in the walg daemon: {type(err).__name__}: {err}\n"
-                "HINT: this is a bug in walg; see the daemon's log for the traceback"
-            )
-        return 0, ""
+        _log.error(f"daemon: {command} failed", file=path, exc_info=err)
+        return EX_GENERAL, (
+            f"ERROR: internal error in the walg daemon: {type(err).__name__}: {err}\n"
+            "HINT: this is a bug in walg; see the daemon's log for the traceback"
+        )
 
     def _push(self, path: str) -> None:
         """wal-push of the file at ``path``; returns once it is stored."""
