@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from walg import __version__
+from walg.commands.st import add_arguments as _st_args  # light: grammar only
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -399,6 +400,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("daemon", "serve wal-push from a warm process on a unix socket", _daemon_args),
     Command("wal-verify", "check the WAL archive: integrity, timeline", _wal_verify_args),
     Command("wal-show", "show the timelines, gaps and backups in the WAL archive", _wal_show_args),
+    Command("st", "(DANGEROUS) storage tools: ls, cat, get, put, rm, check", _st_args),
 )
 
 

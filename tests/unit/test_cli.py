@@ -42,6 +42,7 @@ SAMPLE_ARGV: dict[str, list[str]] = {
     "daemon": ["daemon", "/run/walg.sock"],
     "wal-verify": ["wal-verify", "integrity", "timeline", "--json"],
     "wal-show": ["wal-show", "--detailed-json"],
+    "st": ["st", "ls", "-r", "wal_005/"],
 }
 
 
