@@ -91,6 +91,8 @@ class _BadRequest(WalgError):
 class WalDaemon:
     """Serves wal-push requests on ``socket_path`` with one settings and storage."""
 
+    speaks_walg: bool = True  # WAL-G's protocol too (the background worker does not)
+
     def __init__(self, settings: Settings, socket_path: str, storage: Storage | None = None):
         self.settings = settings
         self.socket_path = os.path.abspath(socket_path)
@@ -232,7 +234,7 @@ class WalDaemon:
     def _serve_one(self, conn: socket.socket) -> None:
         try:
             with conn:
-                if daemon_walg.is_walg_protocol(conn):  # WAL-G's walg-daemon-client
+                if self.speaks_walg and daemon_walg.is_walg_protocol(conn):  # WAL-G's client
                     daemon_walg.serve(conn, self)
                     return
                 code, message = self._answer(conn)

@@ -78,6 +78,8 @@ def _file_state(path: str | None) -> tuple[int, int, int] | None:
 class BackgroundWorker(WalDaemon):
     """The worker of one pg_wal directory (see the module docstring)."""
 
+    speaks_walg = False  # only walg's own client, which sends its settings, talks to it
+
     def __init__(
         self,
         settings: Settings,
