@@ -116,8 +116,10 @@ def test_extensions_are_walg_object_suffixes() -> None:
 def test_extensions_walg_reads_but_walg_py_cannot_fail_clearly(ext: str, method: str) -> None:
     """Objects WAL-G stored with zstd, gzip or lzo are recognised and refused with ConfigError."""
     assert method_for_extension(ext) == method
-    with pytest.raises(ConfigError, match="not supported by walg"):
+    with pytest.raises(ConfigError, match=f"is compressed with {method} .*wrote it"):
         new_decompressor(method)
+    with pytest.raises(ConfigError, match="not supported by walg"):
+        new_compressor(method)
 
 
 def test_unknown_method_or_level_is_a_config_error() -> None:

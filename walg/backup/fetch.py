@@ -308,7 +308,7 @@ def _method(objects: list[ObjectRef], info: BackupInfo) -> str:
     method = compression.method_for_extension(ext)
     if method is None:
         raise IntegrityError(f"backup {info.name} has objects with unknown extension .{ext}")
-    compression.extension(method)  # unsupported methods (zstd, ...) fail clearly here
+    compression.check_readable(method, f"backup {info.name}")  # zstd... fail clearly here
     return method
 
 

@@ -14,7 +14,8 @@ Formats (checked against WAL-G's internal/compression and the libraries it uses)
   WAL-G builds with the ``brotli`` build tag have it.
 - ``none`` -> no extension: objects stored as they are (WAL-G's method "none").
 - WAL-G also reads ``.zst`` (zstd, which recent WAL-G can also write), ``.gz`` and ``.lzo``;
-  walg recognises these names and refuses them with a clear ConfigError.
+  walg recognises these names and refuses them with a clear ConfigError naming the object
+  (:func:`unreadable_error`), without trying to decode a byte.
 
 Default levels come from ``bench/compression.py`` (one process, CPU time, 2-core machine
 shared with other jobs, so +-20%). Figures are compress MB/s / decompress MB/s / ratio on
@@ -78,12 +79,14 @@ __all__ = [
     "Buffer",
     "Compressor",
     "Decompressor",
+    "check_readable",
     "compress_stream",
     "extension",
     "method_for_extension",
     "new_compressor",
     "new_decompressor",
     "open_decompressed",
+    "unreadable_error",
 ]
 
 
@@ -116,14 +119,43 @@ _DECOMPRESSORS: dict[str, Callable[[str], Decompressor]] = {
 }
 
 
+# Who writes each method in UNREADABLE, and why walg cannot read it (for the one-line error).
+_WHY_UNREADABLE: dict[str, tuple[str, str]] = {
+    "zstd": ("WAL-G wrote it", "walg has no zstd decoder (the zstandard package is left out "
+             "by design)"),
+    "gzip": ("WAL-E or an old WAL-G wrote it", "walg reads only what WAL-G writes today"),
+    "lzo": ("WAL-E or an old WAL-G wrote it", "walg reads only what WAL-G writes today"),
+}
+
+
+def unreadable_error(method: str, name: str = "") -> ConfigError:
+    """The error for an object stored with ``method``, one of :data:`UNREADABLE`: what it is,
+    who wrote it, why walg cannot read it, and what to do."""
+    writer, why = _WHY_UNREADABLE[method]
+    return ConfigError(
+        f"{name or 'this object'} is compressed with {method} (.{UNREADABLE[method]}): "
+        f"{writer}, and {why}",
+        "read it with WAL-G itself (wal-fetch, backup-fetch, st get), or re-archive: set "
+        "WAL-G's WALG_COMPRESSION_METHOD to lz4, lzma or brotli, then take a new backup and "
+        "archive WAL again",
+    )
+
+
+def check_readable(method: str, name: str = "") -> None:
+    """Raise :func:`unreadable_error` (naming ``name``) if walg cannot read ``method``."""
+    if method in UNREADABLE:
+        raise unreadable_error(method, name)
+    _check_method(method)
+
+
 def _check_method(method: str) -> None:
     if method in EXTENSIONS:
         return
     if method in UNREADABLE:
         raise ConfigError(
-            f"compression method {method!r} (.{UNREADABLE[method]}) is not supported by walg",
-            "walg reads and writes lz4, lzma, brotli and uncompressed objects; "
-            "use WAL-G itself for objects stored with other methods",
+            f"compression method {method!r} (.{UNREADABLE[method]}) is not supported by walg: "
+            f"{_WHY_UNREADABLE[method][1]}",
+            "set WALG_COMPRESSION_METHOD to lz4, lzma, brotli or none",
         )
     raise ConfigError(
         f"unknown compression method {method!r}",
@@ -175,8 +207,9 @@ def new_compressor(method: str, level: int | None = None, threads: int = 1) -> C
 
 
 def new_decompressor(method: str, name: str = "") -> Decompressor:
-    """A decompressor for one object; ``name`` (the object's key) goes into error messages."""
-    _check_method(method)
+    """A decompressor for one object; ``name`` (the object's key) goes into error messages.
+    A method walg cannot read (zstd, ...) raises :func:`unreadable_error` naming it."""
+    check_readable(method, name)
     return _DECOMPRESSORS[method](name)
 
 

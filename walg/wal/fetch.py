@@ -29,7 +29,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
-from walg.compression import extension
+from walg.compression import unreadable_error
 from walg.errors import ObjectNotFound, WalFileInvalid, WalgError
 from walg.format.layout import wal_keys
 from walg.fsutil import fsync_dir
@@ -104,7 +104,7 @@ def open_wal(storage: Storage, name: str, preferred: str) -> tuple[BinaryIO, str
             return storage.read_object(key), key, method
     for key, method, readable in keys:
         if not readable and storage.exists(key):
-            extension(method)  # raises ConfigError: "compression method ... not supported"
+            raise unreadable_error(method, key)  # zstd...: one clear line, nothing decoded
     storage.check_present()  # an unmounted archive is a failure, not the end of the WAL
     tried = ", ".join(k.key for k in candidates)
     raise ObjectNotFound(
