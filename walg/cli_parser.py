@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from walg import __version__
-from walg.commands.st import add_arguments as _st_args  # light: grammar only
+from walg.commands.delete import MODES as _delete_modes  # light: grammar only
+from walg.commands.delete import common_flags as _delete_flags
+from walg.commands.st import add_arguments as _st_args
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -308,49 +310,8 @@ def _wal_show_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _modifier(parser: argparse.ArgumentParser, choices: tuple[str, ...], help_text: str) -> None:
-    """WAL-G's optional upper-case word before a delete mode's main argument."""
-    parser.add_argument(
-        "modifier", nargs="?", choices=choices, metavar="|".join(choices), help=help_text
-    )
-
-
-_FIND_FULL = "FIND_FULL: also keep the full backups that kept deltas depend on"
-
-
-def _delete_retain_args(parser: argparse.ArgumentParser) -> None:
-    _modifier(parser, ("FULL", "FIND_FULL"), "FULL: count only full backups; " + _FIND_FULL)
-    parser.add_argument("count", metavar="COUNT", type=_positive_int, help="backups to keep")
-
-
-def _delete_before_args(parser: argparse.ArgumentParser) -> None:
-    _modifier(parser, ("FIND_FULL",), _FIND_FULL)
-    parser.add_argument(
-        "target", metavar="NAME|TIME", help="backup name, or a time such as 2024-01-31T23:59:59Z"
-    )
-
-
-def _delete_everything_args(parser: argparse.ArgumentParser) -> None:
-    _modifier(parser, ("FORCE",), "FORCE: delete permanent backups too")
-
-
-def _delete_target_args(parser: argparse.ArgumentParser) -> None:
-    _modifier(parser, ("FIND_FULL",), "FIND_FULL: for a delta, delete from its full base on")
-    parser.add_argument("target", metavar="NAME", help="backup name")
-
-
-def _delete_garbage_args(parser: argparse.ArgumentParser) -> None:
-    _modifier(parser, ("ARCHIVES", "BACKUPS"), "only WAL archives, or only backups (default: both)")
-
-
 #: The modes of ``wal-g delete``, each a sub-command with its own arguments and ``--confirm``.
-DELETE_MODES: tuple[Command, ...] = (
-    Command("retain", "keep the newest COUNT backups, delete older ones", _delete_retain_args),
-    Command("before", "delete backups (and WAL) older than a name or time", _delete_before_args),
-    Command("everything", "delete every backup and WAL file", _delete_everything_args),
-    Command("target", "delete one backup (and the deltas based on it)", _delete_target_args),
-    Command("garbage", "delete unfinished backups and unneeded WAL", _delete_garbage_args),
-)
+DELETE_MODES: tuple[Command, ...] = tuple(Command(*mode) for mode in _delete_modes)
 
 
 def _add_commands(
@@ -371,14 +332,8 @@ def _add_commands(
 
 
 def _delete_args(parser: argparse.ArgumentParser) -> None:
-    confirm = argparse.ArgumentParser(add_help=False)
-    confirm.add_argument(
-        "--confirm", action="store_true", help="really delete (without it: only show the plan)"
-    )
-    confirm.add_argument("--use-sentinel-time", action="store_true",
-                         help="order and date backups by their start time (walg always does)")
     modes = parser.add_subparsers(dest="delete_mode", metavar="MODE", title="modes", required=True)
-    _add_commands(modes, DELETE_MODES, parents=[confirm])
+    _add_commands(modes, DELETE_MODES, parents=[_delete_flags()])
 
 
 #: Every command, in the order ``wal-g --help`` lists them.

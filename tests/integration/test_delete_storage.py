@@ -129,7 +129,8 @@ def test_each_mode_dry_then_confirmed(storage: Storage, case: str) -> None:
     mode, modifier, argument, doomed_of, doomed_wal, drops_unfinished = CASES[case]
     tree = build(storage)
     doomed = doomed_of(tree)
-    request = DeleteRequest(mode, modifier, argument(tree))  # type: ignore[arg-type]
+    # the tree's times are synthetic start times: compare with them (--use-sentinel-time)
+    request = DeleteRequest(mode, modifier, argument(tree), start_time=True)  # type: ignore[arg-type]
     snapshot = {o.name for o in storage.list_objects()}
     out = io.StringIO()
     delete(storage, request, out=out, now=LATER)
@@ -142,7 +143,7 @@ def test_each_mode_dry_then_confirmed(storage: Storage, case: str) -> None:
     assert listed == doomed
     assert (f"  {tree.unfinished}  " in out.getvalue()) == drops_unfinished
 
-    confirmed = DeleteRequest(mode, modifier, argument(tree), confirm=True)  # type: ignore[arg-type]
+    confirmed = DeleteRequest(mode, modifier, argument(tree), True, start_time=True)  # type: ignore[arg-type]
     delete(storage, confirmed, out=io.StringIO(), now=LATER)
     assert {b.name for b in list_backups(storage)} == set(tree.all) - doomed
     assert wal_left(storage) == all_wal() - doomed_wal
@@ -168,7 +169,8 @@ def test_refusals_change_nothing(
     put_backup(storage, 30, at(9), permanent=True, timeline=2)
     snapshot = {o.name for o in storage.list_objects()}
     with pytest.raises(RetentionError):
-        delete(storage, DeleteRequest(mode, modifier, argument, confirm=True), out=io.StringIO())  # type: ignore[arg-type]
+        request = DeleteRequest(mode, modifier, argument, True, start_time=True)  # type: ignore[arg-type]
+        delete(storage, request, out=io.StringIO())
     assert {o.name for o in storage.list_objects()} == snapshot
 
 

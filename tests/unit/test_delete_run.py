@@ -206,7 +206,7 @@ def test_before_rejects_a_malformed_time() -> None:
     with pytest.raises(ConfigError, match="not a time") as caught:
         run(storage, DeleteRequest("before", None, "2026-13-45T00:00:00Z"))
     assert caught.value.exit_code == 2
-    text = run(storage, DeleteRequest("before", None, "2026-11-01T01:30:00Z"))
+    text = run(storage, DeleteRequest("before", None, "2026-11-01T01:30:00Z", start_time=True))
     assert "backups to delete: 2" in text
 
 

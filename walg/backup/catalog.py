@@ -44,6 +44,7 @@ __all__ = [
     "read_json_object",
     "read_metadata",
     "read_sentinel",
+    "select_by_user_data",
 ]
 
 LATEST = "LATEST"
@@ -235,6 +236,12 @@ def find_backup_by_user_data(
     JSON values compared deeply, numbers by value). NoBackupsFound if none has it,
     BackupNotFound naming them if several do."""
     backups = list_backups(storage, with_metadata=True, workers=workers)
+    return select_by_user_data(backups, user_data, storage.url)
+
+
+def select_by_user_data(backups: list[BackupInfo], user_data: object, where: str) -> BackupInfo:
+    """The one backup of ``backups`` (listed with metadata) whose UserData is ``user_data``;
+    errors as :func:`find_backup_by_user_data`."""
     found = [b for b in backups if _same_json(b.details.user_data, user_data)]
     if len(found) == 1:
         return found[0]
@@ -245,7 +252,7 @@ def find_backup_by_user_data(
             hint="give a backup name instead, or UserData that only one backup has",
         )
     raise NoBackupsFound(
-        f"no backup in {storage.url} has this UserData",
+        f"no backup in {where} has this UserData",
         hint="`wal-g backup-list --detail --json` shows each backup's user_data",
     )
 

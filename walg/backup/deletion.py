@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -40,6 +40,10 @@ class DeleteRequest:
     modifier: str | None = None
     argument: str | int | None = None  # retain: count; before/target: name (or time)
     confirm: bool = False
+    after: str | None = None  # retain --after NAME|TIME
+    start_time: bool = False  # --use-sentinel-time: compare TIME with the start time
+    without_backup_check: bool = False  # garbage --without-backup-check
+    user_data: str | None = None  # target --target-user-data (JSON, else that text)
 
 
 def make_plan(inventory: Inventory, request: DeleteRequest) -> Plan:
@@ -51,10 +55,17 @@ def make_plan(inventory: Inventory, request: DeleteRequest) -> Plan:
         which: RetainModifier = (
             "FULL" if modifier == "FULL" else "FIND_FULL" if modifier == "FIND_FULL" else None
         )
-        return retention.plan_retain(inventory, argument, which)
+        after = None if request.after is None else parse_before(request.after)
+        return retention.plan_retain(inventory, argument, which, after, request.start_time)
     if mode == "before":
+        when = parse_before(str(argument))
+        if isinstance(when, datetime) and when > inventory.now:
+            raise ConfigError(
+                f"cannot delete before a future time: {argument}",
+                "give a time in the past (as backup-list shows it), or a backup name",
+            )
         return retention.plan_before(
-            inventory, parse_before(str(argument)), find_full=modifier == "FIND_FULL"
+            inventory, when, modifier == "FIND_FULL", request.start_time
         )
     if mode == "everything":
         return retention.plan_everything(inventory, force=modifier == "FORCE")
@@ -64,12 +75,13 @@ def make_plan(inventory: Inventory, request: DeleteRequest) -> Plan:
         scope: GarbageScope = (
             "ARCHIVES" if modifier == "ARCHIVES" else "BACKUPS" if modifier == "BACKUPS" else None
         )
-        return retention.plan_garbage(inventory, scope)
+        return retention.plan_garbage(inventory, scope, request.without_backup_check)
     raise ConfigError(f"unknown delete mode {mode!r}", "see `wal-g delete --help`")
 
 
 def parse_before(text: str) -> str | datetime:
-    """A time (RFC 3339, or a date meaning its midnight UTC) or else a backup name."""
+    """A time (RFC 3339 as backup-list prints it, with any offset or fraction; a date means
+    its midnight UTC) or else a backup name."""
     if not _DATE.match(text):
         return text
     stamp = text + "T00:00:00Z" if _DATE.fullmatch(text) else text
@@ -93,6 +105,8 @@ def delete(
     out = out or sys.stdout
     snapshot = take_snapshot(storage, workers)
     snapshot.check_readable(request.mode)
+    if request.mode == "target" and request.user_data is not None:
+        request = _by_user_data(request, snapshot, storage.url)
     plan = make_plan(snapshot.inventory(now or datetime.now(UTC)), request)
     out.write(render_plan(plan, snapshot, _title(request), request.confirm))
     out.flush()
@@ -106,6 +120,21 @@ def delete(
             )
             raise
     return plan
+
+
+def _by_user_data(request: DeleteRequest, snapshot: Snapshot, where: str) -> DeleteRequest:
+    """``delete target --target-user-data DATA`` as ``delete target NAME`` (WAL-G's
+    selector: exactly one backup has that UserData; a name too is refused)."""
+    from walg.config.parse import parse_json_or_text
+
+    if request.argument is not None:
+        raise ConfigError(
+            "both a backup name and --target-user-data were given",
+            "give the backup's NAME, or --target-user-data, not both (as WAL-G)",
+        )
+    data = parse_json_or_text(request.user_data or "")
+    found = catalog.select_by_user_data(snapshot.backups, data, where)
+    return replace(request, argument=found.name, user_data=None)
 
 
 def _title(request: DeleteRequest) -> str:

@@ -7,11 +7,17 @@ to delete. :mod:`walg.backup.deletion` lists storage, prints the plan and carrie
 
 Rules (WAL-G's, plus the safety rules WAL-G lacks):
 
-- Backups are ordered by their recorded start time (then name), never by name alone.
+- Backups are ordered by their recorded start time (then name), never by name alone
+  (WAL-G orders so only with ``--use-sentinel-time``; by default it orders by timeline and
+  segment of the name, which puts a pg_upgraded cluster's new backups before the old ones).
+- A TIME is compared, as WAL-G does, with the time backup-list shows: when the sentinel was
+  written (storage's modification time); with ``--use-sentinel-time``, with the start time
+  recorded in the backup (:func:`backup_time`).
 - ``retain N`` keeps the N newest backups, ``retain FULL N`` the N newest full backups and
   everything newer, ``retain FIND_FULL N`` the N newest and back to the first full backup at
-  or before the N-th. ``before NAME|TIME`` keeps that backup (or the oldest one started at or
-  after TIME), everything newer, and with FIND_FULL back to the first full one. Without
+  or before the N-th; ``--after NAME|TIME`` also keeps everything from that backup (or the
+  first one at or after TIME) on. ``before NAME|TIME`` keeps that backup (or the oldest one
+  at or after TIME), everything newer, and with FIND_FULL back to the first full one. Without
   FIND_FULL a delta at that point is an error: deleting its bases would break it.
 - Whatever is kept, its delta ancestors are kept too (a delta may be based on an older chain
   with ``--delta-from-name``). Permanent backups and their ancestors are never deleted, nor
@@ -26,10 +32,12 @@ Rules (WAL-G's, plus the safety rules WAL-G lacks):
 - ``everything`` deletes every object of both folders, refusing while permanent backups
   exist unless FORCE is given.
 - ``garbage`` deletes unfinished backup folders (no sentinel) and WAL older than the oldest
-  backup. A folder written within :data:`GRACE` is left alone: a backup-push may be writing
-  it right now (its sentinel comes last). The same holds for temporary files of crashed
-  writes. ``retain`` and ``before`` also delete unfinished folders older than what they
-  keep, so that re-running an interrupted delete (which removes sentinels first) finishes it.
+  backup; with no backup but permanent ones, ``--without-backup-check`` deletes all WAL but
+  the permanent backups' (WAL-G's flag; without it that WAL stays). A folder written
+  within :data:`GRACE` is left alone: a backup-push may be writing it right now (its
+  sentinel comes last). The same holds for temporary files of crashed writes. ``retain``
+  and ``before`` also delete unfinished folders older than what they keep, so that
+  re-running an interrupted delete (which removes sentinels first) finishes it.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from walg.backup.retention_model import (
     Plan,
     RetainModifier,
     ancestors,
+    backup_time,
     chain_root,
     classify_wal_key,
     deletion_order,
@@ -66,6 +75,7 @@ __all__ = [
     "Inventory",
     "Plan",
     "RetainModifier",
+    "backup_time",
     "classify_wal_key",
     "plan_before",
     "plan_everything",
@@ -78,8 +88,21 @@ __all__ = [
 # -- the modes ------------------------------------------------------------------------------
 
 
-def plan_retain(inventory: Inventory, count: int, modifier: RetainModifier = None) -> Plan:
-    """``delete retain [FULL|FIND_FULL] count``."""
+def plan_retain(
+    inventory: Inventory,
+    count: int,
+    modifier: RetainModifier = None,
+    after: str | datetime | None = None,
+    start_time: bool = False,
+) -> Plan:
+    """``delete retain [FULL|FIND_FULL] count [--after NAME|TIME]``.
+
+    With ``after`` (WAL-G's ``--after``), also keep every backup from the first one at or
+    after that backup or time (the first full one with FULL or FIND_FULL): of the two
+    points, the older is where keeping starts. With fewer backups than ``count`` nothing is
+    deleted (WAL-G would then keep only those after ``after``, against its own "keep 5 most
+    recent backups and backups made after"). ``start_time``: see :func:`backup_time`.
+    """
     if count < 1:
         raise RetentionError(f"cannot retain {count} backups", "COUNT must be at least 1")
     backups = _sorted(inventory.backups)
@@ -92,25 +115,36 @@ def plan_retain(inventory: Inventory, count: int, modifier: RetainModifier = Non
     label = f"{target.name} (the {_ordinal(count)} newest {what[:-1]})"
     index = backups.index(target)
     if modifier == "FIND_FULL":
-        found = _full_at_or_before(backups, index)
-        if found is None:
+        full = _full_at_or_before(backups, index)
+        if full is None:
             return _nothing(backups, f"no full backup at or before {label}: nothing to delete")
-        index = found
-    elif target.is_delta:
-        raise _delta_error(target, f"retain FIND_FULL {count}", label)
+        index = full
+    if after is not None:
+        later = _first_after(backups, after, modifier is not None, start_time)
+        if later is not None and later < index:
+            index, label = later, f"{backups[later].name} (the first backup {_after(after)})"
+    if modifier is None and backups[index].is_delta:
+        raise _delta_error(backups[index], f"retain FIND_FULL {count}", label)
     return _keep_from(inventory, backups, index, f"older than {backups[index].name}")
 
 
-def plan_before(inventory: Inventory, target: str | datetime, find_full: bool = False) -> Plan:
+def plan_before(
+    inventory: Inventory,
+    target: str | datetime,
+    find_full: bool = False,
+    start_time: bool = False,
+) -> Plan:
     """``delete before [FIND_FULL] NAME|TIME``: delete what is older than that backup, or
-    than the oldest backup started at or after TIME."""
+    than the oldest backup whose time (:func:`backup_time`) is at or after TIME."""
     backups = _sorted(inventory.backups)
     if isinstance(target, datetime):
-        later = [i for i, b in enumerate(backups) if b.start_time >= target]
-        if not later:
-            stamp = target.isoformat()
-            return _nothing(backups, f"no backup started at or after {stamp}: nothing to delete")
-        index = later[0]
+        later = _first_after(backups, target, False, start_time)
+        if later is None:
+            basis = start_time or any(b.modified is None for b in backups)
+            stamp = _stamp(target)
+            what = f"started at or after {stamp}" if basis else f"written at or after {stamp}"
+            return _nothing(backups, f"no backup {what}: nothing to delete")
+        index = later
     else:
         index = backups.index(_find(backups, target))
     chosen = backups[index]
@@ -176,8 +210,12 @@ def plan_target(inventory: Inventory, name: str, find_full: bool = False) -> Pla
     )
 
 
-def plan_garbage(inventory: Inventory, scope: GarbageScope = None) -> Plan:
-    """``delete garbage [ARCHIVES|BACKUPS]``: unfinished backups, WAL older than every backup."""
+def plan_garbage(
+    inventory: Inventory, scope: GarbageScope = None, without_backup_check: bool = False
+) -> Plan:
+    """``delete garbage [ARCHIVES|BACKUPS] [--without-backup-check]``: unfinished backups,
+    WAL older than every backup (or, with the flag and only permanent backups, all WAL
+    outside their ranges)."""
     backups = _sorted(inventory.backups)
     keep = tuple(Decision(b.name, "complete backup") for b in backups)
     unfinished: tuple[Decision, ...] = ()
@@ -188,11 +226,16 @@ def plan_garbage(inventory: Inventory, scope: GarbageScope = None) -> Plan:
     wal: tuple[str, ...] = ()
     horizon = None
     if scope != "BACKUPS":
-        if backups:
+        if without_backup_check and all(b.permanent for b in backups):
+            wal = wal_keys_below(inventory.wal_keys, None, backups)
+            notes.append("no backup but permanent ones, --without-backup-check: WAL outside "
+                         "the permanent backups goes")
+        elif backups:
             horizon = min(backups, key=lambda b: wal_position(b.start_wal)).start_wal
             wal = wal_keys_below(inventory.wal_keys, horizon, backups)
         else:
-            notes.append("no complete backup: WAL is kept (it may be needed by the first one)")
+            notes.append("no complete backup: WAL is kept (it may be needed by the first "
+                         "one; --without-backup-check deletes it)")
     temporary = _old_temporary(inventory, scope)
     return Plan(
         keep=keep,
@@ -220,6 +263,29 @@ def _find(backups: Sequence[BackupRef], name: str) -> BackupRef:
         raise NoBackupsFound("no backups found in storage")
     newest = ", ".join(b.name for b in reversed(backups[-10:]))
     raise BackupNotFound(f"backup {name!r} not found; available: {newest}")
+
+
+def _first_after(
+    backups: Sequence[BackupRef], after: str | datetime, full_only: bool, start_time: bool
+) -> int | None:
+    """The first backup, oldest first, at or after backup ``after`` or whose time is at or
+    after time ``after`` (a full one if ``full_only``), as WAL-G's ``--after``."""
+    if isinstance(after, datetime):
+        first = next(
+            (i for i, b in enumerate(backups) if backup_time(b, start_time) >= after), None
+        )
+    else:
+        first = backups.index(_find(backups, after))
+    if first is None:
+        return None
+    return next((i for i in range(first, len(backups)) if not (full_only and
+                                                                 backups[i].is_delta)), None)
+
+
+def _after(after: str | datetime) -> str:
+    if isinstance(after, datetime):
+        return f"written at or after {_stamp(after)}"
+    return f"from {after} on"
 
 
 def _full_at_or_before(backups: Sequence[BackupRef], index: int) -> int | None:

@@ -25,6 +25,7 @@ __all__ = [
     "Plan",
     "RetainModifier",
     "ancestors",
+    "backup_time",
     "chain_root",
     "classify_wal_key",
     "deletion_order",
@@ -47,7 +48,8 @@ _DELETABLE_WAL: Final = frozenset({WalFileKind.SEGMENT, WalFileKind.BACKUP, WalF
 class BackupRef:
     """What planning needs to know of one complete backup.
 
-    ``start_wal``/``finish_wal`` are the WAL file names holding its start and finish LSN.
+    ``start_wal``/``finish_wal`` are the WAL file names holding its start and finish LSN;
+    ``modified`` is when its sentinel was written (storage's time: what backup-list shows).
     """
 
     name: str
@@ -57,6 +59,7 @@ class BackupRef:
     delta_from: str | None = None
     delta_full_name: str | None = None
     permanent: bool = False
+    modified: datetime | None = None
 
     @property
     def is_delta(self) -> bool:
@@ -100,6 +103,16 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.delete or self.unfinished or self.wal or self.temporary or self.sweep)
+
+
+def backup_time(backup: BackupRef, start_time: bool = False) -> datetime:
+    """The time ``delete before TIME`` and ``retain --after TIME`` compare, as WAL-G's: the
+    sentinel's modification time (backup-list's time), or with ``--use-sentinel-time``
+    (``start_time``) the start time recorded in the backup. Without a known modification
+    time, the start time."""
+    if start_time or backup.modified is None:
+        return backup.start_time
+    return backup.modified
 
 
 # -- WAL names ------------------------------------------------------------------------------
@@ -166,10 +179,12 @@ def deletion_order(backups: Sequence[BackupRef]) -> list[BackupRef]:
     return sorted(newest_first, key=lambda b: -depth[b.name])
 
 
-def wal_keys_below(keys: Iterable[str], horizon: str, kept: Iterable[BackupRef]) -> tuple[str, ...]:
-    """Keys of segments, .backup and .partial files below ``horizon``'s segment, except
-    those from a kept backup's start to its finish."""
-    below = wal_position(horizon)
+def wal_keys_below(
+    keys: Iterable[str], horizon: str | None, kept: Iterable[BackupRef]
+) -> tuple[str, ...]:
+    """Keys of segments, .backup and .partial files below ``horizon``'s segment (all of
+    them when None), except those from a kept backup's start to its finish."""
+    below = wal_position(horizon) if horizon is not None else None
     ranges = [(wal_position(b.start_wal), wal_position(b.finish_wal)) for b in kept]
     chosen = []
     for key in keys:
@@ -177,6 +192,7 @@ def wal_keys_below(keys: Iterable[str], horizon: str, kept: Iterable[BackupRef])
         if found is None or found[1] not in _DELETABLE_WAL:
             continue
         position = wal_position(found[0])
-        if position < below and not any(lo <= position <= hi for lo, hi in ranges):
+        kept_range = any(lo <= position <= hi for lo, hi in ranges)
+        if (below is None or position < below) and not kept_range:
             chosen.append(key)
     return tuple(sorted(chosen))

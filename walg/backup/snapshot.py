@@ -95,6 +95,7 @@ def backup_ref(backup: BackupInfo) -> BackupRef:
         delta_from=sentinel.delta_from,
         delta_full_name=sentinel.delta_full_name,
         permanent=backup.is_permanent,
+        modified=backup.modified,
     )
 
 
