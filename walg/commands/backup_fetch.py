@@ -54,10 +54,14 @@ def _backup_name(args: argparse.Namespace, settings: Settings) -> str:
 
     check_target_storage(args)
     user_data = getattr(args, "target_user_data", None)
+    from_setting = not user_data and settings.backup.fetch_target_user_data is not None
+    if from_setting:  # WAL-G: the setting is the flag's default
+        user_data = settings.backup.fetch_target_user_data
     if args.backup_name and user_data:
+        where = "WALG_FETCH_TARGET_USER_DATA" if from_setting else "--target-user-data"
         raise ConfigError(
-            "both a backup name and --target-user-data were given",
-            hint="give the backup's NAME (or LATEST), or --target-user-data, not both",
+            f"both a backup name and {where} were given",
+            hint=f"give the backup's NAME (or LATEST), or {where}, not both (as WAL-G)",
         )
     if args.backup_name:
         name: str = args.backup_name

@@ -68,6 +68,9 @@ def _delta_choice(args: argparse.Namespace, settings: Settings) -> tuple[bool, s
     log = get_logger()
     full, name = bool(args.full), args.delta_from_name
     by_user_data = getattr(args, "delta_from_user_data", None)
+    if not full:  # WALG_DELTA_FROM_NAME/_USER_DATA fill in each flag not given, as WAL-G
+        name = name or settings.backup.delta_from_name
+        by_user_data = by_user_data or settings.backup.delta_from_user_data
     if name and by_user_data:  # WAL-G: "only one delta target should be specified"
         raise ConfigError(
             "--delta-from-name and --delta-from-user-data both name a delta's base",

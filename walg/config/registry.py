@@ -130,6 +130,15 @@ VARIABLES: Final[tuple[Var, ...]] = (
         default="LATEST", choices=("LATEST", "LATEST_FULL")),
     Var("WALG_SENTINEL_USER_DATA", "backup", "json",
         "Stored in the backup's sentinel as UserData: JSON if it parses, else the text."),
+    Var("WALG_DELTA_FROM_NAME", "backup", "text",
+        "backup-push: base a delta on this backup, as --delta-from-name (the flag wins; "
+        "--full ignores it)."),
+    Var("WALG_DELTA_FROM_USER_DATA", "backup", "json",
+        "backup-push: base a delta on the one backup with this UserData, as "
+        "--delta-from-user-data (the flag wins; --full ignores it)."),
+    Var("WALG_FETCH_TARGET_USER_DATA", "backup", "json",
+        "backup-fetch: restore the one backup with this UserData, as --target-user-data "
+        "(the flag wins; with a backup name too, an error as in WAL-G)."),
     Var("WALG_VERIFY_PAGE_CHECKSUMS", "backup", "bool",
         "Verify page checksums while reading PGDATA.", default="false"),
     Var("WALG_STOP_BACKUP_TIMEOUT", "backup", "duration",

@@ -180,6 +180,9 @@ class BackupSettings:
     delta_max_steps: int = 0
     delta_origin: DeltaOrigin = "LATEST"
     sentinel_user_data_text: str | None = None
+    delta_from_name: str | None = None  # WALG_DELTA_FROM_NAME: --delta-from-name's default
+    delta_from_user_data: str | None = None  # WALG_DELTA_FROM_USER_DATA
+    fetch_target_user_data: str | None = None  # WALG_FETCH_TARGET_USER_DATA
     verify_page_checksums: bool = False
     stop_backup_timeout: float = 0.0  # seconds; 0 = wait for archiving without limit
     replay_timeout: float = 1800.0  # seconds backup-verify --replay waits for consistency

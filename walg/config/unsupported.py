@@ -133,12 +133,6 @@ UNSUPPORTED: Final[tuple[Unsupported, ...]] = (
                 "unset it; WALG_COMPRESSION_METHOD may be lz4, lzma or brotli"),
     Unsupported(("WALG_UPLOAD_WAL_METADATA",), "WAL metadata files", "refuse",
                 "unset it (or set it to NOMETADATA)", harmless=("nometadata",)),
-    Unsupported(("WALG_DELTA_FROM_NAME",), "choosing a delta's base from the environment",
-                "refuse", "give the base on the command line: backup-push --delta-from-name NAME"),
-    Unsupported(("WALG_DELTA_FROM_USER_DATA",), "choosing a delta's base by user data",
-                "refuse", "give the base by name: backup-push --delta-from-name NAME"),
-    Unsupported(("WALG_FETCH_TARGET_USER_DATA",), "choosing the backup to fetch by user data",
-                "refuse", "name the backup on the command line: backup-fetch DIR NAME"),
     # --- accepted, but the user may rely on what it does ---
     Unsupported(("WALG_LOG_DESTINATION",), "logging to a file (walg logs to stderr)", "note",
                 harmless=("stderr",)),
