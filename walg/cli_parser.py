@@ -204,6 +204,8 @@ def _backup_fetch_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="restore tablespace OID (or old location) into DIR instead; repeatable",
     )
+    parser.add_argument("--restore-spec", metavar="FILE",
+                        help="WAL-G's restore spec (JSON): where each tablespace goes")
     parser.add_argument(
         "--restore-only",
         metavar="DB[,DB/TABLE...]",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from walg.config import Settings
 
-__all__ = ["run"]
+__all__ = ["restore_spec_remap", "run"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -19,6 +19,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     name = _backup_name(args, settings)
     remap = parse_tablespace_remap(args.tablespace_map or [])
+    spec = getattr(args, "restore_spec", None)
+    if spec:
+        remap = {**restore_spec_remap(spec, args.destination), **remap}  # the flag wins
     recovery = RecoveryOptions(
         standby=args.standby,
         target_time=args.target_time,
@@ -41,6 +44,55 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         reporter.finish()
     print(result.name)
     return 0
+
+
+def restore_spec_remap(path: str, destination: str) -> dict[str, str]:
+    """WAL-G's ``--restore-spec FILE`` as tablespace mappings ``{OID: location}``.
+
+    The file is the shape of a sentinel's ``Spec``: ``{"base_prefix": PGDATA, "tablespaces":
+    [OID, ...], OID: {"loc": DIR, "link": "pg_tblspc/OID"}, ...}``. walg writes the
+    tablespace links inside the restored directory, so ``base_prefix`` must be that
+    directory; each ``loc`` must be absolute. Anything else is a ConfigError (exit 2)."""
+    import json
+    import os
+
+    from walg.errors import ConfigError
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(
+            f"bad restore spec {path}: {why}",
+            hint='e.g. {"base_prefix": "/pgdata", "tablespaces": ["16384"], '
+            '"16384": {"loc": "/new/space", "link": "pg_tblspc/16384"}}',
+        )
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except OSError as err:
+        raise bad(f"cannot read it ({err.strerror})") from None
+    except ValueError as err:
+        raise bad(f"not JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("base_prefix"), str):
+        raise bad("no base_prefix (the data directory)")
+    base = os.path.realpath(doc["base_prefix"])
+    if base != os.path.realpath(destination):
+        raise bad(f"base_prefix {doc['base_prefix']} is not the directory restored into, "
+                  f"{destination}")
+    names = doc.get("tablespaces", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise bad("tablespaces is not a list of names")
+    remap = {}
+    for name in names:
+        entry = doc.get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("loc"), str):
+            raise bad(f"no entry with a loc for tablespace {name}")
+        link = entry.get("link", f"pg_tblspc/{name}")
+        if os.path.normpath(str(link)) != f"pg_tblspc/{name}":
+            raise bad(f"tablespace {name}: link {link} is not pg_tblspc/{name}")
+        if not os.path.isabs(entry["loc"]):
+            raise bad(f"tablespace {name}: loc {entry['loc']} is not an absolute path")
+        remap[name] = entry["loc"]
+    return remap
 
 
 def _backup_name(args: argparse.Namespace, settings: Settings) -> str:
