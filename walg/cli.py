@@ -76,6 +76,11 @@ _GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True"
              "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
 
 
+#: Commands' boolean flags that WAL-G's scripts write as ``--flag=true`` (pflag's syntax):
+#: read as the plain flag (true) or dropped (false).
+GO_BOOL_FLAGS = frozenset({"--pg-ready-rename"})
+
+
 def hoist_global_options(argv: Sequence[str]) -> list[str]:
     """``argv`` with WAL-G's global flags moved before the command word.
 
@@ -97,10 +102,13 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
             front += argv[index : index + 2]
             index += 2
             continue
+        flag, equals, value = word.partition("=")
         if word.startswith("--config=") or word == "--turbo":
             front.append(word)
         elif word.startswith("--turbo=") and word[8:] in _GO_BOOLS:
             front += ["--turbo"] if _GO_BOOLS[word[8:]] else []
+        elif equals and flag in GO_BOOL_FLAGS and value in _GO_BOOLS:
+            rest += [flag] if _GO_BOOLS[value] else []  # a command's own bool flag
         else:
             rest.append(word)
         index += 1

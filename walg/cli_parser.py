@@ -262,6 +262,9 @@ def _backup_mark_args(parser: argparse.ArgumentParser) -> None:
 
 def _wal_push_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("wal_path", metavar="PATH", help="WAL file to archive (%%p)")
+    parser.add_argument("--pg-ready-rename", action="store_true",
+                        help="WAL-G's; no effect (a warning): walg leaves .ready files to "
+                        "PostgreSQL")
 
 
 def _daemon_args(parser: argparse.ArgumentParser) -> None:

@@ -615,3 +615,29 @@ def test_user_data_values_match_as_wal_g_compares_them() -> None:
     assert not _same_json({"a": True}, {"a": 1})
     assert not _same_json({"a": 1}, {"a": 1, "b": 2})
     assert _same_json("text", "text") and not _same_json("1", 1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["wal-push", "pg_wal/x", "--pg-ready-rename=true"], True),
+        (["wal-push", "--pg-ready-rename", "pg_wal/x"], True),
+        (["wal-push", "pg_wal/x", "--pg-ready-rename=false"], False),
+        (["wal-push", "pg_wal/x"], False),
+    ],
+)
+def test_wal_push_accepts_pg_ready_rename(argv: list[str], flag: bool) -> None:
+    """WAL-G's ``--pg-ready-rename[=BOOL]`` (its scripts put it in archive_command) parses,
+    with pflag's ``=BOOL`` syntax, and never exits 2; the command only warns about it."""
+    args = full_parse(argv)
+    assert isinstance(args, dict), args
+    assert args["wal_path"] == "pg_wal/x" and args["pg_ready_rename"] is flag
+
+
+def test_daemon_client_passes_pg_ready_rename_over() -> None:
+    """A call with --pg-ready-rename is still handed to the background worker or daemon."""
+    from walg.wal.daemon_client import _command_args
+
+    parsed = _command_args(["wal-push", "pg_wal/x", "--pg-ready-rename=true"])
+    assert parsed == ("wal-push", ["pg_wal/x"], "")
+    assert _command_args(["wal-push", "pg_wal/x", "--pg-ready-rename=maybe"]) is None

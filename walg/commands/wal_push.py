@@ -29,6 +29,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from walg.wal import background
     from walg.wal.push import push_wal
 
+    if getattr(args, "pg_ready_rename", False):
+        from walg.logs import get_logger
+
+        get_logger("walg").warning(
+            "--pg-ready-rename has no effect: walg never renames PostgreSQL's .ready files; "
+            "segments uploaded ahead are recorded in pg_wal/walg_data/walg_archive_status, "
+            "so their own archive_command calls return at once"
+        )
     environ = getattr(args, "environ", None)
     wal_dir = os.path.dirname(args.wal_path)
     worker = environ is not None and background.applies(settings, wal_dir, environ)

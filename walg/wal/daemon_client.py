@@ -71,7 +71,12 @@ STEP_ASIDE: Final = "pass"
 """A background worker's answer instead of an exit code: run the command yourself."""
 STARTING_WAIT: Final = 1.0
 """Seconds a call waits for a background worker that is starting to listen."""
-_LONG_PATH: Final = 100  # sun_path holds 108 bytes; longer paths go through /proc/self/fd
+_LONG_PATH: Final = 100
+_PG_READY_RENAME: Final = frozenset(
+    ["--pg-ready-rename"]
+    + [f"--pg-ready-rename={v}" for v in ("1", "t", "T", "TRUE", "true", "True")]
+    + [f"--pg-ready-rename={v}" for v in ("0", "f", "F", "FALSE", "false", "False")]
+)  # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 MAGIC: Final = "walg-daemon/2"  # 2: the client sends all its walg settings
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds to wait for the daemon to accept; longer, and the client pushes directly."""
@@ -145,6 +150,8 @@ def _command_args(argv: Sequence[str]) -> tuple[str, list[str], str] | None:
     if not args or args[0] not in ("wal-push", "wal-fetch"):
         return None
     command, rest = args[0], args[1:]
+    if command == "wal-push":  # WAL-G's --pg-ready-rename changes nothing in walg
+        rest = [a for a in rest if a not in _PG_READY_RENAME]
     no_prefetch = command == "wal-fetch" and rest[:1] == ["--no-prefetch"]
     plain = rest[1:] if no_prefetch else rest
     wanted = 1 if command == "wal-push" else 2
