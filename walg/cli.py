@@ -174,6 +174,8 @@ def lean_args(argv: Sequence[str]) -> argparse.Namespace | None:
     values.update(zip(names, positional, strict=True))
     if command == "wal-fetch":
         values["no_prefetch"] = no_prefetch
+    else:
+        values["pg_ready_rename"] = False  # given, it makes argparse read the line
     namespace: argparse.Namespace = SimpleNamespace(**values)  # type: ignore[assignment]
     return namespace
 
