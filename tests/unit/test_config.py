@@ -442,7 +442,7 @@ def test_bad_values_are_config_errors(env: dict[str, str], name: str) -> None:
 @pytest.mark.parametrize(
     ("value", "method", "extension"),
     [("lz4", "lz4", "lz4"), ("lzma", "lzma", "lzma"), ("brotli", "brotli", "br"),
-     ("BROTLI", "brotli", "br")],
+     ("BROTLI", "brotli", "br"), ("none", "none", ""), ("NONE", "none", "")],
 )
 def test_compression_methods(value: str, method: str, extension: str) -> None:
     """The supported compression methods load, with WAL-G's object name extension."""
@@ -451,12 +451,13 @@ def test_compression_methods(value: str, method: str, extension: str) -> None:
     assert compression.extension == extension
 
 
-@pytest.mark.parametrize("value", ["zstd", "gzip", "none"])
+@pytest.mark.parametrize("value", ["zstd", "gzip", "lzo"])
 def test_unsupported_compression_lists_the_supported_ones(value: str) -> None:
-    """An unsupported compression method (zstd included) names lz4, lzma and brotli."""
+    """An unsupported compression method (zstd included) names lz4, lzma, brotli and none
+    (WAL-G's none: objects stored as they are, names without an extension)."""
     err = config_error({"WALG_COMPRESSION_METHOD": value})
     assert "WALG_COMPRESSION_METHOD" in err.msg and repr(value) in err.msg
-    assert all(method in err.hint for method in ("lz4", "lzma", "brotli"))
+    assert all(method in err.hint for method in ("lz4", "lzma", "brotli", "none"))
 
 
 @pytest.mark.parametrize(

@@ -181,12 +181,15 @@ def test_ahead_candidates_selection() -> None:
 # --- storing ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "ext"), [("lz4", "lz4"), ("lzma", "lzma"), ("brotli", "br")])
+@pytest.mark.parametrize(
+    ("method", "ext"), [("lz4", "lz4"), ("lzma", "lzma"), ("brotli", "br"), ("none", "")]
+)
 def test_push_stores_compressed_segment(store: Path, pg_wal: Path, method: str, ext: str) -> None:
-    """A segment is stored as wal_005/<name>.<ext> and decompresses to the local bytes."""
+    """A segment is stored as wal_005/<name>.<ext> (WAL-G's none: wal_005/<name>, the bytes
+    as they are) and decompresses to the local bytes."""
     path = add_wal(pg_wal, SEG[0])
     result = push_wal(settings_for(store, WALG_COMPRESSION_METHOD=method), str(path))
-    key = f"wal_005/{SEG[0]}.{ext}"
+    key = f"wal_005/{SEG[0]}" + (f".{ext}" if ext else "")
     assert (result.outcome, result.key) == (Outcome.STORED, key)
     assert objects(store) == [key]
     assert stored(store, key) == path.read_bytes()

@@ -101,7 +101,9 @@ VARIABLES: Final[tuple[Var, ...]] = (
         default="1", minimum=1),
     # compression
     Var("WALG_COMPRESSION_METHOD", "compression", "choice",
-        "Compression of uploaded files.", default="lz4", choices=("lz4", "lzma", "brotli")),
+        "Compression of uploaded files (none: stored as they are, with no extension, as "
+        "WAL-G's none writes them).", default="lz4",
+        choices=("lz4", "lzma", "brotli", "none")),
     # crypto
     Var("WALG_PGP_KEY", "crypto", "secret",
         "Armored OpenPGP key: public to encrypt, private to decrypt."),

@@ -34,11 +34,11 @@ __all__ = [
 ]
 
 StorageKind = Literal["file", "s3", "gs"]
-CompressionMethod = Literal["lz4", "lzma", "brotli"]
+CompressionMethod = Literal["lz4", "lzma", "brotli", "none"]
 DeltaOrigin = Literal["LATEST", "LATEST_FULL"]
 
 PREFIX_VARIABLES: Final = ("WALG_FILE_PREFIX", "WALG_S3_PREFIX", "WALG_GS_PREFIX")
-_EXTENSIONS: Final[dict[str, str]] = {"lz4": "lz4", "lzma": "lzma", "brotli": "br"}
+_EXTENSIONS: Final[dict[str, str]] = {"lz4": "lz4", "lzma": "lzma", "brotli": "br", "none": ""}
 _LEVELNOS: Final[dict[str, int]] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
@@ -137,7 +137,7 @@ class CompressionSettings:
 
     @property
     def extension(self) -> str:
-        """The object name extension WAL-G uses: ``lz4``, ``lzma`` or ``br``."""
+        """The object name extension WAL-G uses: ``lz4``, ``lzma``, ``br``, or "" for none."""
         return _EXTENSIONS[self.method]
 
 
