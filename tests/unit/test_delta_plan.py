@@ -114,7 +114,9 @@ def test_check_base_refuses_another_cluster_or_a_base_ahead() -> None:
     check_base(base, 7, base.backup.sentinel.finish_lsn)  # fine
     with pytest.raises(DeltaBaseError, match="another cluster"):
         check_base(base, 8, base.backup.sentinel.finish_lsn)
-    with pytest.raises(DeltaBaseError, match="ahead"):
+    # WAL-G's words for it ("Finish LSN of backup X greater than current LSN"), which its
+    # delta_backup_fullscan script greps for, then the likely cause
+    with pytest.raises(DeltaBaseError, match=r"finish LSN is greater than current LSN .*restored"):
         check_base(base, 7, base.backup.sentinel.finish_lsn - 1)
 
 

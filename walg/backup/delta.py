@@ -128,8 +128,8 @@ def check_base(
         )
     if base.backup.sentinel.finish_lsn > start_lsn:
         raise DeltaBaseError(
-            f"cannot take a delta on {base.name}: it finished at an LSN ahead of this "
-            "backup's start (was the cluster restored to an earlier point?)",
+            f"cannot take a delta on {base.name}: its finish LSN is greater than current LSN "
+            "(this backup's start): was the cluster restored to an earlier point?",
             hint="pass --full to start a new chain",
         )
     base_timeline = base.backup.sentinel.timeline
