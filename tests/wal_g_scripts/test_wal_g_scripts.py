@@ -477,8 +477,6 @@ def test_daemon_test(script: Any) -> None:
         daemon.wait(30)
 
 
-@pytest.mark.xfail(strict=True, reason="backup-fetch --restore-spec leaves a tablespace_map in "
-                   "PGDATA; WAL-G makes the links itself and writes none (the script checks)")
 def test_walg_tablespace_restore_spec_test(script: Any) -> None:
     """walg_tablespace_restore_spec_test.sh: two tablespaces restored to new locations named
     by a --restore-spec file built from the sentinel's Spec; no tablespace_map left."""

@@ -8,6 +8,12 @@ backup's sizes and CRC-32C values; directories are fsynced at the end.
 Nothing is written before every object the restore needs is known to exist, and
 pg_control is written only once every file the metadata lists has been restored
 (see completeness): a failed restore never leaves global/pg_control behind.
+
+Tablespaces are restored as WAL-G restores them: the pg_tblspc/<oid> links to their
+(possibly remapped) locations are made here, before anything is extracted, and the
+backup's tablespace_map is not restored. PostgreSQL needs no tablespace_map when the links
+exist (pg_basebackup's plain format writes none either); with one present it would
+re-create the links from it at its first start, and WAL-G's scripts check there is none.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from walg.backup.graphs import fetch_graph
 from walg.backup.recovery import (
     RecoveryOptions,
     disable_previous,
-    replace_file,
     write_recovery,
 )
 from walg.config import Settings
@@ -46,7 +51,6 @@ from walg.format.scan import PG_CONTROL
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.pipeline import ProcessRuntime, StageProgress
-from walg.postgres.label import relocate_tablespace_map
 from walg.stages.download import ObjectRef
 from walg.storage import ObjectInfo, Storage, open_storage
 
@@ -54,6 +58,7 @@ __all__ = ["FetchResult", "backup_fetch", "parse_tablespace_remap", "prepare_tar
 
 _log = get_logger("walg")
 _SPECIAL = (layout.BACKUP_LABEL_PART, layout.PG_CONTROL_PART)
+_TABLESPACE_MAP = "tablespace_map"
 
 ProgressSink = Callable[[Mapping[str, StageProgress], int], None]
 
@@ -154,7 +159,8 @@ def backup_fetch(
         recovery.check()
     storage = open_storage(settings)
     info = find_backup(storage, name)
-    sources = _sources(storage, settings, _chain(storage, info), restore_only)
+    sources = [_without_tablespace_map(s) for s in
+               _sources(storage, settings, _chain(storage, info), restore_only)]
     path = prepare_target(target)
     tablespaces = _tablespaces(info, path, remap or {})
     run = functools.partial(
@@ -169,7 +175,6 @@ def backup_fetch(
     last.check_written(written)
     completeness.check_label_written(last.info.name, written)
     _ensure_wal_dir(path, last.info.sentinel.pg_version)
-    _relocate_tablespace_map(path, tablespaces)
     if disable_previous(path):
         _log.info("disabled recovery settings an earlier backup-fetch left in the backup")
     if recovery is not None and recovery.requested:
@@ -182,18 +187,14 @@ def backup_fetch(
     return FetchResult(info.name, path, tablespaces)
 
 
-def _relocate_tablespace_map(target: str, locations: dict[str, str]) -> None:
-    """Point the restored tablespace_map at the locations the tablespaces were restored to:
-    PostgreSQL re-creates pg_tblspc links from it at its first start."""
-    path = os.path.join(target, "tablespace_map")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return
-    moved = relocate_tablespace_map(text, locations)
-    if moved != text:
-        replace_file(path, moved)
+def _without_tablespace_map(source: _Source) -> _Source:
+    """``source`` restoring no tablespace_map (WAL-G restores none: the links are made by
+    :func:`_tablespaces`), wherever the backup keeps it (backup_label.tar or another part)."""
+    selection = source.selection or Selection(source.info.name, everything=True)
+    excluded = selection.excluded | {_TABLESPACE_MAP}
+    return dataclasses.replace(
+        source, selection=dataclasses.replace(selection, excluded=excluded)
+    )
 
 
 def _ensure_wal_dir(target: str, pg_version: int) -> None:
@@ -347,6 +348,7 @@ def _tablespaces(info: BackupInfo, target: str, remap: Mapping[str, str]) -> dic
             "(`wal-g backup-list --detail` shows them)",
         )
     locations: dict[str, str] = {}
+    links = os.path.join(target, "pg_tblspc")
     for oid, location in recorded.items():
         new = remap.get(oid) or remap.get(location.rstrip("/")) or location
         if os.path.exists(new) and os.listdir(new):
@@ -355,10 +357,15 @@ def _tablespaces(info: BackupInfo, target: str, remap: Mapping[str, str]) -> dic
                 hint="empty it, or map it elsewhere with --tablespace-map OID=/new/location",
             )
         os.makedirs(new, mode=0o700, exist_ok=True)
-        link = os.path.join(target, "pg_tblspc", oid)
-        os.makedirs(os.path.dirname(link), mode=0o700, exist_ok=True)
+        link = os.path.join(links, oid)
+        os.makedirs(links, mode=0o700, exist_ok=True)
+        if os.path.lexists(link):  # never replace an entry (the target was empty)
+            raise WalgError(f"{link} already exists", hint="restore into an empty directory")
         os.symlink(new, link)
         locations[oid] = new
+    if locations:  # the links are durable before any data (and pg_control) is written
+        fsync_dir(links)
+        fsync_dir(target)
     return locations
 
 
