@@ -118,6 +118,12 @@ def test_check_base_refuses_another_cluster_or_a_base_ahead() -> None:
     # delta_backup_fullscan script greps for, then the likely cause
     with pytest.raises(DeltaBaseError, match=r"finish LSN is greater than current LSN .*restored"):
         check_base(base, 7, base.backup.sentinel.finish_lsn - 1)
+    # both: another cluster whose backup also ends ahead (WAL-G's delta_backup_fullscan case)
+    with pytest.raises(DeltaBaseError, match=r"another cluster.*also greater than current LSN"):
+        check_base(base, 8, base.backup.sentinel.finish_lsn - 1)
+    with pytest.raises(DeltaBaseError) as only_cluster:
+        check_base(base, 8, base.backup.sentinel.finish_lsn)
+    assert "current LSN" not in only_cluster.value.msg
 
 
 # -- what each file becomes -------------------------------------------------------------------

@@ -121,9 +121,12 @@ def check_base(
     ``history`` is the current timeline's history (``wal.parse_history``)."""
     theirs = base.backup.sentinel.system_identifier
     if theirs is not None and system_identifier is not None and theirs != system_identifier:
+        ahead = base.backup.sentinel.finish_lsn > start_lsn
         raise DeltaBaseError(
             f"cannot take a delta on {base.name}: it is a backup of another cluster "
-            f"(system identifier {theirs}, this cluster's is {system_identifier})",
+            f"(system identifier {theirs}, this cluster's is {system_identifier})"
+            # WAL-G checks the LSN first and says only this; its scripts look for the words
+            + ("; its finish LSN is also greater than current LSN" if ahead else ""),
             hint="pass --full, or --delta-from-name with a backup of this cluster",
         )
     if base.backup.sentinel.finish_lsn > start_lsn:
