@@ -40,3 +40,33 @@ def test_restore_spec_moves_a_tablespace(pg_cluster: PgCluster, walg: Any) -> No
     walg("backup-fetch", "--restore-spec", str(spec), str(target), "LATEST", env=env)
     assert os.readlink(target / "pg_tblspc" / oid) == str(moved)
     assert any(p.is_file() for p in moved.rglob("*")), "no tablespace files at the new place"
+
+
+def test_restore_spec_base_prefix_elsewhere_restores_into_dir(pg_cluster: PgCluster,
+                                                              walg: Any) -> None:
+    """A spec whose base_prefix is still the backed-up PGDATA (the sentinel's, unedited):
+    as WAL-G, the data goes into the DIR argument; walg warns once, links the tablespace
+    from DIR to the spec's location and leaves the live cluster's pg_tblspc alone."""
+    location = pg_cluster.make_dir("ts_bp")
+    pg_cluster.psql(f"CREATE TABLESPACE ts_bp LOCATION '{location}'")
+    pg_cluster.psql("CREATE TABLE far_bp TABLESPACE ts_bp AS SELECT generate_series(1, 500) g")
+    oid = pg_cluster.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts_bp'")
+    storage = pg_cluster.make_dir("storage_bp")
+    env = {**pg_cluster.env, "WALG_FILE_PREFIX": str(storage)}
+    walg("backup-push", str(pg_cluster.data_dir), env=env)
+    recorded = json.loads(next(storage.glob("basebackups_005/*_sentinel.json")).read_text())
+    live_link = pg_cluster.data_dir / "pg_tblspc" / oid
+    assert os.readlink(live_link) == str(location)
+
+    base = PgCluster.make_base()
+    target, moved, spec = base / "data", base / "moved_bp", base / "spec.json"
+    doc = {**recorded["Spec"], oid: {"loc": str(moved), "link": f"pg_tblspc/{oid}"}}
+    assert os.path.realpath(doc["base_prefix"]) == os.path.realpath(pg_cluster.data_dir)
+    spec.write_text(json.dumps(doc))
+    done = walg("backup-fetch", "--restore-spec", str(spec), str(target), "LATEST", env=env)
+    warned = [line for line in done.stderr.splitlines() if "base_prefix" in line]
+    assert len(warned) == 1 and str(target) in warned[0]
+    assert (target / "PG_VERSION").is_file()
+    assert os.readlink(target / "pg_tblspc" / oid) == str(moved)
+    assert any(p.is_file() for p in moved.rglob("*")), "no tablespace files at the new place"
+    assert os.readlink(live_link) == str(location), "the live cluster's link was touched"

@@ -50,9 +50,14 @@ def restore_spec_remap(path: str, destination: str) -> dict[str, str]:
     """WAL-G's ``--restore-spec FILE`` as tablespace mappings ``{OID: location}``.
 
     The file is the shape of a sentinel's ``Spec``: ``{"base_prefix": PGDATA, "tablespaces":
-    [OID, ...], OID: {"loc": DIR, "link": "pg_tblspc/OID"}, ...}``. walg writes the
-    tablespace links inside the restored directory, so ``base_prefix`` must be that
-    directory; each ``loc`` must be absolute. Anything else is a ConfigError (exit 2)."""
+    [OID, ...], OID: {"loc": DIR, "link": "pg_tblspc/OID"}, ...}``; each ``loc`` must be
+    absolute, anything malformed is a ConfigError (exit 2). As in WAL-G, ``destination``
+    (the DIR argument) is the data directory whatever ``base_prefix`` says: WAL-G extracts
+    every file under DIR and reads ``base_prefix`` only as the place of the pg_tblspc links.
+    walg makes the links in DIR (as it does without a spec, where WAL-G would use the
+    sentinel's base_prefix, the backed-up PGDATA), so a ``base_prefix`` naming another
+    directory is ignored with a warning instead of getting links (perhaps in a live
+    cluster's PGDATA) while the tablespace files stay in DIR."""
     import json
     import os
 
@@ -74,10 +79,14 @@ def restore_spec_remap(path: str, destination: str) -> dict[str, str]:
         raise bad(f"not JSON ({err})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("base_prefix"), str):
         raise bad("no base_prefix (the data directory)")
-    base = os.path.realpath(doc["base_prefix"])
-    if base != os.path.realpath(destination):
-        raise bad(f"base_prefix {doc['base_prefix']} is not the directory restored into, "
-                  f"{destination}")
+    if os.path.realpath(doc["base_prefix"]) != os.path.realpath(destination):
+        from walg.logs import get_logger
+
+        get_logger("walg").warning(
+            f"restore spec {path}: base_prefix {doc['base_prefix']} is not {destination}; "
+            f"restoring into {destination} (the directory argument, as WAL-G) with its "
+            "tablespace links there"
+        )
     names = doc.get("tablespaces", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise bad("tablespaces is not a list of names")
