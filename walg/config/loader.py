@@ -92,6 +92,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
             prevent_overwrite=reader.flag("WALG_PREVENT_WAL_OVERWRITE"),
             background=reader.flag("WALG_WAL_BACKGROUND"),
             background_idle=reader.duration("WALG_WAL_BACKGROUND_IDLE"),
+            daemon_upload_timeout=reader.duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"),
             integrity_max_delayed=reader.number("WALG_INTEGRITY_MAX_DELAYED_WALS"),
         ),
         log=_log(reader),

@@ -180,6 +180,10 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_DAEMON_SOCKET", "wal", "path",
         "Unix socket of a running `wal-g daemon`: wal-push and wal-fetch hand their work "
         "to it (running directly when no daemon listens)."),
+    Var("WALG_DAEMON_WAL_UPLOAD_TIMEOUT", "wal", "duration",
+        "`wal-g daemon`: time limit on each wal-push it serves; past it the upload is "
+        "cancelled (nothing stored) and the push fails. 0: no limit.",
+        default="60s"),
     # logging
     Var("WALG_LOG_LEVEL", "logging", "loglevel",
         "NORMAL, DEVEL (debug output and tracebacks) or ERROR; DEBUG, INFO, WARNING too.",

@@ -214,6 +214,7 @@ class WalSettings:
     prevent_overwrite: bool = False
     background: bool = True  # WALG_WAL_BACKGROUND
     background_idle: float = 60.0  # WALG_WAL_BACKGROUND_IDLE, seconds
+    daemon_upload_timeout: float = 60.0  # WALG_DAEMON_WAL_UPLOAD_TIMEOUT, seconds (0: none)
     integrity_max_delayed: int = 0  # WALG_INTEGRITY_MAX_DELAYED_WALS (wal-verify)
 
 

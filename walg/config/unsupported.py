@@ -140,13 +140,6 @@ UNSUPPORTED: Final[tuple[Unsupported, ...]] = (
     Unsupported(("WALG_USE_WAL_DELTA", "WALG_FORCE_WAL_DELTA"),
                 "delta maps built from WAL (walg reads pages)", "note", harmless=_FALSE),
     Unsupported(("WALG_PREFETCH_DIR",), "a separate WAL prefetch directory", "note"),
-    # WAL-G (daemon_handler.go): a limit on each wal-push ('F') its daemon serves, default
-    # 60s; past it the push is cancelled and the client gets 'E'. walg's daemon lets a push
-    # run to success or failure (storage retries bound it); walg-daemon-client's -timeout
-    # (default 60s, as WAL-G's) still bounds archive_command's wait, and PostgreSQL retries.
-    Unsupported(("WALG_DAEMON_WAL_UPLOAD_TIMEOUT",),
-                "a time limit on each wal-push the daemon serves (the client's -timeout "
-                "still limits the wait)", "note", harmless=("60s", "1m", "1m0s")),
     Unsupported(_adapter("S3_USE_LIST_OBJECTS_V1"), "S3 ListObjects version 1", "note",
                 harmless=_FALSE),
     Unsupported(_adapter("S3_ENABLE_VERSIONING"), "deleting every version in versioned buckets",

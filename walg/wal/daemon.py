@@ -34,6 +34,10 @@ WAL-G's protocol too: a connection whose first byte is one of WAL-G's message ty
 (``walg-daemon-client SOCKET wal-push %f``, WAL-G's walg_archive extension) is served by
 :mod:`walg.wal.daemon_walg` with the daemon's own settings (WAL-G's client sends none).
 
+Each wal-push served (either protocol) is bounded by WALG_DAEMON_WAL_UPLOAD_TIMEOUT
+(default 60s, as WAL-G's daemon): past it the upload is cancelled, nothing is stored, and
+the answer is a failure naming the limit (exit 1, or ``E``). wal-fetch has no such limit.
+
 The socket is created mode 0600 (the daemon's user only). A start is refused while a live
 daemon answers on the socket, or while another daemon holds ``SOCKET.lock`` (an flock; the
 file is left in place); a stale socket file is removed. SIGTERM/SIGINT stop accepting,
@@ -54,7 +58,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final
 
-from walg.errors import EX_GENERAL, EX_NOT_FOUND, ConfigError, WalgError, local_file_error
+from walg.errors import (
+    EX_GENERAL,
+    EX_NOT_FOUND,
+    Cancelled,
+    ConfigError,
+    WalgError,
+    local_file_error,
+)
 from walg.logs import get_logger
 from walg.wal import daemon_walg
 from walg.wal.daemon_client import MAGIC, STEP_ASIDE, is_sent
@@ -92,6 +103,7 @@ class WalDaemon:
     """Serves wal-push requests on ``socket_path`` with one settings and storage."""
 
     speaks_walg: bool = True  # WAL-G's protocol too (the background worker does not)
+    upload_limited: bool = True  # WALG_DAEMON_WAL_UPLOAD_TIMEOUT bounds each push served
 
     def __init__(self, settings: Settings, socket_path: str, storage: Storage | None = None):
         self.settings = settings
@@ -277,8 +289,36 @@ class WalDaemon:
         )
 
     def _push(self, path: str) -> None:
-        """wal-push of the file at ``path``; returns once it is stored."""
-        result = push_wal(self.settings, path, storage=self.storage)
+        """wal-push of the file at ``path``; returns once it is stored. As WAL-G's daemon,
+        each push (either protocol) gets WALG_DAEMON_WAL_UPLOAD_TIMEOUT: past it, its
+        uploads stop at their next chunk and their puts are aborted (nothing partial is
+        stored), and the push fails naming the limit."""
+        limit = self.settings.wal.daemon_upload_timeout if self.upload_limited else 0.0
+        if limit <= 0:
+            result = push_wal(self.settings, path, storage=self.storage)
+        else:
+            cancel, expired = threading.Event(), threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                cancel.set()
+
+            timer = threading.Timer(limit, expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                result = push_wal(self.settings, path, storage=self.storage, cancel=cancel)
+            except Cancelled as err:
+                if not expired.is_set():
+                    raise
+                raise WalgError(
+                    f"wal-push of {path} cancelled: it ran longer than "
+                    f"WALG_DAEMON_WAL_UPLOAD_TIMEOUT ({limit:g}s); nothing was archived",
+                    hint="raise WALG_DAEMON_WAL_UPLOAD_TIMEOUT for the daemon, or check the "
+                    "storage's speed; PostgreSQL runs archive_command again",
+                ) from err
+            finally:
+                timer.cancel()
         if self.settings.log.levelno <= 10:
             _log.debug("daemon: wal-push done", file=path, outcome=result.outcome.value)
 

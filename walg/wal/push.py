@@ -109,13 +109,19 @@ def _equal(local: BinaryIO, archived: BinaryIO) -> bool:
 class _Pusher:
     """Stores WAL files in one storage: overwrite checks, compression, encryption."""
 
-    def __init__(self, settings: Settings, storage: Storage, crypter: Crypter | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        crypter: Crypter | None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.crypter = crypter
         self.method = settings.compression.method
         self.limits = (limiter(settings.rate_limits.disk), limiter(settings.rate_limits.network))
-        self.cancel = threading.Event()
+        self.cancel = threading.Event() if cancel is None else cancel
         self.threads = compress_threads(settings.concurrency, os.cpu_count() or 1)
 
     def push(
@@ -340,6 +346,7 @@ def push_wal(
     *,
     ahead: bool = True,
     crypter: Crypter | None = None,
+    cancel: threading.Event | None = None,
 ) -> PushResult:
     """Archive the WAL file at ``path`` (see the module docstring).
 
@@ -347,6 +354,9 @@ def push_wal(
     (missing file, different archived content, storage failure); returns only once the
     file is in the archive. ``ahead=False``: no segments are uploaded ahead in this call
     (the background worker does that itself); a warm caller passes its open ``crypter``.
+    Setting ``cancel`` (the daemon's time limit) stops the uploads at their next chunk and
+    aborts their puts (Cancelled; nothing partial is stored); push_wal sets it too when it
+    cancels its background uploads.
     """
     _check_local(path)
     name = os.path.basename(path)
@@ -365,7 +375,8 @@ def push_wal(
     if own:
         crypter = _open_crypter(settings)
     try:
-        result = _push(_Pusher(settings, storage, crypter), status, identity, path, name, ahead)
+        pusher = _Pusher(settings, storage, crypter, cancel)
+        result = _push(pusher, status, identity, path, name, ahead)
     except StorageError as err:
         raise type(err)(f"cannot archive {name}: {err.msg}", err.hint or _RETRY_HINT) from err
     finally:

@@ -79,6 +79,7 @@ class BackgroundWorker(WalDaemon):
     """The worker of one pg_wal directory (see the module docstring)."""
 
     speaks_walg = False  # only walg's own client, which sends its settings, talks to it
+    upload_limited = False  # WALG_DAEMON_WAL_UPLOAD_TIMEOUT is wal-g daemon's, not ours
 
     def __init__(
         self,
