@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final, TextIO, cast
 
-from walg.errors import WalgError
+from walg.errors import Cancelled, WalgError
 from walg.logs import get_logger
 from walg.wal.daemon import WalDaemon
 from walg.wal.daemon_client import BACKGROUND_SOCKET, credentials_digest, is_sent
@@ -221,10 +221,14 @@ class BackgroundWorker(WalDaemon):
             self._last = time.monotonic()
             if error is not None:
                 self._failed[name] = self._last + RETRY_AFTER
-        if error is not None and not self.uploader.cancel.is_set():
-            message = error.msg if isinstance(error, WalgError) else f"{error}"
-            _log.warning("background worker: upload ahead failed; retrying later",
-                         segment=name, error=message)  # fmt: skip
+        if error is None or self.uploader.cancel.is_set():
+            return
+        message = error.msg if isinstance(error, WalgError) else f"{error}"
+        if isinstance(error, Cancelled):  # archived meanwhile (its .ready is gone): not a fault
+            _log.debug("background worker: upload ahead not needed", segment=name, why=message)
+            return
+        _log.warning("background worker: upload ahead failed; retrying later",
+                     segment=name, error=message)  # fmt: skip
 
     def shutdown(self) -> None:
         self.uploader.cancel.set()
