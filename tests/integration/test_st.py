@@ -4,9 +4,6 @@ format, its defaults for decrypting and decompressing, round trips, and one-line
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,6 +11,7 @@ from pathlib import Path
 
 import lz4.frame
 import pytest
+from servers.gpg import throwaway_key
 from servers.s3 import PREFIX, S3Maker, make_s3_storage, moto_server
 
 from walg.backup.storage_tools import ListEntry, format_listing, go_time, tabwrite
@@ -58,22 +56,8 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
 @pytest.fixture(scope="module")
 def pgp_key() -> Iterator[str]:
     """A throwaway armored private key (no passphrase)."""
-    gpg = shutil.which("gpg")
-    if gpg is None:
-        pytest.skip("gpg is not installed")
-    home = tempfile.mkdtemp(prefix="walg-test-st-")
-    run = [gpg, "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
-    try:
-        subprocess.run(
-            [*run, "--quick-gen-key", "st test"], check=True, timeout=60, capture_output=True
-        )
-        done = subprocess.run(
-            [*run, "--armor", "--export-secret-keys"], check=True, capture_output=True
-        )
-        yield done.stdout.decode()
-    finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_key("st test") as key:
+        yield key
 
 
 def st(archive: Archive, *argv: str, **env: str) -> int:

@@ -7,13 +7,11 @@ import base64
 import io
 import os
 import pickle
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers.gpg import throwaway_key
 from structlog.testing import capture_logs
 
 from walg import config
@@ -335,21 +333,8 @@ def test_overwrite_check_decrypts(tmp_path: Path, env: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def pgp_key() -> Iterator[str]:
     """A throwaway armored private key (no passphrase)."""
-    gpg = shutil.which("gpg")
-    if gpg is None:
-        pytest.skip("gpg is not installed")
-    home = tempfile.mkdtemp(prefix="walg-test-sodium-")
-    base = [gpg, "--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback"]
-    try:
-        generate = ["--passphrase", "", "--quick-gen-key", "walg sodium test", "future-default"]
-        subprocess.run([*base, *generate, "default", "never"], check=True, capture_output=True)
-        done = subprocess.run(
-            [*base, "--armor", "--export-secret-keys"], check=True, capture_output=True
-        )
-        yield done.stdout.decode()
-    finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_key("walg sodium test") as key:
+        yield key
 
 
 def test_with_both_keys_wal_is_openpgp(tmp_path: Path, env: dict[str, str], pgp_key: str) -> None:

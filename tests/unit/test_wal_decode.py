@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import brotli
 import pytest
+from servers.gpg import throwaway_key
 
 from walg import config
 from walg.compression import EXTENSIONS, compress_stream
@@ -34,20 +32,8 @@ LOOKALIKE = brotli.compress(LOOKALIKE_TEXT, quality=5, lgwin=12)
 @pytest.fixture(scope="module")
 def pgp_key() -> Iterator[str]:
     """A throwaway armored private key (no passphrase)."""
-    gpg = shutil.which("gpg")
-    if gpg is None:
-        pytest.skip("gpg is not installed")
-    home = tempfile.mkdtemp(prefix="walg-test-waldecode-")
-    run = [gpg, "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
-    try:
-        subprocess.run([*run, "--quick-gen-key", "wal decode test"], check=True, timeout=60)
-        done = subprocess.run(
-            [*run, "--armor", "--export-secret-keys"], check=True, capture_output=True
-        )
-        yield done.stdout.decode()
-    finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_key("wal decode test") as key:
+        yield key
 
 
 def archive(store: Path, method: str, stored: bytes) -> None:

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+from servers.gpg import throwaway_key
 from structlog.testing import capture_logs
 
 from walg import config
@@ -358,21 +357,8 @@ def test_cli_push_succeeds_silently(
 @pytest.fixture(scope="module")
 def pgp_key() -> Iterator[str]:
     """A throwaway armored private key (ed25519/cv25519, no passphrase)."""
-    gpg = shutil.which("gpg")
-    if gpg is None:
-        pytest.skip("gpg is not installed")
-    home = tempfile.mkdtemp(prefix="walg-test-walpush-")
-    base = [gpg, "--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback"]
-    try:
-        generate = ["--passphrase", "", "--quick-gen-key", "walg wal-push test", "future-default"]
-        subprocess.run([*base, *generate, "default", "never"], check=True, capture_output=True)
-        done = subprocess.run(
-            [*base, "--armor", "--export-secret-keys"], check=True, capture_output=True
-        )
-        yield done.stdout.decode()
-    finally:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+    with throwaway_key("walg wal-push test") as key:
+        yield key
 
 
 def test_push_encrypts_with_configured_key(store: Path, pg_wal: Path, pgp_key: str) -> None:
