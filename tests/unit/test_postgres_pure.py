@@ -449,14 +449,3 @@ def test_stop_refuses_a_timeline_change() -> None:
         connection.PgConnection._check_timeline(started, make_stop(2, 2))
     assert started.wal_file_name == "000000010000000000000002"
 
-
-def test_relocate_tablespace_map_rewrites_moved_tablespaces() -> None:
-    """Moved tablespaces get their new path (escaped as PostgreSQL writes it); other lines,
-    and paths holding escaped line ends, are kept."""
-    from walg.postgres.label import relocate_tablespace_map
-
-    original = "16384 /srv/ts1\n16390 /srv/odd\\\npath\n16400 /srv/kept\n"
-    moved = relocate_tablespace_map(original, {"16384": "/restore/ts1", "16390": "/r/a\\b"})
-    assert moved == "16384 /restore/ts1\n16390 /r/a\\\\b\n16400 /srv/kept\n"
-    assert relocate_tablespace_map(original, {}) == original
-    assert relocate_tablespace_map("", {"16384": "/x"}) == ""

@@ -21,7 +21,7 @@ from typing import Final
 
 from walg.postgres.wal import parse_lsn
 
-__all__ = ["BackupLabel", "parse_backup_label", "parse_stop_lsn", "relocate_tablespace_map"]
+__all__ = ["BackupLabel", "parse_backup_label", "parse_stop_lsn"]
 
 _START_WAL_RE: Final = re.compile(r"(\S+) \(file ([0-9A-F]{24})\)")
 
@@ -84,42 +84,3 @@ def parse_stop_lsn(text: str) -> int | None:
                 return None
     return None
 
-
-def _escape_map_path(path: str) -> str:
-    """A path as pg_backup_start writes it into tablespace_map: ``\\``, CR and LF escaped
-    with a backslash."""
-    return "".join("\\" + ch if ch in "\\\r\n" else ch for ch in path)
-
-
-def _map_lines(text: str) -> list[str]:
-    """``tablespace_map``'s lines, each with its line end; a backslash escapes the next
-    character, so an escaped LF inside a path does not end its line."""
-    lines, current, escaped = [], [], False
-    for ch in text:
-        current.append(ch)
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "\n":
-            lines.append("".join(current))
-            current = []
-    if current:
-        lines.append("".join(current))
-    return lines
-
-
-def relocate_tablespace_map(text: str, locations: dict[str, str]) -> str:
-    """``tablespace_map`` (lines ``<oid> <escaped path>``) with the path of every OID in
-    ``locations`` replaced by its new location; other lines are kept as they are.
-
-    PostgreSQL re-creates ``pg_tblspc/<oid>`` from this file when it starts from a
-    backup_label, so a restore that moved a tablespace must say so here too, or the
-    first start points the link back at the original location."""
-    out = []
-    for line in _map_lines(text):
-        oid, sep, _ = line.partition(" ")
-        if sep and oid.isdigit() and oid in locations:
-            line = f"{oid} {_escape_map_path(locations[oid])}\n"
-        out.append(line)
-    return "".join(out)
