@@ -32,6 +32,7 @@ from walg.logs import emit
 from walg.pipeline import remote
 from walg.pipeline.channel import Channel
 from walg.pipeline.graph import Graph
+from walg.pipeline.plan import Chains, describe, plan_chains
 from walg.pipeline.result import LogCallback, ProgressCallback, RunResult
 from walg.pipeline.worker import Outlet, WorkerPlan, worker_main
 
@@ -48,13 +49,17 @@ class _Worker:
     status: str = "running"  # running | done | error
     eof: bool = False
 
-    @property
-    def where(self) -> str:
-        return f"stage {self.plan.spec.name!r} worker {self.plan.index}"
+    def where(self, stage: str | None = None) -> str:
+        """Where a failure happened: the stage (or the worker's chain) and the worker."""
+        if stage is None and len(self.plan.chain) > 1:
+            return f"stages {self.plan.label!r} worker {self.plan.index}"
+        return f"stage {stage or self.plan.chain[0].name!r} worker {self.plan.index}"
 
 
 class ProcessRuntime:
-    """Runs a graph with each stage in ``workers`` processes joined by bounded channels."""
+    """Runs a graph with each stage in ``workers`` processes joined by bounded channels;
+    with ``chaining`` (the default) stages joined one-to-one share their workers'
+    processes (see :mod:`walg.pipeline.plan`)."""
 
     def __init__(
         self,
@@ -63,31 +68,39 @@ class ProcessRuntime:
         log_level: int = logging.INFO,
         on_progress: ProgressCallback | None = None,
         on_log: LogCallback | None = emit,
+        chaining: bool = True,
     ) -> None:
         self.grace = grace
         self.log_level = log_level
         self.on_progress = on_progress
         self.on_log = on_log
+        self.chaining = chaining
+
+    def describe(self, graph: Graph) -> str:
+        """The processes and channels a run of ``graph`` makes, in one line."""
+        return describe(graph, plan_chains(graph, self.chaining))
 
     def run(self, graph: Graph, shared: Mapping[str, Any] | None = None) -> RunResult:
         """Run ``graph`` to the end and return what its sinks emitted. ``shared`` objects
         (process primitives only, e.g. a multiprocess Semaphore) reach every worker as
         ``ctx.shared``, inherited through fork."""
         graph.validate()
+        chains = plan_chains(graph, self.chaining)
         ctx = multiprocess.get_context("fork")
+        heads = [graph.spec(chain[0]) for chain in chains]
         channels = {
             s.name: [
                 Channel(ctx, s.queue_bound, s.slot_size, graph.expected_ends(s.name))
                 for _ in range(s.workers if s.key is not None else 1)
             ]
-            for s in graph.stages
+            for s in heads
             if graph.upstream(s.name)
         }
         result = RunResult(outputs={name: [] for name in graph.sinks()})
         workers: list[_Worker] = []
         try:
             with interrupts.stop_requests():
-                workers = self._start(ctx, graph, channels, dict(shared or {}))
+                workers = self._start(ctx, graph, chains, channels, dict(shared or {}))
                 self._supervise(workers, result)
         except BaseException as exc:
             self._shutdown(workers, result)
@@ -103,7 +116,12 @@ class ProcessRuntime:
         return result
 
     def _start(
-        self, ctx: Any, graph: Graph, channels: dict[str, list[Channel]], shared: dict[str, Any]
+        self,
+        ctx: Any,
+        graph: Graph,
+        chains: Chains,
+        channels: dict[str, list[Channel]],
+        shared: dict[str, Any],
     ) -> list[_Worker]:
         def inbox(name: str, index: int) -> Channel | None:
             group = channels.get(name)
@@ -113,18 +131,18 @@ class ProcessRuntime:
 
         plans = [
             WorkerPlan(
-                spec=spec,
+                chain=tuple(graph.spec(name) for name in chain),
                 index=i,
-                inbox=inbox(spec.name, i),
+                inbox=inbox(chain[0], i),
                 outlets=[
-                    Outlet(channels[d], graph.spec(d).key) for d in graph.downstream(spec.name)
+                    Outlet(channels[d], graph.spec(d).key) for d in graph.downstream(chain[-1])
                 ],
                 log_level=self.log_level,
                 parent_pid=os.getpid(),
                 shared=shared,
             )
-            for spec in graph.stages
-            for i in range(spec.workers)
+            for chain in chains
+            for i in range(graph.spec(chain[0]).workers)
         ]
         pipes = [ctx.Pipe(duplex=False) for _ in plans]
         every_end = [end for pipe in pipes for end in pipe]
@@ -135,7 +153,7 @@ class ProcessRuntime:
                 process = ctx.Process(
                     target=worker_main,
                     args=(plan, writer, foreign),
-                    name=f"walg:{plan.spec.name}:{plan.index}",
+                    name=f"walg:{plan.label}:{plan.index}",
                 )
                 # The child starts with SIGTERM/SIGINT blocked and unblocks them once its
                 # own handlers are in place: a signal in between must not run ours there.
@@ -193,7 +211,7 @@ class ProcessRuntime:
     ) -> BaseException | None:
         kind = message[0]
         if kind == "item":
-            result.outputs[w.plan.spec.name].append(message[1])
+            result.outputs[w.plan.chain[-1].name].append(message[1])
         elif kind == "progress":
             result.add_progress(message[1], message[2], message[3])
             if self.on_progress is not None:
@@ -201,11 +219,13 @@ class ProcessRuntime:
         elif kind == "log":
             if self.on_log is not None:
                 self.on_log(message[1])
+        elif kind == "cpu":
+            result.add_cpu(message[1])
         elif kind == "done":
             w.status = "done"
         elif kind == "error":
             w.status = "error"
-            return remote.unpack(message[1], message[2], w.where)
+            return remote.unpack(message[1], message[2], w.where(message[3]))
         return None
 
     def _reap(self, w: _Worker, result: RunResult) -> BaseException | None:
@@ -221,7 +241,7 @@ class ProcessRuntime:
             return None
         code = w.process.exitcode
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        return WorkerDied(f"{w.where} died without reporting ({how})")
+        return WorkerDied(f"{w.where()} died without reporting ({how})")
 
     def _shutdown(self, workers: list[_Worker], result: RunResult) -> None:
         """Stop every live worker: SIGTERM, then SIGKILL after the grace period; reap all."""

@@ -3,7 +3,10 @@
 A worker talks to the parent through its own pipe (it is the pipe's only writer, so a
 worker that dies shows up as end-of-file, never as a half-read message that blocks).
 Messages are pickled tuples: ("log", event), ("progress", stage, bytes, items),
-("item", item) from a sink, ("error", pickled exception, traceback text), ("done",).
+("item", item) from a sink, ("cpu", {stage: seconds}) once at the end, ("error", pickled
+exception, traceback text, stage), ("done",).
+
+A worker runs one chain of stages (:mod:`walg.pipeline.chain`; often a chain of one).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +27,10 @@ import structlog
 
 from walg import interrupts
 from walg.pipeline import codec, remote
+from walg.pipeline.chain import OTHER, Chain
 from walg.pipeline.channel import BLOCKING_CODE, Channel, EndOfStream
 from walg.pipeline.graph import StageSpec
-from walg.pipeline.stage import Stage, WorkerContext
+from walg.pipeline.stage import WorkerContext
 
 __all__ = ["EXIT_CANCELLED", "Outlet", "WorkerPlan", "worker_main"]
 
@@ -55,15 +59,21 @@ class Outlet:
 
 @dataclass
 class WorkerPlan:
-    """Everything one worker needs, inherited through fork."""
+    """Everything one worker needs, inherited through fork: the stages of its chain, in
+    order (the inbox feeds the first, the outlets take what the last emits)."""
 
-    spec: StageSpec
+    chain: tuple[StageSpec, ...]
     index: int
     inbox: Channel | None
     outlets: list[Outlet]
     log_level: int
     parent_pid: int
     shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The chain's stage names, e.g. ``tar|compress|upload``."""
+        return "|".join(spec.name for spec in self.chain)
 
 
 class _Cancel(BaseException):
@@ -107,18 +117,27 @@ def _guarded(plan: WorkerPlan, conn: Any, foreign: list[Any]) -> int:
 
 
 def _work(plan: WorkerPlan, send: Send) -> int:
-    """Run the stage and report how it ended; return the exit code."""
+    """Run the chain and report how it ended; return the exit code."""
     _forward_logs(send, plan.log_level)
-    ctx = WorkerContext(
-        plan.spec.name,
-        plan.index,
-        plan.spec.workers,
-        report=lambda stage, nbytes, items: send(("progress", stage, nbytes, items)),
-        clock=time.monotonic,
-        shared=plan.shared,
+
+    def report(stage: str, nbytes: int, items: int) -> None:
+        send(("progress", stage, nbytes, items))
+
+    contexts = [
+        WorkerContext(
+            spec.name, plan.index, spec.workers, report, clock=time.monotonic, shared=plan.shared
+        )
+        for spec in plan.chain
+    ]
+    chain = Chain(
+        [spec.name for spec in plan.chain],
+        [spec.factory for spec in plan.chain],
+        contexts,
+        _emitter(plan, send),
+        _cancel_point,
     )
     try:
-        _run_stage(plan, ctx, send)
+        _run_chain(plan, chain, contexts)
     except _Cancel:
         raise
     except BaseException as exc:
@@ -126,20 +145,20 @@ def _work(plan: WorkerPlan, send: Send) -> int:
             raise _Cancel() from None
         payload, text = remote.pack(exc)
         with contextlib.suppress(OSError):  # the parent may be gone already
-            send(("error", payload, text))
+            send(("cpu", _cpu(plan, chain)))
+            send(("error", payload, text, chain.names[chain.current]))
         return 1
+    send(("cpu", _cpu(plan, chain)))
     send(("done",))
     return 0
 
 
-def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
-    stage: Stage | None = None
+def _run_chain(plan: WorkerPlan, chain: Chain, contexts: list[WorkerContext]) -> None:
+    error: BaseException | None = None
     try:
-        stage = plan.spec.factory()
-        stage.open(ctx)
-        emit = _emitter(plan, send)
+        chain.open()
         if plan.inbox is None:
-            _emit_all(stage.generate(), emit)
+            chain.generate()
         else:
             while True:
                 _cancel_point()
@@ -147,22 +166,27 @@ def _run_stage(plan: WorkerPlan, ctx: WorkerContext, send: Send) -> None:
                     item = plan.inbox.get()
                 except EndOfStream:
                     break
-                _emit_all(stage.process(item), emit)
-        _emit_all(stage.flush(), emit)
+                chain.process(item)
+        chain.flush()
         for outlet in plan.outlets:
             for channel in outlet.channels:
                 channel.put_end()
-        ctx.flush_progress()
+        for ctx in contexts:
+            ctx.flush_progress()
     finally:
         _Delivery.done = True  # from here on a cancellation must not cut close() short
-        if stage is not None:
-            stage.close()
+        failing = chain.current
+        error = chain.close()
+        chain.current = failing if error is None else chain.close_failed
+    if error is not None:
+        raise error
 
 
-def _emit_all(items: Iterable[Any] | None, emit: Callable[[Any], None]) -> None:
-    for item in items or ():
-        _cancel_point()
-        emit(item)
+def _cpu(plan: WorkerPlan, chain: Chain) -> dict[str, float]:
+    """The chain's CPU by stage; the rest of the process as ``other[LABEL]``."""
+    report = chain.cpu_report()
+    report[f"{OTHER}[{plan.label}]"] = report.pop(OTHER)
+    return report
 
 
 def _cancel_point() -> None:
