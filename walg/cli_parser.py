@@ -28,6 +28,7 @@ __all__ = [
     "CommandLoader",
     "CommandRunner",
     "build_parser",
+    "guide_path",
     "import_command",
 ]
 
@@ -47,6 +48,15 @@ class _HelpFormatter(argparse.HelpFormatter):
         # argparse measures subcommand names without their extra indent, so the longest one
         # ("backup-fetch") would wrap; start the help column far enough right for it.
         self._action_max_length = 18
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # argparse's, without breaking a word at a hyphen: the guide's path in the epilog
+        # (/opt/walg-venv/...) must stay whole to be copied.
+        import textwrap
+
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False,
+                             break_long_words=False)
 
 
 @dataclass(frozen=True)
@@ -364,12 +374,24 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+def guide_path() -> str:
+    """Where walg's README.md is on this machine: installed with the package as
+    ``walg/docs/README.md`` (package data), or a source checkout's own README.md."""
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "docs", "README.md")
+    checkout = os.path.join(os.path.dirname(package), "README.md")
+    return installed if os.path.isfile(installed) or not os.path.isfile(checkout) else checkout
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``wal-g`` argument parser with every command in :data:`COMMANDS`."""
     parser = _Parser(
         prog=PROG,
         description="Backup and restore for PostgreSQL, compatible with WAL-G.",
-        epilog="Configuration comes from the environment (WALG_*, AWS_*, PG*); see README.md.",
+        epilog="Configuration comes from the environment (WALG_*, AWS_*, PG*) or --config "
+        f"FILE. The guide (README.md) is installed at {guide_path()}",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument(

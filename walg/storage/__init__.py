@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from walg.storage.base import Listing, ObjectInfo, RetryPolicy, Storage
+from walg.storage.extras import require_extra
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -19,6 +20,7 @@ __all__ = ["Listing", "ObjectInfo", "RetryPolicy", "Storage", "open_storage"]
 def open_storage(settings: Settings) -> Storage:
     """The storage the settings name (exactly one of WALG_FILE/S3/GS_PREFIX)."""
     where = settings.require_storage()
+    require_extra(where.kind)  # the cloud SDKs are pip extras: say which one is missing
     if where.kind == "file":
         from walg.storage.file import FileStorage
 
