@@ -78,6 +78,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
             upload=reader.number("WALG_UPLOAD_CONCURRENCY"),
             download=reader.number("WALG_DOWNLOAD_CONCURRENCY"),
             upload_disk=reader.number("WALG_UPLOAD_DISK_CONCURRENCY"),
+            chaining=reader.flag("WALG_PIPELINE_CHAINING"),
         ),
         compression=CompressionSettings(
             method=cast(CompressionMethod, reader.choice("WALG_COMPRESSION_METHOD")),

@@ -99,6 +99,12 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_UPLOAD_DISK_CONCURRENCY", "concurrency", "int",
         "Processes reading PGDATA at the same moment during backup-push.",
         default="1", minimum=1),
+    Var("WALG_PIPELINE_CHAINING", "concurrency", "bool",
+        "backup-push, backup-fetch and backup-verify run the stages of one part (read, "
+        "compress, encrypt, upload) in one process per part in flight; false: a process "
+        "per stage and worker, joined by shared-memory channels (for diagnosis and "
+        "benchmarks).",
+        default="true"),
     # compression
     Var("WALG_COMPRESSION_METHOD", "compression", "choice",
         "Compression of uploaded files (none: stored as they are, with no extension, as "

@@ -127,6 +127,7 @@ class ConcurrencySettings:
     upload: int = 16
     download: int = 10
     upload_disk: int = 1
+    chaining: bool = True  # WALG_PIPELINE_CHAINING: one-to-one stages share a process
 
 
 @dataclass(frozen=True, slots=True)
