@@ -396,7 +396,8 @@ def _run(
         select=source.selection,
     )
     try:
-        result = ProcessRuntime(on_progress=on_progress).run(graph)
+        runtime = ProcessRuntime(on_progress=on_progress, chaining=settings.concurrency.chaining)
+        result = runtime.run(graph)
     except Cancelled as stopped:  # Ctrl-C or SIGTERM: the target holds part of a backup
         raise type(stopped)(stopped.msg, hint=interrupted_hint(target)) from None
     return {name for done in result.outputs["extract"] for name in done.files}

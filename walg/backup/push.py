@@ -314,7 +314,11 @@ def _run(
     verify_since: int | None = None,
 ) -> list[PartDone]:
     on_progress = None if progress is None else (lambda p: progress(p, total))
-    runtime = ProcessRuntime(on_progress=on_progress, log_level=_level(settings))
+    runtime = ProcessRuntime(
+        on_progress=on_progress,
+        log_level=_level(settings),
+        chaining=settings.concurrency.chaining,
+    )
     graph = push_graph(settings, layout.parts_prefix(name), parts, widths, verify_since)
     result = runtime.run(graph, shared=_throttles(settings).shared())
     return list(result.outputs["upload"])

@@ -102,7 +102,8 @@ def _verify_one(
     parts = run.parts(control, InlineRuntime(on_progress=run.on_progress), None, report)
     since = _page_checks_since(info, parts, report)
     width = fetch_width(settings.concurrency, len(rest), os.cpu_count() or 1)
-    parts += run.parts(rest, ProcessRuntime(on_progress=run.on_progress), since, report, width)
+    runtime = ProcessRuntime(on_progress=run.on_progress, chaining=settings.concurrency.chaining)
+    parts += run.parts(rest, runtime, since, report, width)
     report.add_parts(name, parts)
     _check_files(info, files, parts, set(missing), named, report)
     return files

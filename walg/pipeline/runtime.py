@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import resource
 import signal
 import time
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from multiprocess.connection import wait
 
 from walg import interrupts
 from walg.errors import Cancelled, WorkerDied
-from walg.logs import emit
+from walg.logs import emit, get_logger
 from walg.pipeline import remote
 from walg.pipeline.channel import Channel
 from walg.pipeline.graph import Graph
@@ -37,6 +38,8 @@ from walg.pipeline.result import LogCallback, ProgressCallback, RunResult
 from walg.pipeline.worker import Outlet, WorkerPlan, worker_main
 
 __all__ = ["ProcessRuntime"]
+
+_log = get_logger("walg.pipeline")
 
 _WORKER_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -98,10 +101,17 @@ class ProcessRuntime:
         }
         result = RunResult(outputs={name: [] for name in graph.sinks()})
         workers: list[_Worker] = []
+        started = _own_cpu()
         try:
             with interrupts.stop_requests():
                 workers = self._start(ctx, graph, chains, channels, dict(shared or {}))
                 self._supervise(workers, result)
+            _log.debug(
+                "stage graph done",
+                layout=describe(graph, chains),
+                cpu_s={k: round(v, 3) for k, v in result.cpu.items()},
+                supervisor_cpu_s=round(_own_cpu() - started, 3),
+            )
         except BaseException as exc:
             self._shutdown(workers, result)
             if isinstance(exc, KeyboardInterrupt):
@@ -275,6 +285,11 @@ class ProcessRuntime:
                 return
             if message[0] == "log" and self.on_log is not None:
                 self.on_log(message[1])
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _signal(w: _Worker, signum: int) -> None:
