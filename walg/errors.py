@@ -41,6 +41,7 @@ __all__ = [
     "StorageUnavailable",
     "Terminated",
     "VerificationFailed",
+    "VersionsUnsupported",
     "WalFileInvalid",
     "WalNotArchived",
     "WalgError",
@@ -133,6 +134,12 @@ class StorageUnavailable(StorageError):
 
     retryable = True
     default_hint = "the storage may be unreachable; check the network and endpoint and try again"
+
+
+class VersionsUnsupported(StorageError):
+    """The storage keeps no object versions, or walg cannot act on them there."""
+
+    default_hint = "object versions exist only in versioned S3 buckets and GCS buckets"
 
 
 class PipelineError(WalgError):

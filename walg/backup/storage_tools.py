@@ -61,12 +61,15 @@ _GO_ZERO_TIME = "0001-01-01 00:00:00 +0000 UTC"
 
 @dataclass(frozen=True)
 class ListEntry:
-    """One line of ``st ls``: ``obj`` or ``dir``, size, mtime (None for a folder), name."""
+    """One line of ``st ls``: ``obj`` or ``dir``, size, mtime (None for a folder), name;
+    with ``--all-versions`` also the version ID and ``LATEST``/``DELETE`` (WAL-G's words)."""
 
     kind: str
     size: int
     modified: datetime | None
     name: str
+    version: str = ""
+    info: str = ""
 
 
 def go_time(when: datetime | None, local: bool) -> str:
@@ -122,10 +125,13 @@ def tabwrite(lines: list[list[str]]) -> str:
 
 
 def format_listing(entries: list[ListEntry], local: bool) -> str:
-    """``st ls`` output: WAL-G's header and one line per entry (with its two empty columns,
-    object version and additional info, that only versioned S3 buckets fill)."""
+    """``st ls`` output: WAL-G's header and one line per entry (with its two columns, object
+    version and additional info, that only ``--all-versions`` fills)."""
     lines = [["type", "size", "last modified", "name"]]
-    lines += [[e.kind, str(e.size), go_time(e.modified, local), e.name, "", ""] for e in entries]
+    lines += [
+        [e.kind, str(e.size), go_time(e.modified, local), e.name, e.version, e.info]
+        for e in entries
+    ]
     return tabwrite(lines)
 
 

@@ -7,6 +7,14 @@ with WALG_COMPRESSION_METHOD and encrypts when a key is configured unless ``--no
 ``--no-encrypt``; ``rm`` deletes an object or everything under a folder. A missing object
 is a one-line error, exit 1 (as WAL-G's). The logic is :mod:`walg.backup.storage_tools`.
 
+``ls --all-versions`` and ``rm --version-id ID|--all-versions`` act on object versions
+(:mod:`walg.backup.storage_versions`); a storage that keeps none lists its current objects
+with a warning, removes them as ``rm`` does, and refuses ``--version-id`` (exit 1).
+``copy --from FILE --to FILE`` copies between two storages named by config files
+(:mod:`walg.backup.storage_copy`). ``transfer`` moves objects between failover storages,
+which walg does not have: it is accepted with WAL-G's grammar and fails with one line
+naming WALG_FAILOVER_STORAGES (exit 1).
+
 Also the grammar of these sub-commands (:func:`add_arguments`, used by ``walg.cli_parser``),
 so this module imports nothing heavy at its top.
 """
@@ -18,7 +26,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from walg.errors import ConfigError, WalgError
+from walg.errors import ConfigError, VersionsUnsupported, WalgError
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -60,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls = tool("ls", "print the objects and folders in a storage folder")
     ls.add_argument("path", metavar="PATH", nargs="?", default="", help="folder (default: root)")
     ls.add_argument("-r", "--recursive", action="store_true", help="list recursively")
+    ls.add_argument(
+        "--all-versions", action="store_true", help="every object version and delete marker"
+    )
     tool("stat", "print one object's metadata as ls does").add_argument("path", metavar="PATH")
     cat = tool("cat", "write an object to stdout (as stored unless asked)")
     cat.add_argument("path", metavar="PATH")
@@ -84,6 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rm = tool("rm", "remove an object, or every object under a folder")
     rm.add_argument("prefix", metavar="PATH")
+    rm.add_argument("--all-versions", action="store_true", help="remove every version for good")
+    rm.add_argument("--version-id", metavar="ID", help="remove this version of the object")
+    _copy_arguments(tool("copy", "copy objects from one storage to another (two config files)"))
+    _transfer_arguments(tool("transfer", "move objects from a failover storage (not in walg)"))
     check = tool("check", "check access to the storage")
     modes = check.add_subparsers(dest="check_mode", metavar="MODE", required=True)
     read = modes.add_parser("read", help="list the storage; check that the files exist")
@@ -92,8 +107,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(modes.add_parser("write", help="write and delete a small object"))
 
 
+def _copy_arguments(copy: argparse.ArgumentParser) -> None:
+    copy.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        required=True,
+        help="config file of the storage to copy from",
+    )
+    copy.add_argument(
+        "--to",
+        dest="to_file",
+        metavar="FILE",
+        required=True,
+        help="config file of the storage to copy to",
+    )
+    copy.add_argument("-p", "--prefix", default="", help="copy only keys starting with this")
+    copy.add_argument(
+        "-d", "--decrypt-source", action="store_true", help="decrypt with this command's own key"
+    )
+    copy.add_argument(
+        "-e",
+        "--encrypt-source",
+        action="store_true",
+        help="encrypt with the key of the --to config file",
+    )
+
+
+def _transfer_arguments(transfer: argparse.ArgumentParser) -> None:
+    """WAL-G's grammar of ``st transfer files PREFIX|pg-wals|backups`` (accepted, refused)."""
+
+    def flags(parser: argparse.ArgumentParser) -> None:
+        s = argparse.SUPPRESS
+        parser.add_argument("-s", "--source", metavar="NAME", default=s)
+        for flag in ("-o", "--overwrite"), ("-p", "--preserve"), ("--fail-fast",):
+            parser.add_argument(*flag, action="store_true", default=s)
+        for flag in ("-c", "--concurrency"), ("-m", "--max-files"), ("--appearance-checks",):
+            parser.add_argument(*flag, type=int, metavar="N", default=s)
+        parser.add_argument("--appearance-checks-interval", metavar="DURATION", default=s)
+
+    flags(transfer)
+    kinds = transfer.add_subparsers(dest="transfer_kind", metavar="KIND", required=True)
+    for kind in ("files", "pg-wals", "backups"):
+        sub = kinds.add_parser(kind, help=f"move {kind} (needs a failover storage)")
+        _common(sub)
+        flags(sub)
+        if kind == "files":
+            sub.add_argument("prefix", metavar="PREFIX")
+        if kind == "backups":
+            sub.add_argument("--max-backups", type=int, metavar="N", default=argparse.SUPPRESS)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the storage tool ``args.st_command``."""
+    if args.st_command == "transfer":
+        raise WalgError(
+            "st transfer moves objects between a failover storage and the primary one, and "
+            "walg has one storage (WALG_FAILOVER_STORAGES is not supported)",
+            "to copy objects between two storages, name each in its own config file: "
+            "wal-g st copy --from FROM.json --to TO.json",
+        )
+    if args.st_command == "copy":
+        return _copy(settings, args)
     target = getattr(args, "target", "default")
     if target != "default":
         raise ConfigError(
@@ -108,7 +183,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "glob", False) and tool not in ("ls", "cat", "rm"):
         raise ConfigError(f"--glob is not supported by 'st {tool}'", "give the path itself")
     if tool == "ls":
-        return _ls(storage, settings, args.path, args.recursive, getattr(args, "glob", False))
+        return _ls(storage, settings, args)
     if tool == "stat":
         return _stat(storage, settings, args.path)
     if tool == "cat":
@@ -118,7 +193,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if tool == "put":
         return _put(storage, settings, args)
     if tool == "rm":
-        return _rm(storage, args.prefix, getattr(args, "glob", False))
+        return _rm(storage, args)
     return _check(storage, args)
 
 
@@ -127,18 +202,38 @@ def _local_times(settings: Settings) -> bool:
     return settings.require_storage().kind == "file"
 
 
-def _ls(storage: Storage, settings: Settings, path: str, recursive: bool, glob: bool) -> int:
+def _ls(storage: Storage, settings: Settings, args: argparse.Namespace) -> int:
     from walg.backup import storage_tools as st
 
     local = _local_times(settings)
-    if not glob:
-        sys.stdout.write(st.format_listing(st.list_entries(storage, path, recursive), local))
+    versions = args.all_versions
+
+    def entries(folder: str) -> list[st.ListEntry]:
+        nonlocal versions
+        if versions:
+            from walg.backup.storage_versions import version_entries
+
+            try:
+                return version_entries(storage, folder, args.recursive)
+            except VersionsUnsupported as err:
+                _warn(f"{err.msg}: --all-versions lists the current objects")
+                versions = False
+        return st.list_entries(storage, folder, args.recursive)
+
+    if not getattr(args, "glob", False):
+        sys.stdout.write(st.format_listing(entries(args.path), local))
         return 0
-    for folder in st.glob(storage, path)[1]:
+    for folder in st.glob(storage, args.path)[1]:
         sys.stdout.write(f"{storage.url.rstrip('/')}/{folder.lstrip('/')}:\n")
-        sys.stdout.write(st.format_listing(st.list_entries(storage, folder, recursive), local))
+        sys.stdout.write(st.format_listing(entries(folder), local))
         sys.stdout.write("\n")
     return 0
+
+
+def _warn(message: str) -> None:
+    from walg.logs import get_logger
+
+    get_logger("walg.st").warning(message)
 
 
 def _stat(storage: Storage, settings: Settings, path: str) -> int:
@@ -239,15 +334,55 @@ def _put(storage: Storage, settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rm(storage: Storage, prefix: str, glob: bool) -> int:
+def _rm(storage: Storage, args: argparse.Namespace) -> int:
     from walg.backup import storage_tools as st
+    from walg.backup import storage_versions as sv
 
-    if not glob:
-        st.remove(storage, prefix)
+    glob = getattr(args, "glob", False)
+    if args.version_id is not None:
+        other = "--all-versions" if args.all_versions else "--glob" if glob else None
+        if other is not None:
+            raise WalgError(
+                f"--version-id cannot be used together with {other}",
+                "remove one version of one object at a time",
+            )
+        sv.remove_version(storage, args.prefix, args.version_id)
         return 0
-    objects, folders = st.glob(storage, prefix)
-    for path in objects + folders:
+    paths = [args.prefix]
+    if glob:
+        objects, folders = st.glob(storage, args.prefix)
+        paths = objects + folders
+    for path in paths:
+        if args.all_versions:
+            try:
+                sv.remove_all_versions(storage, path)
+                continue
+            except VersionsUnsupported as err:
+                _warn(f"{err.msg}: --all-versions removes the current objects")
+                args.all_versions = False
         st.remove(storage, path)
+    return 0
+
+
+def _copy(settings: Settings, args: argparse.Namespace) -> int:
+    """Each storage from its config file alone (as WAL-G reads them: not the environment)."""
+    from walg import config
+    from walg.backup.storage_copy import copy_objects
+    from walg.crypto import Crypter
+    from walg.storage import open_storage
+
+    source = open_storage(config.load({}, config_file=args.from_file))
+    to_settings = config.load({}, config_file=args.to_file)
+    target = open_storage(to_settings)
+    decrypt = settings.crypto if args.decrypt_source and settings.crypto.enabled else None
+    crypter = None
+    if args.encrypt_source and to_settings.crypto.enabled:
+        crypter = Crypter(to_settings.crypto).open()
+    try:
+        copy_objects(source, target, args.prefix, decrypt=decrypt, crypter=crypter)
+    finally:
+        if crypter is not None:
+            crypter.close()
     return 0
 
 

@@ -11,7 +11,11 @@ keys that this base class has already checked and joined to the folder's root:
                            starting after the key ``after`` (to resume a cut listing)
 ``_delete(keys)``          delete the objects that exist among ``keys``
 
-and one capability: ``_put_new(key, data)`` stores ``data`` only if no object is under
+Optional capabilities: ``_list_versions(prefix)`` and ``_delete_version(key, version_id)``
+for storages that keep object versions (versioned S3 buckets, GCS generations); the defaults
+raise :class:`VersionsUnsupported`.
+
+And one required capability: ``_put_new(key, data)`` stores ``data`` only if no object is under
 ``key``, atomically (of concurrent creators exactly one wins; the others get
 :class:`ObjectExists`): an exclusive create on files, ``If-None-Match: *`` on S3,
 ``ifGenerationMatch=0`` on GCS. It is how a writer claims a name.
@@ -24,6 +28,7 @@ failures, resuming an interrupted read, key checks, batching and sub-folders liv
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import time
 from abc import ABC, abstractmethod
@@ -31,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
-from walg.errors import ObjectExists, ObjectNotFound, StorageError
+from walg.errors import ObjectExists, ObjectNotFound, StorageError, VersionsUnsupported
 from walg.logs import get_logger
 from walg.sizes import CHUNK
 
@@ -42,6 +47,7 @@ __all__ = [
     "DELETE_BATCH",
     "Listing",
     "ObjectInfo",
+    "ObjectVersion",
     "ReadStream",
     "RetryPolicy",
     "Storage",
@@ -64,6 +70,18 @@ class ObjectInfo:
     name: str
     size: int
     modified: datetime
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One stored version of an object (or a delete marker, size 0) in a versioned store."""
+
+    name: str
+    size: int
+    modified: datetime
+    version_id: str
+    latest: bool
+    delete_marker: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,15 @@ class Storage(ABC):
     @abstractmethod
     def _delete(self, keys: Sequence[str]) -> None:
         """Delete those of ``keys`` (at most DELETE_BATCH) that exist."""
+
+    def _list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        """Every version and delete marker under ``prefix`` (names are full keys), each
+        key's versions newest first, then its delete markers newest first."""
+        raise VersionsUnsupported(f"{self.url} keeps no object versions")
+
+    def _delete_version(self, key: str, version_id: str) -> None:
+        """Delete one version (or delete marker) of ``key`` for good."""
+        raise VersionsUnsupported(f"{self.url} keeps no object versions")
 
     @property
     def url(self) -> str:
@@ -300,6 +327,20 @@ class Storage(ABC):
     def _delete_batch(self, batch: list[str]) -> int:
         self.retry.call(f"delete {len(batch)} objects", lambda: self._delete(batch))
         return len(batch)
+
+    def list_versions(self, prefix: str = "") -> list[ObjectVersion]:
+        """Every stored version and delete marker of the objects whose key starts with
+        ``prefix``, by key, newest first. VersionsUnsupported where there are none."""
+        full, skip = self._root + _check_prefix(prefix), len(self._root)
+        found = self.retry.call(f"list versions {prefix}", lambda: list(self._list_versions(full)))
+        found.sort(key=lambda v: v.name)  # stable: the backend lists each key newest first
+        return [dataclasses.replace(v, name=v.name[skip:]) for v in found]
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Delete version ``version_id`` of ``key`` for good (not a new delete marker)."""
+        full = self._full(key)
+        what = f"delete {key} version {version_id}"
+        self.retry.call(what, lambda: self._delete_version(full, version_id))
 
     def copy_object(self, source: str, target: str) -> None:
         """Copy an object within this storage (streamed, never held whole in memory)."""

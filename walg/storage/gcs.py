@@ -35,9 +35,17 @@ from walg.errors import (
     ObjectNotFound,
     PermissionDenied,
     StorageError,
+    VersionsUnsupported,
 )
-from walg.storage.base import ObjectInfo, RetryPolicy, Storage, check_key
-from walg.storage.gcs_http import HttpReader, Where, response_detail, status_error, translated
+from walg.storage.base import ObjectInfo, ObjectVersion, RetryPolicy, Storage, check_key
+from walg.storage.gcs_http import (
+    HttpReader,
+    Where,
+    generations,
+    response_detail,
+    status_error,
+    translated,
+)
 from walg.storage.gcs_upload import (
     CHUNK_UNIT,
     OCTET_STREAM,
@@ -367,6 +375,18 @@ class GcsStorage(Storage):
         except ObjectNotFound as err:  # listing misses only when the bucket does
             raise self._bucket_error() from err
         self._clients.bucket_seen = True
+
+    def _list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        made = self._clients.get()
+        with translated("list versions of", self._where.url(prefix)):
+            yield from generations(made.client, made.bucket, prefix, self.options.timeout)
+
+    def _delete_version(self, key: str, version_id: str) -> None:
+        raise VersionsUnsupported(
+            f"walg cannot delete one generation of {self._where.url(key)}: its GCS test "
+            "emulator (fake-gcs-server) ignores the generation, so walg cannot check it",
+            hint=f"use gcloud storage rm {self._where.url(key)}#{version_id}",
+        )
 
     # -- deleting -----------------------------------------------------------------------
 

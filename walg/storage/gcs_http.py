@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
-from walg.storage.base import ReadStream
+from walg.storage.base import ObjectVersion, ReadStream
 
 __all__ = [
     "CREDENTIALS_HINT",
     "HttpReader",
     "Where",
+    "generations",
     "response_detail",
     "sdk_errors",
     "status_error",
@@ -36,6 +37,19 @@ CREDENTIALS_HINT = (
 _TRANSIENT_STATUS = frozenset({408, 429})
 _DETAIL_LIMIT = 200
 _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+: ")
+
+
+def generations(client: Any, bucket: Any, prefix: str, timeout: Any) -> Iterator[ObjectVersion]:
+    """Every generation of the objects under ``prefix`` (``versions=true``); a noncurrent
+    one has a ``timeDeleted``. GCS has no delete markers. ``versions`` is sent as "true":
+    the SDK would send a bool as "True", which fake-gcs-server reads as false."""
+    blobs = client.list_blobs(
+        bucket, prefix=prefix or None, versions="true", retry=None, timeout=timeout
+    )
+    for blob in sorted(blobs, key=lambda b: (b.name, -int(b.generation))):
+        if not blob.name.endswith("/"):  # a console "folder" placeholder
+            size, latest = int(blob.size or 0), blob.time_deleted is None
+            yield ObjectVersion(blob.name, size, blob.updated, str(blob.generation), latest)
 
 
 class Where:

@@ -11,6 +11,7 @@ Uploads stream: see :mod:`walg.storage.s3_multipart` for the part size and concu
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import threading
@@ -35,7 +36,7 @@ from walg.errors import (
     StorageUnavailable,
 )
 from walg.logs import get_logger
-from walg.storage.base import ObjectInfo, ReadStream, RetryPolicy, Storage
+from walg.storage.base import ObjectInfo, ObjectVersion, ReadStream, RetryPolicy, Storage
 from walg.storage.s3_errors import (
     Where,
     delete_error,
@@ -44,10 +45,10 @@ from walg.storage.s3_errors import (
     translated,
 )
 from walg.storage.s3_multipart import DEFAULT_PART_SIZE, MultipartUpload, PartSource
+from walg.storage.s3_region import DEFAULT_REGION, ask_region, endpoint_url, known_region
 
 __all__ = ["DEFAULT_PART_SIZE", "S3Options", "S3Storage"]
 
-DEFAULT_REGION = "us-east-1"
 _log = get_logger("walg.storage")
 
 
@@ -71,6 +72,8 @@ class S3Storage(Storage):
 
     def __init__(self, options: S3Options, retry: RetryPolicy | None = None) -> None:
         super().__init__(retry or RetryPolicy(max_retries=options.settings.max_retries))
+        connect = self.retry.connect_timeout(options.connect_timeout)  # within the budget
+        options = dataclasses.replace(options, connect_timeout=connect)
         self.options = options
         path = options.path.strip("/")
         self._root = path + "/" if path else ""
@@ -234,6 +237,40 @@ class S3Storage(Storage):
         if errors:
             raise delete_error(errors, len(keys), self._where)
 
+    def _list_versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        """ListObjectVersions pages: versions and delete markers (an unversioned bucket
+        answers with each object's "null" version)."""
+        pages = self._call(
+            "list versions of",
+            prefix,
+            lambda c: list(
+                c.get_paginator("list_object_versions").paginate(
+                    Bucket=self.options.bucket, Prefix=prefix
+                )
+            ),
+        )
+        for page in pages:
+            for marker, items in (
+                (False, page.get("Versions", ())),
+                (True, page.get("DeleteMarkers", ())),
+            ):
+                for item in items:
+                    yield ObjectVersion(
+                        item["Key"],
+                        int(item.get("Size", 0)),
+                        item["LastModified"].astimezone(UTC),
+                        str(item["VersionId"]),
+                        bool(item["IsLatest"]),
+                        marker,
+                    )
+
+    def _delete_version(self, key: str, version_id: str) -> None:
+        self._call(
+            "delete",
+            f"{key} (version {version_id})",
+            lambda c: c.delete_object(Bucket=self.options.bucket, Key=key, VersionId=version_id),
+        )
+
 
 def _response(err: StorageError) -> dict[str, Any]:
     """The S3 error answer behind a translated error ({} if it was not an S3 answer)."""
@@ -303,13 +340,23 @@ class _Client:
 
 
 def make_client(options: S3Options) -> Any:
-    """A boto3 S3 client for ``options`` (the region discovered when not set)."""
+    """A boto3 S3 client for ``options``; the region: AWS_REGION, else the endpoint's, else
+    asked of S3 once (:mod:`walg.storage.s3_region`)."""
     session = _session(options.settings)
-    region = options.settings.region or _discover_region(session, options)
+    region = known_region(options.settings) or ask_region(
+        session.client(
+            "s3",
+            region_name=DEFAULT_REGION,
+            endpoint_url=endpoint_url(options.settings.endpoint),
+            config=_config(options, DEFAULT_REGION),
+        ),
+        options.bucket,
+        options.variable,
+    )
     return session.client(
         "s3",
         region_name=region,
-        endpoint_url=_endpoint(options.settings.endpoint),
+        endpoint_url=endpoint_url(options.settings.endpoint),
         config=_config(options, region),
     )
 
@@ -352,12 +399,6 @@ def _session(s3: S3Settings) -> Any:
             loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
 
 
-def _endpoint(endpoint: str | None) -> str | None:
-    if endpoint and "://" not in endpoint:
-        return "https://" + endpoint
-    return endpoint or None
-
-
 def _config(options: S3Options, region: str) -> Config:
     s3 = options.settings
     # Without a custom endpoint botocore picks virtual-host addressing where it can ("auto");
@@ -374,29 +415,6 @@ def _config(options: S3Options, region: str) -> Config:
         proxies=dict(options.proxies) if options.proxies else None,
         user_agent_extra=f"walg/{__version__}",
     )
-
-
-def _discover_region(session: Any, options: S3Options) -> str:
-    """The bucket's region by GetBucketLocation; us-east-1 when S3 will not say.
-
-    A transient failure raises StorageUnavailable, so the operation is retried.
-    """
-    probe = session.client(
-        "s3",
-        region_name=DEFAULT_REGION,
-        endpoint_url=_endpoint(options.settings.endpoint),
-        config=_config(options, DEFAULT_REGION),
-    )
-    try:
-        answer = probe.get_bucket_location(Bucket=options.bucket)
-    except Exception as err:
-        error = translate(err, "find the region of", "", Where(options.bucket, options.variable))
-        if error.retryable:
-            raise error from err
-        _log.debug("bucket region not found; using us-east-1", error=error.msg)
-        return DEFAULT_REGION
-    location = answer.get("LocationConstraint") or DEFAULT_REGION
-    return "eu-west-1" if location == "EU" else str(location)
 
 
 def _seekable(stream: BinaryIO) -> bool:
