@@ -32,7 +32,8 @@ STORAGES = {"s3": ("WALG_S3_PREFIX", "s3://bucket/walg"), "gcs": ("WALG_GS_PREFI
 def check(result: Install, extra: str, work: Path) -> list[str]:
     """What a user would try first; returns the failures (empty when all is well)."""
     failures: list[str] = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WALG_", "WALE_", "AWS_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WALG_", "WALE_", "AWS_", "GOOGLE_")) and k != "PYTHONPATH"}
     helped = subprocess.run([str(result.bin / "wal-g"), "--help"], env=env,
                             capture_output=True, text=True, timeout=60)
     found = re.search(r"installed at\s+(\S+)", helped.stdout)

@@ -67,18 +67,19 @@ def site_packages(venv: Path) -> Path:
 
 def install(venv: Path, source: Path, extra: str = "", timeout: float = 600) -> Install:
     """Make ``venv`` with Debian's python3 and ``pip install SOURCE[extra]`` into it."""
-    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only the venv's walg
+    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, timeout=120, env=env)
     before = tree_bytes(site_packages(venv))
     spec = f"{source}[{extra}]" if extra else str(source)
     start = time.monotonic()
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", spec],
-        check=True, timeout=timeout, capture_output=True, text=True,
+        check=True, timeout=timeout, capture_output=True, text=True, env=env,
     )  # fmt: skip
     seconds = time.monotonic() - start
     listed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
-        check=True, capture_output=True, text=True, timeout=120,
+        check=True, capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     names = sorted(
         p["name"].lower() for p in json.loads(listed.stdout)
