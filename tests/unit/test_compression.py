@@ -224,13 +224,13 @@ def test_reader_supports_readinto_and_read_all(method: str) -> None:
 
 
 def test_lz4_frames_are_written_like_walg_and_the_lz4_cli() -> None:
-    """Our lz4 frame header is WAL-G's (pierrec/lz4) and lz4 CLI's: independent 4 MiB blocks
-    with a content checksum; linked blocks would break older WAL-G readers."""
+    """Our lz4 frame header is one WAL-G (pierrec/lz4) and the lz4 CLI read: independent
+    1 MiB blocks with a content checksum; linked blocks would break older WAL-G readers."""
     blob = compressed(b"x" * 1000, "lz4")
     magic, flags, block_descriptor = struct.unpack_from("<IBB", blob)
     assert magic == 0x184D2204
     assert flags == 0b01_1_0_0_1_0_0  # version 1, block independence, content checksum
-    assert block_descriptor == 7 << 4  # 4 MiB blocks
+    assert block_descriptor == 6 << 4  # 1 MiB blocks
 
 
 def test_lzma_is_the_alone_format_with_end_marker() -> None:

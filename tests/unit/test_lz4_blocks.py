@@ -100,6 +100,40 @@ def test_same_frame_as_one_thread_and_readable_by_all(size: int, kind: str) -> N
         assert lz4_cli_decompress(blob) == data
 
 
+@pytest.mark.parametrize("size", [0, 1000, BLOCK_SIZE, 3 * BLOCK_SIZE + 5])
+def test_backup_frames_have_no_content_checksum_and_read_everywhere(size: int) -> None:
+    """Backup parts are written with one thread and no content checksum (their files carry
+    CRC-32Cs): the header says so, full blocks are LZ4F's bytes, whole 1 MiB inputs (taken
+    in place) and small pieces give the same frame, and every decoder reads it."""
+    data = wal_like(size)
+
+    def backup_frame(chunk: int) -> bytes:
+        compressor = new_compressor("lz4", threads=1, checksum=False)
+        parts: list[bytes] = []
+        for start in range(0, len(data), chunk):
+            parts += compressor.compress_parts(data[start : start + chunk])
+        return b"".join(parts + compressor.flush_parts())
+
+    blob = backup_frame(BLOCK_SIZE)
+    assert blob == backup_frame(4096)
+    assert blob[4] == 0b01_1_0_0_0_0_0  # version 1, block independence, no content checksum
+    context = lz4.frame.create_compression_context()
+    reference = lz4.frame.compress_begin(
+        context,
+        block_size=lz4.frame.BLOCKSIZE_MAX1MB,
+        block_linked=False,
+        content_checksum=False,
+        auto_flush=False,
+    )
+    reference += lz4.frame.compress_chunk(context, data) + lz4.frame.compress_flush(context)
+    if size % BLOCK_SIZE == 0:
+        assert blob == reference
+    assert blob[-4:] == b"\0\0\0\0"  # the end mark, nothing after it
+    assert lz4.frame.decompress(blob) == data
+    assert walg_decompress(blob) == data
+    assert lz4_cli_decompress(blob) == data
+
+
 def test_incompressible_blocks_are_stored() -> None:
     """A block that lz4 cannot shrink is stored as it is, flagged by the length's high bit."""
     data = random.Random(1).randbytes(BLOCK_SIZE + 100)

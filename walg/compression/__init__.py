@@ -184,11 +184,15 @@ def method_for_extension(ext: str) -> str | None:
     return None
 
 
-def new_compressor(method: str, level: int | None = None, threads: int = 1) -> Compressor:
+def new_compressor(
+    method: str, level: int | None = None, threads: int = 1, checksum: bool = True
+) -> Compressor:
     """A compressor for one stream; ``level`` defaults to :data:`DEFAULT_LEVELS`.
 
-    ``threads`` > 1 compresses lz4 blocks in that many threads at once (a frame of 1 MiB
-    blocks: :mod:`walg.compression.lz4_blocks`); other methods ignore it."""
+    lz4 writes a frame of independent 1 MiB blocks (:mod:`walg.compression.lz4_blocks`),
+    compressed in ``threads`` threads at once when ``threads`` > 1, else in the caller's
+    thread, with an xxh32 content checksum unless ``checksum`` is false; other methods
+    ignore ``threads`` and ``checksum``."""
     _check_method(method)
     if level is None:
         level = DEFAULT_LEVELS[method]
@@ -198,11 +202,11 @@ def new_compressor(method: str, level: int | None = None, threads: int = 1) -> C
             f"compression level {level} is out of range for {method}",
             f"use a level from {allowed.start} to {allowed.stop - 1}",
         )
-    if method == "lz4" and threads > 1:
+    if method == "lz4":
         from walg.compression import lz4_blocks
 
         if lz4_blocks.available():
-            return lz4_blocks.ParallelLz4Compressor(level, threads)
+            return lz4_blocks.ParallelLz4Compressor(level, threads, checksum)
     return _COMPRESSORS[method](level)
 
 
