@@ -39,6 +39,9 @@ def _reset_structlog() -> Iterator[None]:
     """Undo any ``walg.logs.configure`` a test did, so tests do not leak log settings."""
     yield
     structlog.reset_defaults()
+    from walg import logs
+
+    logs.reset()
 
 
 @pytest.fixture(autouse=True)

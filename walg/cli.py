@@ -223,7 +223,7 @@ def _help(topic: Sequence[str]) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings, load_command: CommandLoader) -> int:
     from walg import logs  # structlog costs ~80 ms; only commands that run need it
 
-    logs.configure(settings.log.level)
+    logs.configure(settings.log.level, fmt=settings.log.format)
     warnings = settings.config_warnings()
     if warnings:  # WAL-G warns about unknown settings too; the command still runs
         log = logs.get_logger()
@@ -233,19 +233,24 @@ def _dispatch(args: argparse.Namespace, settings: Settings, load_command: Comman
     return run(args, settings)
 
 
-def _print_traceback(err: BaseException) -> None:
+def _traceback_text(err: BaseException) -> str:
     import traceback  # only when a traceback is asked for
 
-    traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+    return "".join(traceback.format_exception(type(err), err, err.__traceback__))
 
 
-def _report_error(err: WalgError, debug: bool) -> int:
+def _report(fmt: str | None, msg: str, hint: str | None, err: BaseException | None) -> None:
+    """Write ``msg`` and ``hint`` as the log lines do (WALG_LOG_FORMAT, text by default);
+    with ``err``, its traceback before them (text) or inside the JSON object."""
+    from walg import logs
+
+    logs.set_format(fmt)
+    logs.write_error(msg, hint, None if err is None else _traceback_text(err))
+
+
+def _report_error(err: WalgError, debug: bool, fmt: str | None = None) -> int:
     """Print ``ERROR:``/``HINT:`` for an error walg raised on purpose; return its exit code."""
-    if debug:
-        _print_traceback(err)
-    print(f"ERROR: {err.msg}", file=sys.stderr)
-    if err.hint:
-        print(f"HINT: {err.hint}", file=sys.stderr)
+    _report(fmt, err.msg, err.hint, err if debug else None)
     return err.exit_code
 
 
@@ -263,15 +268,13 @@ def _type_name(err: BaseException) -> str:
     )
 
 
-def _report_internal_error(err: Exception, debug: bool) -> int:
+def _report_internal_error(err: Exception, debug: bool, fmt: str | None = None) -> int:
     """Print an unexpected exception as a bug report request; return 1."""
     if debug:
-        _print_traceback(err)
         hint = "this is a bug in walg; please report it with the traceback above"
     else:
         hint = "this is a bug in walg; re-run with WALG_LOG_LEVEL=DEVEL and report the traceback"
-    print(f"ERROR: internal error: {_type_name(err)}: {err}", file=sys.stderr)
-    print(f"HINT: {hint}", file=sys.stderr)
+    _report(fmt, f"internal error: {_type_name(err)}: {err}", hint, err if debug else None)
     return EX_GENERAL
 
 
@@ -329,16 +332,17 @@ def _main(
     # wal-push and wal-fetch start (walg.wal.background); None when main() runs in-process.
     # --turbo: this call alone, without a worker that would keep the configured limits.
     parsed.environ = env if environ is None and not getattr(parsed, "turbo", False) else None
+    fmt = env.get("WALG_LOG_FORMAT")  # until the settings say (a config file may set it)
     try:
         settings = _load_settings(parsed, env)
-        debug = settings.log.debug_tracebacks
+        debug, fmt = settings.log.debug_tracebacks, settings.log.format
         return _dispatch(parsed, settings, load_command)
     except WalgError as err:
-        return _report_error(err, debug)
+        return _report_error(err, debug, fmt)
     except KeyboardInterrupt:
-        print("ERROR: interrupted", file=sys.stderr)
+        _report(fmt, "interrupted", None, None)
         return EX_INTERRUPTED
     except OSError as err:  # the user's environment (EACCES, ENOSPC, EROFS...), not a bug
-        return _report_error(_with_cause(local_file_error(err), err), debug)
+        return _report_error(_with_cause(local_file_error(err), err), debug, fmt)
     except Exception as err:
-        return _report_internal_error(err, debug)
+        return _report_internal_error(err, debug, fmt)

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from servers.logtext import untimed
 from servers.synthetic_backups import at, put_backup, put_wal
 
 from walg.backup import listing
@@ -129,7 +130,7 @@ def test_cli_backup_mark(walg_env: dict[str, str], capsys: pytest.CaptureFixture
     column = rows[0].split().index("is_permanent")
     assert [r.split()[column] for r in rows[1:]] == ["true", "true", "false", "false"]
     assert main(["backup-mark", "--impermanent", a], environ=walg_env) == 1
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert err.startswith(f"ERROR: cannot mark {a} impermanent") and "HINT:" in err
     assert main(["backup-mark", "base_000000010000000000000099"], environ=walg_env) == 1
-    assert "not found" in capsys.readouterr().err
+    assert "not found" in untimed(capsys.readouterr().err)

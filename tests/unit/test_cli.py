@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from servers.logtext import untimed
 
 from walg import __version__
 from walg.cli import (
@@ -78,10 +79,10 @@ def test_installed_script_help_lists_every_command(
     done = subprocess.run(
         [str(script), "--help"], env=clean_env, capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, untimed(done.stderr)
     for command in COMMANDS:
         assert command.name in done.stdout
-    assert done.stderr == ""
+    assert untimed(done.stderr) == ""
 
 
 def test_python_dash_m_walg_prints_version(venv_bin: Path, clean_env: dict[str, str]) -> None:
@@ -105,7 +106,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown command exits 2 with argparse's usage message."""
     assert main(["frobnicate"]) == 2
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert "usage: wal-g" in err
     assert "invalid choice: 'frobnicate'" in err
 
@@ -113,7 +114,7 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """Running ``wal-g`` with no command exits 2 and says a command is required."""
     assert main([]) == 2
-    assert "required: COMMAND" in capsys.readouterr().err
+    assert "required: COMMAND" in untimed(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +196,7 @@ def test_walg_error_prints_error_and_hint(
     code = main(SAMPLE_ARGV["wal-fetch"], environ=walg_env, load_command=raising(error))
     captured = capsys.readouterr()
     assert code == 74
-    assert captured.err == (
+    assert untimed(captured.err) == (
         "ERROR: WAL segment 000000010000000000000009 is not in storage\nHINT: h1\n"
     )
     assert captured.out == ""
@@ -207,7 +208,7 @@ def test_walg_error_without_hint_prints_only_error(
     """An error with an empty hint prints no HINT line."""
     code = main(SAMPLE_ARGV["wal-push"], environ=walg_env, load_command=raising(WalgError("x")))
     assert code == 1
-    assert capsys.readouterr().err == "ERROR: x\n"
+    assert untimed(capsys.readouterr().err) == "ERROR: x\n"
 
 
 def test_walg_error_with_devel_prints_traceback(
@@ -217,7 +218,7 @@ def test_walg_error_with_devel_prints_traceback(
     env = {**walg_env, "WALG_LOG_LEVEL": "DEVEL"}
     error = ObjectNotFound("no such backup", hint="run wal-g backup-list")
     code = main(SAMPLE_ARGV["backup-fetch"], environ=env, load_command=raising(error))
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert code == 74
     assert "Traceback (most recent call last)" in err
     assert "walg.errors.ObjectNotFound: no such backup" in err
@@ -229,7 +230,7 @@ def test_internal_error(walg_env: dict[str, str], capsys: pytest.CaptureFixture[
     code = main(
         SAMPLE_ARGV["backup-list"], environ=walg_env, load_command=raising(KeyError("spam"))
     )
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert code == 1
     assert err.startswith("ERROR: internal error: KeyError: 'spam'\nHINT: ")
     assert "WALG_LOG_LEVEL=DEVEL" in err
@@ -255,7 +256,7 @@ def test_os_error_is_the_environment_not_a_bug(
 ) -> None:
     """An OSError reaching the CLI is one line naming the path, an errno hint, exit 1."""
     code = main(SAMPLE_ARGV["backup-fetch"], environ=walg_env, load_command=raising(error))
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert code == 1
     assert err.splitlines()[0] == line
     assert err.splitlines()[1].startswith("HINT: ") and hint in err.splitlines()[1]
@@ -278,7 +279,7 @@ def test_internal_error_with_devel_prints_traceback(
     """With WALG_LOG_LEVEL=DEVEL an internal error also prints its traceback."""
     env = {**walg_env, "WALG_LOG_LEVEL": "DEVEL"}
     code = main(SAMPLE_ARGV["backup-list"], environ=env, load_command=raising(ValueError("v")))
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert "ERROR: internal error: ValueError: v\n" in err
@@ -292,7 +293,7 @@ def test_keyboard_interrupt_exits_130(
         SAMPLE_ARGV["backup-push"], environ=walg_env, load_command=raising(KeyboardInterrupt())
     )
     assert code == 130
-    assert capsys.readouterr().err == "ERROR: interrupted\n"
+    assert untimed(capsys.readouterr().err) == "ERROR: interrupted\n"
 
 
 def test_malformed_setting_is_a_config_error(
@@ -301,7 +302,7 @@ def test_malformed_setting_is_a_config_error(
     """A malformed setting exits 2 with an ERROR naming the variable, before the command runs."""
     env = {**walg_env, "WALG_UPLOAD_CONCURRENCY": "abc"}
     code = main(SAMPLE_ARGV["wal-push"], environ=env, load_command=raising(AssertionError()))
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert code == ConfigError.exit_code == 2
     assert err.startswith("ERROR: ")
     assert "WALG_UPLOAD_CONCURRENCY" in err
@@ -315,7 +316,7 @@ def test_config_error_with_devel_prints_traceback(
     """WALG_LOG_LEVEL=DEVEL shows tracebacks even for errors raised while reading settings."""
     env = {**walg_env, "WALG_LOG_LEVEL": "devel", "WALG_UPLOAD_CONCURRENCY": "abc"}
     code = main(SAMPLE_ARGV["wal-push"], environ=env, load_command=raising(AssertionError()))
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert code == 2
     assert "Traceback (most recent call last)" in err
     assert "walg.errors.ConfigError" in err
@@ -329,7 +330,7 @@ def test_missing_config_file_is_a_config_error(
     argv = ["--config", str(missing), *SAMPLE_ARGV["wal-push"]]
     code = main(argv, environ=walg_env, load_command=raising(AssertionError()))
     assert code == 2
-    assert "nope.json" in capsys.readouterr().err
+    assert "nope.json" in untimed(capsys.readouterr().err)
 
 
 def test_full_with_delta_from_name_is_refused(
@@ -339,7 +340,7 @@ def test_full_with_delta_from_name_is_refused(
     rather than silently dropping one of the two flags."""
     argv = ["backup-push", "/nonexistent/pgdata", "--full", "--delta-from-name", "base_1"]
     assert main(argv, environ=walg_env) == 2
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert err.startswith("ERROR: --full and --delta-from-name contradict each other")
 
 
@@ -515,7 +516,7 @@ def test_help_command(argv: list[str], words: str, capsys: pytest.CaptureFixture
     assert main(argv, environ={"WALG_UPLOAD_CONCURRENCY": "bad"}) == 0
     captured = capsys.readouterr()
     assert words in captured.out
-    assert ("Unknown help topic" in captured.err) == (argv == ["help", "nonsense"])
+    assert ("Unknown help topic" in untimed(captured.err)) == (argv == ["help", "nonsense"])
 
 
 def test_turbo_turns_rate_limits_off(walg_env: dict[str, str]) -> None:
@@ -561,7 +562,7 @@ def test_backup_push_without_pgdata_uses_pgdata_or_says_how(
     _, settings = recorded(["backup-list"], {**walg_env, "PGDATA": "/srv/pg"})
     assert _data_directory(args, settings) == "/srv/pg"
     assert main(["backup-push"], environ=walg_env) == 2
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert "ERROR: no data directory" in err and "HINT:" in err
 
 
@@ -584,7 +585,7 @@ def test_contradicting_wal_g_flags_are_refused_before_any_work(
     """Flag combinations WAL-G refuses are refused with one ERROR line (exit 2), never
     argparse's usage exit."""
     assert main(argv, environ=walg_env) == 2
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert err.startswith("ERROR: ") and words in err
     assert "usage:" not in err
 

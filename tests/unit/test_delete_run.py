@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from servers.logtext import untimed
 from servers.synthetic_backups import at, put_backup, put_history, put_wal, wal_key
 
 from walg.backup.catalog import list_backups
@@ -252,7 +253,7 @@ def test_cli_delete_errors(
     put_backup(storage, 40, at(5), permanent=True)
     before = keys(storage)
     assert main(argv, environ=walg_env) == code
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert message in err and "Traceback" not in err
     if code == 1:
         assert err.startswith("ERROR: ") and "\nHINT: " in err
@@ -271,7 +272,7 @@ def test_storage_failure_is_one_error_line(
     three_fulls_and_a_delta(storage)
     monkeypatch.setattr(FileStorage, "_delete", refuse)
     assert main(["delete", "retain", "1", "--confirm"], environ=walg_env) == 1
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert err.startswith("ERROR: permission denied for 'basebackups_005/base_")
     assert "run the same command again" in err and "Traceback" not in err
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from servers.gpg import throwaway_key
+from servers.logtext import untimed
 from structlog.testing import capture_logs
 
 from walg import config
@@ -306,7 +307,7 @@ def test_wal_fetch_with_wrong_key_aborts_and_leaves_nothing(
     capsys.readouterr()
     assert main(["wal-fetch", "--no-prefetch", SEGMENT, str(dest)], environ=wrong) == \
         EX_ABORT_RECOVERY
-    err = capsys.readouterr().err.splitlines()
+    err = untimed(capsys.readouterr().err).splitlines()
     assert err[0] == (f"ERROR: cannot decrypt wal_005/{SEGMENT}.lz4: wrong libsodium key? "
                       "(its first chunk fails authentication)")
     assert err[1].startswith("HINT: ") and sum(line.startswith("ERROR") for line in err) == 1

@@ -29,10 +29,26 @@ def test_terminal_bar_shows_share_rate_and_eta() -> None:
     reporter = ProgressReporter("tar", "backup-push", stream=out, clock=clock)
     clock.now += 2
     reporter({"tar": StageProgress(bytes=512 << 20)}, 1 << 30)
-    reporter.finish()
+    reporter.finish(ok=False)
     line = out.getvalue()
     assert line.startswith("\rbackup-push [###############") and line.endswith("\n")
     assert " 50.0% 512.0 MiB / 1.0 GiB  256.0 MiB/s  ETA 0:02" in line
+    assert "100.0%" not in line  # a failure leaves the bar where it stopped
+
+
+def test_success_ends_at_100_percent() -> None:
+    """A command that succeeds ends its bar at 100%, even when the last update was
+    throttled or the files shrank meanwhile, and ends the line."""
+    out, clock = Tty(), Clock()
+    with ProgressReporter("tar", "backup-push", stream=out, clock=clock) as reporter:
+        clock.now += 1
+        reporter({"tar": StageProgress(bytes=100 << 20)}, 1 << 30)
+        clock.now += 0.1
+        reporter({"tar": StageProgress(bytes=900 << 20)}, 1 << 30)  # throttled
+        clock.now += 1.9
+    final = out.getvalue().split("\r")[-1]
+    assert final.startswith("backup-push [" + "#" * 30 + "] 100.0% 900.0 MiB in 0:03")
+    assert final.endswith("\n") and out.getvalue().count("\n") == 1
 
 
 def test_redraws_are_throttled() -> None:
@@ -53,8 +69,9 @@ def test_logs_when_not_a_terminal() -> None:
     with capture_logs() as logs:
         reporter({"extract": StageProgress(bytes=300)}, 1000)
         reporter({"other": StageProgress(bytes=5)}, 1000)
-    assert logs == [{"event": "progress", "task": "backup-fetch", "bytes": 300, "total": 1000,
-                     "rate_bytes_per_s": 30, "eta_s": 23.3, "log_level": "info"}]
+    assert logs == [{"event": "progress", "task": "backup-fetch", "percent": 30.0,
+                     "done_bytes": 300, "total_bytes": 1000, "rate_bytes_per_s": 30,
+                     "eta_s": 23.3, "log_level": "info"}]
 
 
 def test_format_bytes() -> None:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from servers.logtext import untimed
 from test_wal_push import pgp_key  # type: ignore[import-not-found]  # noqa: F401
 
 from walg.compression import method_for_extension, open_decompressed
@@ -73,11 +74,13 @@ def pgdata(tmp_path: Path) -> Path:
 def start_daemon(
     sock: Path, store: Path, home: Path, settings: Mapping[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """``wal-g daemon SOCK`` for file storage ``store``, logging at DEVEL, with ``settings``."""
+    """``wal-g daemon SOCK`` for file storage ``store``, logging at DEVEL in JSON lines (read
+    by ``Daemon.served``), with ``settings``."""
     env = {
         **base_env(home),
         "WALG_FILE_PREFIX": str(store),
         "WALG_LOG_LEVEL": "DEVEL",
+        "WALG_LOG_FORMAT": "json",
         **(settings or {}),
     }
     return subprocess.Popen(
@@ -176,7 +179,7 @@ def test_push_through_daemon_stores_the_segment(
     with daemon(sock, store, tmp_path) as served:
         assert sock.stat().st_mode & 0o777 == 0o600
         done = wal_push(pgdata, sock, store, tmp_path)
-        assert (done.returncode, done.stderr) == (0, "")
+        assert (done.returncode, untimed(done.stderr)) == (0, "")
         assert stored(store) == CONTENT
     assert served.served() == [str(pgdata / "pg_wal" / SEGMENT)]
 
@@ -192,7 +195,7 @@ def test_daemon_refuses_an_invalid_segment(
     with daemon(sock, store, tmp_path):
         done = wal_push(pgdata, sock, store, tmp_path, name=name)
     assert done.returncode == 1
-    assert f"ERROR: {pgdata}/pg_wal/{name} is not a valid WAL file {name}: " in done.stderr
+    assert f"ERROR: {pgdata}/pg_wal/{name} is not a valid WAL file {name}: " in untimed(done.stderr)
     assert not any(p.is_file() for p in store.rglob("*"))
 
 
@@ -204,8 +207,9 @@ def test_error_comes_back_as_exit_1_with_error_line(
     with daemon(sock, store, tmp_path):
         done = wal_push(pgdata, sock, store, tmp_path, name="000000010000000000000009")
     assert done.returncode == 1
-    assert f"ERROR: WAL file {pgdata}/pg_wal/000000010000000000000009 does not exist" in done.stderr
-    assert "HINT:" in done.stderr
+    err = untimed(done.stderr)
+    assert f"ERROR: WAL file {pgdata}/pg_wal/000000010000000000000009 does not exist" in err
+    assert "HINT:" in untimed(done.stderr)
 
 
 def test_without_daemon_the_client_pushes_directly(
@@ -213,7 +217,7 @@ def test_without_daemon_the_client_pushes_directly(
 ) -> None:
     """With no daemon on the socket path, wal-push falls back to a direct push, quietly."""
     done = wal_push(pgdata, short_dir / "absent.sock", store, tmp_path)
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (done.returncode, untimed(done.stderr)) == (0, "")
     assert stored(store) == CONTENT
 
 
@@ -226,7 +230,7 @@ def test_stale_socket_is_removed_and_refused_connection_falls_back(
     stale.bind(str(sock))
     stale.close()
     done = wal_push(pgdata, sock, store, tmp_path)
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (done.returncode, untimed(done.stderr)) == (0, "")
     assert stored(store) == CONTENT
     with daemon(sock, store, tmp_path) as running:
         assert running.proc.poll() is None
@@ -243,7 +247,8 @@ def test_client_for_another_storage_is_refused(
     with daemon(sock, store, tmp_path):
         done = wal_push(pgdata, sock, other, tmp_path)
     assert done.returncode == 2
-    assert f"archives to {store}, but this wal-push is configured for {other}" in done.stderr
+    err = untimed(done.stderr)
+    assert f"archives to {store}, but this wal-push is configured for {other}" in err
     assert not (store / "wal_005").exists()
     assert not (other / "wal_005").exists()
 
@@ -277,7 +282,7 @@ def test_second_daemon_on_the_same_socket_refuses_to_start(
         assert second.returncode != 0
         assert "another walg daemon is running on" in err
         done = wal_push(pgdata, sock, store, tmp_path)
-        assert (done.returncode, done.stderr) == (0, "")
+        assert (done.returncode, untimed(done.stderr)) == (0, "")
         assert stored(store) == CONTENT
     assert first.served() == [str(pgdata / "pg_wal" / SEGMENT)]
 
@@ -340,10 +345,10 @@ def test_client_with_other_data_settings_is_refused(
     sock = short_dir / "d.sock"
     with daemon(sock, store, tmp_path, with_key(daemon_settings, key_file)) as running:
         done = wal_push(pgdata, sock, store, tmp_path, settings=with_key(client_settings, key_file))
-    assert done.returncode == 2, done.stderr
-    assert f"runs with other settings than this wal-push: {named}" in done.stderr
-    assert "HINT: start the daemon with the same settings" in done.stderr
-    assert "secret-key" not in done.stderr
+    assert done.returncode == 2, untimed(done.stderr)
+    assert f"runs with other settings than this wal-push: {named}" in untimed(done.stderr)
+    assert "HINT: start the daemon with the same settings" in untimed(done.stderr)
+    assert "secret-key" not in untimed(done.stderr)
     assert running.served() == []
     assert not any(p.is_file() for p in store.rglob("*"))
 
@@ -363,7 +368,7 @@ def test_client_with_the_same_settings_is_served(
     with daemon(sock, store, tmp_path, settings) as running:
         client = {**settings, "WALG_UPLOAD_CONCURRENCY": "1"}
         done = wal_push(pgdata, sock, store, tmp_path, settings=client)
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (done.returncode, untimed(done.stderr)) == (0, "")
     assert running.served() == [str(pgdata / "pg_wal" / SEGMENT)]
     assert looks_encrypted((store / "wal_005" / f"{SEGMENT}.br").read_bytes()[:64])
 
@@ -397,7 +402,7 @@ def test_client_of_a_daemon_running_as_another_user_sends_nothing(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert done.returncode == 2
-    assert f"runs as user ID {other.pw_uid}, not as this user" in done.stderr
+    assert f"runs as user ID {other.pw_uid}, not as this user" in untimed(done.stderr)
     assert received == "0\n"
     assert not any(p.is_file() for p in store.rglob("*"))
 

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import pytest
 from servers.gpg import throwaway_key
+from servers.logtext import untimed
 from structlog.testing import capture_logs
 
 from walg import config
@@ -153,7 +154,7 @@ def test_copy_only_wal_g_can_read_is_not_archived_beside(
     history.write_text("1\t0/3000000\tno recovery target specified\n")
     assert main(["wal-push", str(history)], environ={"WALG_FILE_PREFIX": str(storage)}) == 1
     assert "00000002.history.zst is already archived, compressed with zstd" in (
-        capsys.readouterr().err
+        untimed(capsys.readouterr().err)
     )
     assert sorted(p.name for p in (storage / "wal_005").iterdir()) == ["00000002.history.zst"]
 
@@ -247,7 +248,7 @@ def test_missing_file_is_one_line_error(
     with pytest.raises(WalgError, match="does not exist"):
         push_wal(settings_for(store), str(path))
     code = main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(store)})
-    err = capsys.readouterr().err.splitlines()
+    err = untimed(capsys.readouterr().err).splitlines()
     assert code == 1
     assert err[0] == f"ERROR: WAL file {path} does not exist"
     assert err[1].startswith("HINT: ") and len(err) == 2
@@ -293,7 +294,7 @@ def test_invalid_wal_file_is_refused(
     with pytest.raises(WalFileInvalid, match=problem):
         push_wal(settings_for(store), str(path))
     code = main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(store)})
-    err = capsys.readouterr().err.splitlines()
+    err = untimed(capsys.readouterr().err).splitlines()
     assert code == 1
     assert err[0].startswith(f"ERROR: {path} is not a valid WAL file {name}: ")
     assert err[1].startswith("HINT: ") and len(err) == 2
@@ -334,7 +335,7 @@ def test_storage_error_is_clear_and_non_zero(
     blocker.write_text("")
     path = add_wal(pg_wal, SEG[0])
     code = main(["wal-push", str(path)], environ={"WALG_FILE_PREFIX": str(blocker)})
-    err = capsys.readouterr().err.splitlines()
+    err = untimed(capsys.readouterr().err).splitlines()
     assert code == 1
     assert err[0].startswith(f"ERROR: cannot archive {SEG[0]}: ")
     assert err[1].startswith("HINT: ")
@@ -406,7 +407,7 @@ def test_different_copy_fails_and_is_kept(
     original = (store / f"wal_005/{SEG[0]}.lz4").read_bytes()
     path.write_bytes(segment_bytes(SEG[0], 7))
     assert main(["wal-push", str(path)], environ=env) == 1
-    err = capsys.readouterr().err.splitlines()
+    err = untimed(capsys.readouterr().err).splitlines()
     assert err[0].startswith(f"ERROR: wal_005/{SEG[0]}.lz4 is already archived with other")
     assert err[1].startswith("HINT: ") and len(err) == 2
     assert (store / f"wal_005/{SEG[0]}.lz4").read_bytes() == original

@@ -57,7 +57,7 @@ from walg.format.scan import PG_CONTROL, Entry, Part, plan_parts, scan
 from walg.logs import get_logger
 from walg.pipeline import InlineRuntime, ProcessRuntime, StageProgress
 from walg.postgres.connection import BackupStart, PgConnection, connect
-from walg.postgres.wal import history_file_name, parse_history
+from walg.postgres.wal import format_lsn, history_file_name, parse_history
 from walg.stages.chunks import PartDone
 from walg.stages.throttle import Throttles
 from walg.storage import Storage, open_storage
@@ -133,7 +133,9 @@ def backup_push(
         base_wal = delta.base.backup.wal_file if delta is not None else None
         name = layout.backup_name(start.wal_file_name, base_wal)
         claim = claim_name(storage, name)  # before any part: one push per name
-        _log.info("backup started", backup=name, lsn=start.lsn, timeline=start.timeline)
+        _log.info(
+            "backup started", backup=name, lsn=format_lsn(start.lsn), timeline=start.timeline
+        )
         verify_since = start.lsn if verify else None
         with released_on_failure(storage, claim):
             stored = _store_data(
@@ -155,7 +157,10 @@ def backup_push(
             chain_to_mark = delta.base.name if permanent and delta is not None else None
             _commit(storage, claim, sentinel, stored, chain_to_mark)
     _report_corruption(stored)
-    _log.info("backup finished", backup=name, finish_lsn=stop.lsn, parts=len(stored.done))
+    _log.info(
+        "backup finished", backup=name, finish_lsn=format_lsn(stop.lsn), parts=len(stored.done),
+        size=sentinel.uncompressed_size, stored_bytes=sentinel.compressed_size,
+    )  # fmt: skip
     return PushResult(name, sentinel, len(stored.done))
 
 

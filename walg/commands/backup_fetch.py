@@ -40,8 +40,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             recovery=recovery,
             restore_only=getattr(args, "restore_only", None),
         )
-    finally:
-        reporter.finish()
+    except BaseException:
+        reporter.finish(ok=False)  # the bar stays where it stopped
+        raise
+    reporter.finish()  # at 100%
     print(result.name)
     return 0
 

@@ -39,8 +39,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     reporter = ProgressReporter("verify", "backup-verify")
     try:
         report = backup_verify(settings, args.backup_name, progress=reporter)
-    finally:
-        reporter.finish()
+    except BaseException:
+        reporter.finish(ok=False)  # the bar stays where it stopped
+        raise
+    reporter.finish()  # at 100%
     doc = report.to_json()
     if not report.ok:
         _print(args, report, doc)

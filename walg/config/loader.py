@@ -292,7 +292,9 @@ def _backup(reader: _Reader) -> BackupSettings:
 
 def _log(reader: _Reader) -> LogSettings:
     level = reader.log_level("WALG_LOG_LEVEL")
-    return LogSettings(level=level, debug_tracebacks=level == "DEBUG")
+    return LogSettings(
+        level=level, debug_tracebacks=level == "DEBUG", format=reader.choice("WALG_LOG_FORMAT")
+    )
 
 
 def _postgres(reader: _Reader) -> PostgresSettings:

@@ -195,6 +195,11 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "NORMAL, DEVEL (debug output and tracebacks) or ERROR; DEBUG, INFO, WARNING too.",
         default="NORMAL",
         choices=("NORMAL", "DEVEL", "ERROR", "DEBUG", "INFO", "WARNING")),
+    Var("WALG_LOG_FORMAT", "logging", "choice",
+        "How log lines look: text, WAL-G's `INFO: 2026/12/06 20:00:00.123456 message "
+        "key=value` lines (local time), or json, one JSON object per line (for log "
+        "collectors). walg only; WAL-G always writes text.",
+        default="text", choices=("text", "json")),
     # postgres
     Var("PGHOST", "postgres", "text", "Host name or socket directory of PostgreSQL."),
     Var("PGPORT", "postgres", "int", "Port of PostgreSQL.", minimum=1, maximum=65535),

@@ -221,10 +221,13 @@ class WalSettings:
 
 @dataclass(frozen=True, slots=True)
 class LogSettings:
-    """Logging: ``level`` is a stdlib level name (DEBUG, INFO, WARNING, ERROR)."""
+    """Logging: ``level`` is a stdlib level name (DEBUG, INFO, WARNING, ERROR); ``format``
+    is ``text`` or ``json``."""
 
     level: str = "INFO"
     debug_tracebacks: bool = False
+    format: str = "text"
+    """``text`` (WAL-G's lines) or ``json`` (WALG_LOG_FORMAT)."""
 
     @property
     def levelno(self) -> int:

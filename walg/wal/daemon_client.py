@@ -213,6 +213,23 @@ def request(
     return int(code), message
 
 
+def print_answer(message: str, fmt: str | None) -> None:
+    """Write the daemon's ERROR/HINT lines as this process writes its own (WALG_LOG_FORMAT):
+    each ERROR with the HINT after it as one event."""
+    from walg import logs
+
+    logs.set_format(fmt)
+    events: list[list[str]] = []
+    for line in message.splitlines():
+        label, _, text = line.partition(": ")
+        if label == "HINT" and events and len(events[-1]) == 1:
+            events[-1].append(text)
+        elif line.strip():
+            events.append([text if label == "ERROR" else line])
+    for event in events:
+        logs.write_error(event[0], event[1] if len(event) > 1 else None)
+
+
 def _stranger(conn: _socket.socket, socket_path: str) -> str:
     """The ERROR/HINT lines if the process listening on ``socket_path`` runs as another
     user (it would be handed this user's settings and trusted with its WAL); else ""."""
@@ -309,7 +326,7 @@ def fast_path(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
         return None
     code, message = answer
     if message:
-        sys.stderr.write(message if message.endswith("\n") else message + "\n")
+        print_answer(message, environ.get("WALG_LOG_FORMAT"))
     if command == "wal-fetch":  # as a direct wal-fetch: recovery must not end on a failure
         from walg.wal.restore_exit import restore_command_exit
 

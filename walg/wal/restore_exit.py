@@ -11,7 +11,7 @@ silently cut recovery short:
 - 0: restored; 74: not in the archive (recovery ends normally there);
 - anything else walg would exit with (1: storage, integrity, decryption, local file
   errors, internal errors; 2: settings and usage errors) becomes
-  :data:`~walg.errors.EX_ABORT_RECOVERY` (200), with a HINT line saying why;
+  :data:`~walg.errors.EX_ABORT_RECOVERY` (200), with a WARNING line saying why;
 - codes already above 125 (130 Ctrl-C, 143 SIGTERM) stay as they are.
 
 A standby (``standby.signal``, or ``standby_mode = on`` in a pre-12 ``recovery.conf``, in
@@ -30,7 +30,6 @@ only ``os`` and ``sys``: the daemon client applies it too.
 from __future__ import annotations
 
 import os
-import sys
 
 from walg.errors import EX_ABORT_RECOVERY, EX_NOT_FOUND
 
@@ -82,7 +81,7 @@ def is_standby(data_dir: str) -> bool:
 
 def restore_command_exit(argv: Sequence[str], code: int) -> int:
     """``code`` as wal-fetch must return it when ``argv`` runs wal-fetch (see the module
-    docstring); a HINT line on stderr says why when it changes. Other commands: ``code``."""
+    docstring); a WARNING line on stderr says why when it changes. Other commands: ``code``."""
     destination = fetch_destination(argv)
     if destination is None:
         return code
@@ -91,9 +90,12 @@ def restore_command_exit(argv: Sequence[str], code: int) -> int:
         data_dirs.append(os.path.dirname(os.path.dirname(os.path.abspath(destination))))
     final = restore_exit_code(code, any(is_standby(d) for d in data_dirs))
     if final != code:
-        sys.stderr.write(
-            f"HINT: wal-fetch exits with {final}, not {code}, so that PostgreSQL aborts "
+        from walg import logs  # its format was set when the error above was written
+
+        logs.write_event(
+            "warning",
+            f"wal-fetch exits with {final}, not {code}, so that PostgreSQL aborts "
             "recovery here instead of ending it early without the WAL that follows; fix the "
-            "problem above and start the server again\n"
+            "problem above and start the server again",
         )
     return final

@@ -263,7 +263,9 @@ def run_worker(
     _redirect_output(os.path.join(spool, LOG_NAME))
     from walg import logs
 
-    logs.configure(settings.log.level, stream=cast(TextIO, _Unfailing(sys.stderr)))
+    logs.configure(
+        settings.log.level, stream=cast(TextIO, _Unfailing(sys.stderr)), fmt=settings.log.format
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
