@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from walg.backup.claim import Claim, claim_name, confirm_claim, put_sentinel, released_on_failure
+from walg.backup.claim import (
+    Claim,
+    claim_finished,
+    claim_name,
+    confirm_claim,
+    finish_claim,
+    put_sentinel,
+    released_on_failure,
+)
 from walg.backup.deletion import DeleteRequest, delete
 from walg.backup.retention import GRACE
 from walg.errors import BackupNameTaken, StorageUnavailable
@@ -74,6 +82,37 @@ def test_delete_garbage_removes_a_crashed_pushs_claim_after_the_grace() -> None:
     delete(storage, DeleteRequest("garbage", confirm=True), out=io.StringIO(), now=later)
     assert list(storage.list_objects()) == []
     claim_name(storage, NAME)
+
+
+def test_lost_sentinel_of_a_finished_push_is_garbage_at_once() -> None:
+    """A backup whose push finished (claim marked after the sentinel) and whose sentinel
+    was then removed is garbage at once, as in WAL-G; a push still running (claim not
+    marked) keeps its hour of grace, and so does a folder without a claim."""
+    storage = MemoryStorage()
+    done, running, foreign = NAME, "base_000000010000000000000006", "base_000000010000000000000008"
+    claim = claim_name(storage, done)
+    storage.put_object(layout.part_key(done, "part_001.tar.lz4"), b"tar")
+    put_sentinel(storage, claim, b"{}")
+    finish_claim(storage, claim)
+    assert claim_finished(storage, done)
+    claim_name(storage, running)
+    assert not claim_finished(storage, running)
+    storage.put_object(layout.part_key(foreign, "part_001.tar.lz4"), b"WAL-G's")
+    storage.delete_objects([layout.sentinel_key(done)])  # `wal-g st rm` of the sentinel
+    out = io.StringIO()
+    delete(storage, DeleteRequest("garbage", confirm=True), out=out)
+    assert not [o for o in storage.list_objects() if o.name.startswith(f"basebackups_005/{done}")]
+    assert storage.exists(layout.claim_key(running))
+    assert storage.exists(layout.part_key(foreign, "part_001.tar.lz4"))
+    assert "though its backup-push finished" in out.getvalue() or done in out.getvalue()
+
+
+def test_finish_claim_leaves_another_pushs_claim_alone() -> None:
+    """Marking is best effort and only ever marks this push's own claim."""
+    storage = MemoryStorage()
+    claim_name(storage, NAME)
+    finish_claim(storage, Claim(NAME, "not-this-push"))
+    assert not claim_finished(storage, NAME)
 
 
 def _fail_inside(storage: MemoryStorage, claim: Claim, error: BaseException) -> None:

@@ -321,7 +321,8 @@ def test_target_of_an_interrupted_deletion_removes_the_folder() -> None:
 
 def test_garbage_deletes_old_unfinished_folders_and_wal_before_every_backup() -> None:
     """garbage: unfinished folders older than the grace period go, recent ones stay (with a
-    note); WAL below the oldest backup (permanent included) goes; .history stays."""
+    note); WAL below the oldest non-permanent backup goes but a permanent backup's own (as
+    WAL-G, and as retain); .history stays."""
     perm = ref(5, 0, permanent=True)
     b = ref(10, 1)
     stale, fresh = "base_000000010000000000000003", "base_00000001000000000000000C"
@@ -332,8 +333,10 @@ def test_garbage_deletes_old_unfinished_folders_and_wal_before_every_backup() ->
     assert deleted(plan) == [] and kept(plan) == {perm.name, b.name}
     assert [d.name for d in plan.unfinished] == [stale]
     assert any(fresh in note for note in plan.notes)
-    assert plan.wal == tuple(wal(1, range(0, 5)))
+    assert plan.wal == tuple(wal(1, [*range(0, 5), *range(6, 10)]))
     assert plan.temporary == ("wal_005/.walg-tmp-x.1",)
+    only_permanent = plan_garbage(inv([perm], keys))
+    assert only_permanent.wal == tuple(wal(1, range(0, 5)))
     archives = plan_garbage(inv([perm, b], keys, unfinished=unfinished), "ARCHIVES")
     assert archives.unfinished == () and archives.wal == plan.wal
     backups = plan_garbage(inv([perm, b], keys, unfinished=unfinished), "BACKUPS")
@@ -494,15 +497,21 @@ def test_target_deletes_exactly_the_dependents(
 def test_garbage_never_deletes_a_backup_or_wal_it_may_need(
     history: tuple[list[BackupRef], list[str]],
 ) -> None:
-    """garbage keeps every backup and deletes only segment/backup/partial WAL below the
-    oldest backup's start (permanent ones included)."""
+    """garbage keeps every backup and deletes exactly the segment/backup/partial WAL below
+    the oldest non-permanent backup's start (the oldest backup's, if all are permanent)
+    outside every backup's own start..finish."""
     backups, keys = history
     plan = plan_garbage(inv(backups, keys))
     assert plan.delete == () and kept(plan) == {b.name for b in backups}
-    oldest = min(wal_position(b.start_wal) for b in backups)
+    bases = [b for b in backups if not b.permanent] or backups
+    oldest = min(wal_position(b.start_wal) for b in bases)
+    spans = [(wal_position(b.start_wal), wal_position(b.finish_wal)) for b in backups]
     expected = set()
     for key in keys:
         name, kind = classify_wal_key(key) or ("", None)
-        if kind is not WalFileKind.HISTORY and wal_position(name) < oldest:
+        if kind is None or kind is WalFileKind.HISTORY:
+            continue
+        position = wal_position(name)
+        if position < oldest and not any(start <= position <= end for start, end in spans):
             expected.add(key)
     assert set(plan.wal) == expected

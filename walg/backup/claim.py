@@ -10,7 +10,10 @@ a storage that ignores conditional writes is still checked twice.
 
 The claim is an ordinary object of the backup's folder: WAL-G does not read it, deleting
 the backup deletes it, and ``delete garbage`` removes the folder of a push that crashed
-(no sentinel) an hour after its last write, claim included.
+(no sentinel) an hour after its last write, claim included. Once the sentinel is written
+the claim is marked finished (``FinishTime``): a folder whose sentinel is later lost (a
+partial delete, ``st rm``) is then known to be no push in progress, and ``delete garbage``
+removes it at once, as WAL-G does.
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ from walg.storage.base import Storage
 
 _log = get_logger("walg")
 
-__all__ = ["Claim", "claim_name", "confirm_claim", "put_sentinel", "released_on_failure"]
+__all__ = [
+    "Claim",
+    "claim_finished",
+    "claim_name",
+    "confirm_claim",
+    "finish_claim",
+    "put_sentinel",
+    "released_on_failure",
+]
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,25 @@ def put_sentinel(storage: Storage, claim: Claim, data: bytes) -> None:
             hint="run `wal-g backup-list` to see it; another backup-push (or WAL-G) wrote "
             "to the same storage at the same WAL position",
         ) from None
+
+
+def finish_claim(storage: Storage, claim: Claim) -> None:
+    """Mark the claim of the committed backup finished (call after its sentinel). Best
+    effort: the backup is complete either way; an unmarked claim only means that, should
+    its sentinel be lost, ``delete garbage`` waits out the grace period for it."""
+    try:
+        doc = _read_claim(storage, claim.name)
+        if doc.get("WalgToken") == claim.token:
+            doc["FinishTime"] = format_time(datetime.now(UTC))
+            storage.put_object(layout.claim_key(claim.name), json.dumps(doc).encode())
+    except WalgError as err:
+        _log.warning("could not mark the backup-push claim finished", backup=claim.name,
+                     error=err.msg)
+
+
+def claim_finished(storage: Storage, name: str) -> bool:
+    """Whether the folder ``name`` holds a claim of a backup-push that finished."""
+    return "FinishTime" in _read_claim(storage, name)
 
 
 def _refuse_complete(storage: Storage, name: str) -> None:

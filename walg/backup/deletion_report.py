@@ -67,12 +67,13 @@ def render_plan(plan: Plan, snapshot: Snapshot, title: str, confirm: bool) -> st
         lines.append(f"unfinished backup folders to delete: {len(plan.unfinished)}")
         for decision in plan.unfinished:
             counted = totals.add(folders.get(decision.name, []))
-            lines.append(f"{_INDENT}{decision.name}  {_count(counted)}  {decision.reason}")
+            where = f"under {layout.BASEBACKUPS}/{decision.name}/"
+            lines.append(f"{_INDENT}{decision.name}  {_count(counted)} {where}  {decision.reason}")
     if plan.wal:
         wal_sizes = {o.name: o.size for o in snapshot.wal_objects}
         wal = totals.add((key, wal_sizes.get(key, 0)) for key in plan.wal)
         below = f", below segment {plan.wal_horizon}" if plan.wal_horizon else ""
-        lines.append(f"WAL files to delete: {_count(wal, 'file')}{below}")
+        lines.append(f"WAL files to delete: {_count(wal, 'file')}{below}, in {layout.WAL}/")
         lines += _wal_lines(wal)
     if plan.temporary:
         temp_sizes = {o.name: o.size for o in snapshot.temporary}

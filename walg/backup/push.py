@@ -33,6 +33,7 @@ from walg.backup.claim import (
     Claim,
     claim_name,
     confirm_claim,
+    finish_claim,
     put_sentinel,
     released_on_failure,
 )
@@ -444,3 +445,4 @@ def _commit(
     )
     storage.put_object(layout.files_metadata_key(name), dump(_files_metadata(stored).to_json()))
     put_sentinel(storage, claim, dump(sentinel.to_json()))
+    finish_claim(storage, claim)  # a lost sentinel later: garbage at once, no grace

@@ -32,12 +32,15 @@ Rules (WAL-G's, plus the safety rules WAL-G lacks):
 - ``everything`` deletes every object of both folders, refusing while permanent backups
   exist unless FORCE is given.
 - ``garbage`` deletes unfinished backup folders (no sentinel) and WAL older than the oldest
-  backup; with no backup but permanent ones, ``--without-backup-check`` deletes all WAL but
-  the permanent backups' (WAL-G's flag; without it that WAL stays). A folder written
+  non-permanent backup, except a permanent backup's own (as WAL-G, and as retain does);
+  with no backup but permanent ones, WAL older than the oldest, or with
+  ``--without-backup-check`` all WAL but the permanent backups' (WAL-G's flag). A folder written
   within :data:`GRACE` is left alone: a backup-push may be writing it right now (its
-  sentinel comes last). The same holds for temporary files of crashed writes. ``retain``
-  and ``before`` also delete unfinished folders older than what they keep, so that
-  re-running an interrupted delete (which removes sentinels first) finishes it.
+  sentinel comes last), unless its claim says that push finished (the sentinel was
+  removed later, :mod:`walg.backup.claim`): then it goes at once, as in WAL-G. Temporary
+  files of crashed writes get the same grace. ``retain`` and ``before`` also delete
+  unfinished folders older than what they keep, so that re-running an interrupted delete
+  (which removes sentinels first) finishes it.
 """
 
 from __future__ import annotations
@@ -214,8 +217,9 @@ def plan_garbage(
     inventory: Inventory, scope: GarbageScope = None, without_backup_check: bool = False
 ) -> Plan:
     """``delete garbage [ARCHIVES|BACKUPS] [--without-backup-check]``: unfinished backups,
-    WAL older than every backup (or, with the flag and only permanent backups, all WAL
-    outside their ranges)."""
+    WAL older than the oldest non-permanent backup except each permanent backup's own (with
+    only permanent backups: older than the oldest, or with the flag all WAL outside their
+    ranges)."""
     backups = _sorted(inventory.backups)
     keep = tuple(Decision(b.name, "complete backup") for b in backups)
     unfinished: tuple[Decision, ...] = ()
@@ -230,8 +234,9 @@ def plan_garbage(
             wal = wal_keys_below(inventory.wal_keys, None, backups)
             notes.append("no backup but permanent ones, --without-backup-check: WAL outside "
                          "the permanent backups goes")
-        elif backups:
-            horizon = min(backups, key=lambda b: wal_position(b.start_wal)).start_wal
+        elif backups:  # as WAL-G: below the oldest non-permanent backup, as retain does
+            bases = [b for b in backups if not b.permanent] or backups
+            horizon = min(bases, key=lambda b: wal_position(b.start_wal)).start_wal
             wal = wal_keys_below(inventory.wal_keys, horizon, backups)
         else:
             notes.append("no complete backup: WAL is kept (it may be needed by the first "
@@ -349,7 +354,7 @@ def _pinned(inventory: Inventory, backups: Sequence[BackupRef]) -> list[tuple[Ba
     found = [(b, "permanent", f"base of permanent {b.name}") for b in backups if b.permanent]
     recent = inventory.now - GRACE
     for folder, written in sorted(inventory.unfinished.items()):
-        if written < recent or "_D_" not in folder:
+        if written < recent or folder in inventory.finished or "_D_" not in folder:
             continue
         base_wal = folder.split("_D_", 1)[1][:24]
         why = f"base of {folder}, which a backup-push may be writing"
@@ -372,7 +377,9 @@ def _old_unfinished(
     for name, written in sorted(inventory.unfinished.items()):
         if not wanted(name):
             continue
-        if written < cutoff:
+        if name in inventory.finished:
+            chosen.append(Decision(name, "no sentinel, though its backup-push finished"))
+        elif written < cutoff:
             chosen.append(Decision(name, f"no sentinel; last written {_stamp(written)}"))
         else:
             notes.append(

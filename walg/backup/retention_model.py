@@ -69,13 +69,15 @@ class BackupRef:
 @dataclass(frozen=True)
 class Inventory:
     """What storage holds. ``unfinished`` maps backup folders without a sentinel to their
-    newest object's time; ``temporary`` maps keys of crashed writes' temporary files to
-    their time."""
+    newest object's time; ``finished`` names those of them whose backup-push claim says
+    the push finished (the sentinel was removed after it: no push is writing them);
+    ``temporary`` maps keys of crashed writes' temporary files to their time."""
 
     backups: Sequence[BackupRef]
     wal_keys: Sequence[str]
     now: datetime
     unfinished: Mapping[str, datetime] = field(default_factory=dict)
+    finished: frozenset[str] = frozenset()
     temporary: Mapping[str, datetime] = field(default_factory=dict)
 
 

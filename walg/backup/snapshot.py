@@ -9,6 +9,7 @@ from datetime import datetime
 
 from walg.backup import catalog, retention
 from walg.backup.catalog import BackupInfo
+from walg.backup.claim import claim_finished
 from walg.backup.retention import BackupRef, Inventory
 from walg.errors import RetentionError
 from walg.format import layout
@@ -28,6 +29,7 @@ class Snapshot:
     wal_objects: list[ObjectInfo]
     temporary: list[ObjectInfo] = field(default_factory=list)
     malformed: list[ObjectInfo] = field(default_factory=list)  # sentinels that do not parse
+    finished: frozenset[str] = frozenset()  # unfinished folders with a finished claim
 
     def check_readable(self, mode: str) -> None:
         """Refuse to plan around a backup whose sentinel cannot be read: its start is
@@ -71,6 +73,7 @@ class Snapshot:
             wal_keys=[o.name for o in self.wal_objects],
             now=now,
             unfinished=self.unfinished(),
+            finished=self.finished,
             temporary={o.name: o.modified for o in self.temporary},
         )
 
@@ -111,4 +114,8 @@ def take_snapshot(storage: Storage, workers: int = catalog.DEFAULT_WORKERS) -> S
     if isinstance(storage, FileStorage):
         for folder in (layout.BASEBACKUPS, layout.WAL):
             temporary += storage.list_temporary(folder)
-    return Snapshot(backups, base, wal, temporary, damaged)
+    snapshot = Snapshot(backups, base, wal, temporary, damaged)
+    claimed = {o.name for o in base if o.name.endswith("/" + layout.CLAIM)}
+    done = (n for n in snapshot.unfinished() if layout.claim_key(n) in claimed)
+    snapshot.finished = frozenset(n for n in done if claim_finished(storage, n))
+    return snapshot
