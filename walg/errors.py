@@ -39,6 +39,7 @@ __all__ = [
     "StageFailed",
     "StorageError",
     "StorageUnavailable",
+    "StorageUnreachable",
     "Terminated",
     "VerificationFailed",
     "VersionsUnsupported",
@@ -134,6 +135,17 @@ class StorageUnavailable(StorageError):
 
     retryable = True
     default_hint = "the storage may be unreachable; check the network and endpoint and try again"
+
+
+class StorageUnreachable(StorageUnavailable):
+    """No connection to the storage: refused, timed out, or its name does not resolve.
+    Retried within WALG_STORAGE_RETRY_BUDGET per call, not for as long as answers that
+    the service gives (5xx, throttling), so a storage that is down fails in seconds."""
+
+    default_hint = (
+        "check that the storage is up and reachable from this host (endpoint, DNS, "
+        "firewall, proxy); WALG_STORAGE_RETRY_BUDGET sets how long each call retries"
+    )
 
 
 class VersionsUnsupported(StorageError):

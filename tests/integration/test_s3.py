@@ -20,7 +20,16 @@ from urllib.parse import urlsplit
 
 import pytest
 from servers.faults import FaultProxy, OneWay, SeenRequest, one_way
-from servers.s3 import PREFIX, S3Maker, make_s3_storage, moto_server, start_moto, stop_moto
+from servers.s3 import (
+    PREFIX,
+    S3Maker,
+    free_port,
+    make_s3_storage,
+    moto_server,
+    raw_client,
+    start_moto,
+    stop_moto,
+)
 from structlog.testing import capture_logs
 
 from walg.backup.claim import claim_name, confirm_claim, put_sentinel
@@ -43,6 +52,7 @@ from walg.storage.s3_multipart import (
     MultipartUpload,
     PartSource,
 )
+from walg.storage.s3_region import ask_region
 
 __all__ = ["make_s3_storage", "moto_server"]  # fixtures, imported for pytest
 
@@ -322,8 +332,11 @@ def test_storage_class_and_encryption_reach_the_server(
     assert first["x-amz-server-side-encryption"] == sse[0]
 
 
-def test_from_settings_and_region_discovery(make_s3_storage: S3Maker, moto_server: str) -> None:
-    """from_settings opens s3://bucket/path; without AWS_REGION the bucket's region is found."""
+def test_from_settings_with_an_endpoint_asks_no_region(
+    make_s3_storage: S3Maker, moto_server: str
+) -> None:
+    """from_settings opens s3://bucket/path; with AWS_ENDPOINT and no AWS_REGION the client
+    signs for us-east-1 without asking S3 (as WAL-G does for S3-compatible services)."""
     bucket = make_s3_storage.new_bucket("eu-west-1")
     where = StorageSettings("s3", bucket, "walg/pfx", "WALE_S3_PREFIX", f"s3://{bucket}/walg/pfx")
     s3 = S3Settings(
@@ -337,8 +350,20 @@ def test_from_settings_and_region_discovery(make_s3_storage: S3Maker, moto_serve
     storage.put_object("k", b"x")
     assert storage.url == f"s3://{bucket}/walg/pfx/"
     assert storage.retry.max_retries == 2
-    assert storage.client.meta.region_name == "eu-west-1"
+    assert storage.client.meta.region_name == "us-east-1"
     assert make_s3_storage.client.get_object(Bucket=bucket, Key="walg/pfx/k")["Body"].read() == b"x"
+
+
+def test_region_is_asked_once_without_an_endpoint(
+    make_s3_storage: S3Maker, moto_server: str
+) -> None:
+    """Without AWS_ENDPOINT nor AWS_REGION the bucket's region is asked of S3 once; a lookup
+    that fails (here: nothing listens) gives us-east-1 at once, without retries."""
+    bucket = make_s3_storage.new_bucket("eu-west-1")
+    assert ask_region(raw_client(moto_server), bucket, "WALG_S3_PREFIX") == "eu-west-1"
+    started = time.monotonic()
+    assert ask_region(raw_client(f"http://127.0.0.1:{free_port()}"), bucket, "V") == "us-east-1"
+    assert time.monotonic() - started < 5
 
 
 def test_storage_pickles_without_its_client(make_s3_storage: S3Maker) -> None:

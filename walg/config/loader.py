@@ -98,6 +98,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
         ),
         log=_log(reader),
         postgres=_postgres(reader),
+        storage_retry_budget=reader.duration("WALG_STORAGE_RETRY_BUDGET"),
         config_file=config_file,
         unknown=unknown,
         noted=noted,

@@ -57,6 +57,12 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_GS_PREFIX", "storage", "prefix",
         "Google Cloud Storage location gs://bucket/path to store backups in.",
         fallbacks=("WALE_GS_PREFIX",)),
+    Var("WALG_STORAGE_RETRY_BUDGET", "storage", "duration",
+        "How long one S3 or GCS request keeps retrying while the storage cannot be reached "
+        "(connection refused or timed out, name not resolved), and the most a connection "
+        "attempt waits; then the command fails. Errors the service answers (5xx, throttling) "
+        "are retried WALG_S3_MAX_RETRIES times whatever this says. 0: no time limit. walg "
+        "only.", default="10s"),
     # s3
     Var("AWS_ACCESS_KEY_ID", "s3", "secret", "S3 access key ID.", fallbacks=("AWS_ACCESS_KEY",)),
     Var("AWS_SECRET_ACCESS_KEY", "s3", "secret", "S3 secret access key.",

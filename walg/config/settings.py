@@ -278,6 +278,7 @@ class Settings:
     wal: WalSettings = field(default_factory=WalSettings)
     log: LogSettings = field(default_factory=LogSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    storage_retry_budget: float = 10.0  # WALG_STORAGE_RETRY_BUDGET, seconds (0: no limit)
     config_file: str | None = None
     unknown: tuple[str, ...] = ()  # WALG_*/WALE_* names given that neither walg nor WAL-G knows
     noted: tuple[str, ...] = ()  # WAL-G settings given that walg accepts but does not implement

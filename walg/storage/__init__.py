@@ -25,11 +25,13 @@ def open_storage(settings: Settings) -> Storage:
         from walg.storage.file import FileStorage
 
         return FileStorage(where.path)
+    budget = settings.storage_retry_budget
     if where.kind == "s3":
         from walg.storage.s3 import S3Storage
 
-        retry = RetryPolicy(max_retries=settings.s3.max_retries)
+        retry = RetryPolicy(max_retries=settings.s3.max_retries, budget=budget)
         return S3Storage.from_settings(where, settings.s3, settings.concurrency.upload, retry)
     from walg.storage.gcs import GcsStorage
 
-    return GcsStorage.from_settings(where, settings.gcs)
+    # WAL-G's GCS default of 16 retries: an unreachable GCS is bounded by the budget
+    return GcsStorage.from_settings(where, settings.gcs, RetryPolicy(16, budget=budget))

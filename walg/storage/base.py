@@ -30,15 +30,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from walg.errors import ObjectExists, ObjectNotFound, StorageError, VersionsUnsupported
-from walg.logs import get_logger
 from walg.sizes import CHUNK
+from walg.storage.retry import RetryPolicy, Tries
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -58,9 +57,6 @@ __all__ = [
 
 DELETE_BATCH = 1000
 """Keys per delete request (the S3 limit)."""
-
-T = TypeVar("T")
-_log = get_logger("walg.storage")
 
 
 @dataclass(frozen=True)
@@ -90,38 +86,6 @@ class Listing:
 
     objects: tuple[ObjectInfo, ...]
     folders: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Capped exponential backoff with full jitter for :class:`StorageUnavailable` errors.
-
-    Attempt ``n`` (from 0) waits a random time in ``[0, min(max_delay, base_delay * 2**n)]``.
-    """
-
-    max_retries: int = 5
-    base_delay: float = 0.1
-    max_delay: float = 10.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-    def delay(self, attempt: int) -> float:
-        import random  # only when a retry waits: not on every wal-push
-
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-
-    def call(self, what: str, operation: Callable[[], T]) -> T:
-        """Run ``operation``, retrying it while it raises a retryable error."""
-        attempt = 0
-        while True:
-            try:
-                return operation()
-            except StorageError as err:
-                if not err.retryable or attempt >= self.max_retries:
-                    raise
-                pause = self.delay(attempt)
-                _log.warning("storage retry", op=what, attempt=attempt + 1, error=err.msg)
-                self.sleep(pause)
-                attempt += 1
 
 
 def check_key(key: str) -> str:
@@ -284,19 +248,16 @@ class Storage(ABC):
         full = self._root + _check_prefix(prefix)
         skip = len(self._root)
         last = ""
-        attempt = 0
+        tries = self.retry.tries()
         while True:
             try:
                 for info in self._list(full, last):
                     last = info.name
+                    tries.progress()
                     yield ObjectInfo(info.name[skip:], info.size, info.modified)
                 return
             except StorageError as err:
-                if not err.retryable or attempt >= self.retry.max_retries:
-                    raise
-                _log.warning("storage list resumed", prefix=full, after=last, error=err.msg)
-                self.retry.sleep(self.retry.delay(attempt))
-                attempt += 1
+                tries.failed(err)  # raises, or waits before the listing resumes after last
 
     def list_folder(self, folder: str = "") -> Listing:
         """The objects directly in ``folder`` and its sub-folder names (one level)."""
@@ -409,7 +370,7 @@ class _ResumingReader(ReadStream):
         self._key = key
         self._stream = stream
         self._position = 0
-        self._retries = 0
+        self._tries = Tries(storage.retry)  # the budget starts at a first failure
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -422,20 +383,18 @@ class _ResumingReader(ReadStream):
                 continue
             if data:
                 self._position += len(data)
-                self._retries = 0  # progress: a later cut gets a fresh budget
+                self._tries.progress()  # a later cut gets a fresh count and budget
             return data
 
     def _reopen(self, err: StorageError) -> None:
-        policy = self._storage.retry
-        if not err.retryable or self._retries >= policy.max_retries:
-            raise err
-        policy.sleep(policy.delay(self._retries))
-        self._retries += 1
-        _log.warning("storage read resumed", key=self._key, offset=self._position, error=err.msg)
+        self._tries.failed(err)  # raises, or waits before the read resumes
         self._stream.close()
-        self._stream = policy.call(
-            f"reopen {self._key}", lambda: self._storage._read(self._key, self._position)
-        )
+        while True:
+            try:
+                self._stream = self._storage._read(self._key, self._position)
+                return
+            except StorageError as again:
+                self._tries.failed(again)
 
     def close(self) -> None:
         if not self.closed:

@@ -22,7 +22,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NamedTuple, cast
 from urllib.parse import quote
@@ -193,7 +193,7 @@ class GcsStorage(Storage):
 
     def __init__(self, options: GcsOptions, path: str = "", retry: RetryPolicy | None = None):
         super().__init__(retry)
-        self.options = options
+        self.options = options = replace(options, timeout=self.retry.timeouts(options.timeout))
         self._clients = _Clients(options)
         self._where = Where(options.bucket)
         if path.strip("/"):

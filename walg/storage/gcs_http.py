@@ -15,7 +15,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from walg.errors import ObjectNotFound, PermissionDenied, StorageError, StorageUnavailable
+from walg.errors import (
+    ObjectNotFound,
+    PermissionDenied,
+    StorageError,
+    StorageUnavailable,
+    StorageUnreachable,
+)
 from walg.storage.base import ObjectVersion, ReadStream
 
 __all__ = [
@@ -33,6 +39,10 @@ __all__ = [
 CREDENTIALS_HINT = (
     "check GOOGLE_APPLICATION_CREDENTIALS (a service account JSON file) or the application "
     "default credentials, and that they may read, write and delete objects in the bucket"
+)
+_UNREACHABLE_HINT = (
+    "check that GCS (or STORAGE_EMULATOR_HOST) is up and reachable from this host (DNS, "
+    "firewall, HTTPS_PROXY); WALG_STORAGE_RETRY_BUDGET sets how long each call retries"
 )
 _TRANSIENT_STATUS = frozenset({408, 429})
 _DETAIL_LIMIT = 200
@@ -126,6 +136,9 @@ def translate(err: BaseException, what: str, url: str) -> StorageError:
     # Only the exception's type goes into the message: its text can hold a request URL,
     # and the URL of an upload session is a credential for that upload.
     name = type(err).__name__
+    unreachable = _unreachable(err)
+    if unreachable:
+        return StorageUnreachable(f"{unreachable} (cannot {what} {url})", _UNREACHABLE_HINT)
     if isinstance(err, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
         return StorageUnavailable(f"cannot {what} {url}: timed out ({name})")
     transient = (
@@ -139,6 +152,39 @@ def translate(err: BaseException, what: str, url: str) -> StorageError:
     if isinstance(err, transient):
         return StorageUnavailable(f"cannot {what} {url}: connection failed or cut ({name})")
     return StorageError(f"cannot {what} {url}: {name}")
+
+
+def _unreachable(err: BaseException) -> str:
+    """What went wrong, for a DBA, when no connection to GCS was made ("GCS at
+    http://host:port/ refused the connection"); "" for any other error. Only the origin of
+    the request's URL is named (the rest may be an upload session's capability)."""
+    import requests
+
+    if not isinstance(err, requests.ConnectionError) or isinstance(err, requests.ReadTimeout):
+        return ""
+    request = getattr(err, "request", None)
+    where = f"GCS at {_origin(str(getattr(request, 'url', '') or ''))}"
+    if isinstance(err, requests.ConnectTimeout):
+        return f"{where} did not accept the connection in time (connect timeout)"
+    cause = str(err).lower()
+    if "refused" in cause:
+        return f"{where} refused the connection"
+    if "resolve" in cause or "name or service" in cause or "nodename" in cause:
+        return f"{where} cannot be reached: its host name does not resolve"
+    if "newconnectionerror" in cause or "failed to establish" in cause:
+        return f"{where} cannot be reached"
+    return ""  # a connection cut after it was made: transient, not unreachable
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port/`` of a request URL (GCS's own when the URL is unknown)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "https://storage.googleapis.com/"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/"
 
 
 def _api_detail(err: Any) -> str:

@@ -36,8 +36,8 @@ from typing import Any, BinaryIO
 from walg.errors import IntegrityError, StorageError, StorageUnavailable
 from walg.logs import get_logger
 from walg.sizes import CHUNK
-from walg.storage.base import RetryPolicy
 from walg.storage.gcs_http import sdk_errors, translate
+from walg.storage.retry import RetryPolicy, Tries
 
 __all__ = ["CHUNK_UNIT", "OCTET_STREAM", "ChunkWindow", "ResumableUpload", "read_up_to"]
 
@@ -196,10 +196,10 @@ class ResumableUpload:
         """The stored object's metadata; None if the answer to the last chunk was lost."""
         upload = self._open(window)
         retried: tuple[type[BaseException], ...] = (*sdk_errors(), StorageUnavailable)
-        failures, response = 0, None
+        tries, response = self._retry.tries(), None
         while not upload.finished:
             try:
-                if failures:
+                if tries.count:
                     upload.recover(self._transport)
                 sent = upload.bytes_uploaded
                 if window.tell() != sent:  # the server kept part of the last chunk
@@ -207,12 +207,11 @@ class ResumableUpload:
                 response = upload.transmit_next_chunk(self._transport)
                 if not upload.finished and upload.bytes_uploaded <= sent:
                     raise StorageUnavailable(f"cannot upload {self._url}: the server took no data")
-                failures = 0
+                tries.progress()
             except retried as err:
                 if window.ended and _answered(err, (200, 201, 404, 410)):
                     return None  # the session is over: the last chunk's answer was lost
-                self._failed(err, failures)
-                failures += 1
+                self._failed(err, tries)
         return dict(response.json()) if response is not None else None
 
     def _open(self, window: ChunkWindow) -> Any:
@@ -220,28 +219,24 @@ class ResumableUpload:
         from google.resumable_media import common
         from google.resumable_media.requests import ResumableUpload as Session
 
-        failures = 0
+        tries = self._retry.tries()
         while True:
             upload = Session(self._start_url, window.chunk_size)  # a failed one stays invalid
             upload._retry_strategy = common.RetryStrategy(max_retries=0)  # walg retries
             try:
                 upload.initiate(self._transport, window, {}, OCTET_STREAM, stream_final=False)
             except sdk_errors() as err:
-                self._failed(err, failures)
-                failures += 1
+                self._failed(err, tries)
                 continue
             self._session_url = upload.resumable_url
             return upload
 
-    def _failed(self, err: BaseException, failures: int) -> None:
+    def _failed(self, err: BaseException, tries: Tries) -> None:
         """Raise ``err`` as walg's error unless it may be retried; else wait the retry delay."""
-        error = translate(err, "upload", self._url)
-        if not error.retryable or failures >= self._retry.max_retries:
+        try:
+            tries.failed(translate(err, "upload", self._url))
+        except StorageError as error:
             raise error from err
-        _log.warning(
-            "storage retry", op=f"upload {self._url}", attempt=failures + 1, error=error.msg
-        )
-        self._retry.sleep(self._retry.delay(failures))
 
     def _verify(self, result: dict[str, Any] | None, size: int, crc32c: str) -> None:
         """Check the stored object against what was sent."""
