@@ -11,6 +11,7 @@ from conftest_helpers import (  # type: ignore[import-not-found]
     fetch_and_recover,
     push,
 )
+from servers.logtext import untimed
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server
 from test_pitr import wrapper  # type: ignore[import-not-found]
@@ -129,7 +130,7 @@ def test_retain_and_target_respect_delta_chains(pg_cluster_factory: Any, walg: A
 
     refused = walg("delete", "retain", "2", "--confirm", env=env, check=False)
     assert refused.returncode == 1
-    assert f"ERROR: {d3} (the 2nd newest backup) is a delta backup" in refused.stderr
+    assert f"ERROR: {d3} (the 2nd newest backup) is a delta backup" in untimed(refused.stderr)
     assert "retain FIND_FULL 2" in refused.stderr
 
     done = walg("delete", "retain", "FIND_FULL", "2", "--confirm", env=env).stdout.splitlines()

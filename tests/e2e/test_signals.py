@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from conftest_helpers import WALG, push, scrubbed_env  # type: ignore[import-not-found]
 from servers.faults import FaultProxy
+from servers.logtext import untimed
 from servers.postgres import PgCluster
 from servers.s3 import make_s3_storage, moto_server  # noqa: F401
 
@@ -41,7 +42,7 @@ def terminate(proc: subprocess.Popen[str]) -> str:
 
 def assert_one_error(err: str) -> None:
     assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if line.startswith("ERROR:")]
+    errors = [line for line in untimed(err).splitlines() if line.startswith("ERROR:")]
     assert errors == ["ERROR: stopped by SIGTERM"], err
 
 
@@ -114,6 +115,6 @@ def test_sigterm_stops_backup_fetch_with_a_hint_to_empty_the_target(
         err = terminate(proc)
     assert proc.returncode == 143, err
     assert_one_error(err)
-    assert f"HINT: {target} holds a partial restore: empty it" in err
+    assert f"HINT: {target} holds a partial restore: empty it" in untimed(err)
     again = walg("backup-fetch", str(target), "LATEST", env=env, check=False)
     assert again.returncode != 0 and "is not empty" in again.stderr

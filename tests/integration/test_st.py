@@ -12,6 +12,7 @@ from pathlib import Path
 import lz4.frame
 import pytest
 from servers.gpg import throwaway_key
+from servers.logtext import untimed
 from servers.s3 import PREFIX, S3Maker, make_s3_storage, moto_server
 
 from walg.backup.storage_tools import ListEntry, format_listing, go_time, tabwrite
@@ -173,7 +174,7 @@ def test_stat_prints_one_line_or_fails(
     assert st(archive, "stat", "top.txt") == 0
     assert rows(capsys.readouterr().out) == [("obj", "3", "top.txt")]
     assert st(archive, "stat", "nope") == 1
-    assert "ERROR: object 'nope' does not exist" in capsys.readouterr().err
+    assert "ERROR: object 'nope' does not exist" in untimed(capsys.readouterr().err)
 
 
 # -- cat, get, put -------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def test_missing_object_is_one_line_error(
 ) -> None:
     """cat and get of a missing object: exit 1, ERROR naming it, no file left."""
     assert st(archive, "cat", "wal_005/nope.lz4") == 1
-    err = capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
     assert err.startswith("ERROR: object 'wal_005/nope.lz4' does not exist")
     assert "Traceback" not in err
     assert st(archive, "get", "wal_005/nope.lz4", str(tmp_path / "x")) == 1
@@ -266,7 +267,8 @@ def test_rm_object_folder_and_missing(archive: Archive, capsys: pytest.CaptureFi
     assert st(archive, "rm", "basebackups_005") == 0
     assert [o.name for o in archive.storage.list_objects()] == [WAL]
     assert st(archive, "rm", "basebackups_005/") == 1
-    assert "ERROR: object or folder 'basebackups_005/' does not exist" in capsys.readouterr().err
+    err = untimed(capsys.readouterr().err)
+    assert "ERROR: object or folder 'basebackups_005/' does not exist" in err
 
 
 def test_check_read_and_write(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
@@ -274,7 +276,7 @@ def test_check_read_and_write(archive: Archive, capsys: pytest.CaptureFixture[st
     fill(archive.storage)
     assert st(archive, "check", "read", "top.txt", WAL) == 0
     assert st(archive, "check", "read", "top.txt", "gone", "gone2") == 1
-    assert "ERROR: files are missing: gone, gone2" in capsys.readouterr().err
+    assert "ERROR: files are missing: gone, gone2" in untimed(capsys.readouterr().err)
     before = [o.name for o in archive.storage.list_objects()]
     assert st(archive, "check", "write") == 0
     assert [o.name for o in archive.storage.list_objects()] == before
@@ -289,7 +291,7 @@ def test_target_other_than_default_is_refused(
     assert st(archive, "ls", "-t", "default") == 0
     capsys.readouterr()
     assert st(archive, "-t", "failover1", "ls") == 2
-    assert "WALG_FAILOVER_STORAGES is not supported" in capsys.readouterr().err
+    assert "WALG_FAILOVER_STORAGES is not supported" in untimed(capsys.readouterr().err)
 
 
 def test_glob(archive: Archive, capsys: pytest.CaptureFixture[str]) -> None:
