@@ -1,7 +1,8 @@
 """A parent process for the signal tests: runs an endless graph until it is signalled.
 
-Usage: python pipeline_parent.py FOLDER. Workers write FOLDER/<stage>-<i>.pid; the parent
-prints READY once every worker has opened, and on exit prints the error it got.
+Usage: python pipeline_parent.py FOLDER [unchained]. Workers write FOLDER/<stage>-<i>.pid;
+the parent prints READY once every worker has opened, and on exit prints the error it got.
+By default the two stages run chained (one process per worker), else one process each.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> int:
     )
     threading.Thread(target=announce_when_open, args=(folder, 4), daemon=True).start()
     try:
-        ProcessRuntime(grace=5).run(graph)
+        ProcessRuntime(grace=5, chaining=sys.argv[2:] != ["unchained"]).run(graph)
     except WalgError as err:
         print(f"{type(err).__name__}: {err}", flush=True)
         return err.exit_code

@@ -265,3 +265,24 @@ class CountShared(Stage):
         with self.counter.get_lock():
             self.counter.value += 1
         yield item
+
+
+class FailClose(Tracked):
+    """A tracked pass-through stage whose close() raises after recording itself."""
+
+    def close(self) -> None:
+        super().close()
+        raise OSError("cannot release the handle")
+
+
+class Spin(Stage):
+    """Burn ``seconds`` of CPU per item in process(), then pass it on."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def process(self, item: Any) -> Iterator[Any]:
+        until = time.thread_time() + self.seconds
+        while time.thread_time() < until:
+            pass
+        yield item

@@ -15,10 +15,11 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 
-def start_parent(folder: Path) -> subprocess.Popen[str]:
+def start_parent(folder: Path, chained: bool = True) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=f"{HERE}:{ROOT}")
+    mode = [] if chained else ["unchained"]
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "pipeline_parent.py"), str(folder)],
+        [sys.executable, str(HERE / "pipeline_parent.py"), str(folder), *mode],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -54,14 +55,16 @@ def wait_all_gone(pids: list[int], seconds: float) -> list[int]:
     ("signum", "code", "error"),
     [(signal.SIGINT, 130, "Cancelled"), (signal.SIGTERM, 143, "Terminated")],
 )
+@pytest.mark.parametrize("chained", [True, False])
 def test_parent_signal_stops_all_workers(
-    tmp_path: Path, signum: int, code: int, error: str
+    tmp_path: Path, signum: int, code: int, error: str, chained: bool
 ) -> None:
     """SIGINT (exit 130) or SIGTERM (exit 143) to the parent cancels the run: workers
-    closed and gone."""
-    proc = start_parent(tmp_path)
+    closed and gone, whether the two stages share processes (a chain) or not."""
+    proc = start_parent(tmp_path, chained)
     pids = worker_pids(tmp_path)
     assert len(pids) == 4
+    assert len(set(pids)) == (2 if chained else 4)
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == code, out
@@ -70,9 +73,10 @@ def test_parent_signal_stops_all_workers(
     assert len(list(tmp_path.glob("*.closed"))) == 4
 
 
-def test_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chained", [True, False])
+def test_killed_parent_leaves_no_orphans(tmp_path: Path, chained: bool) -> None:
     """If the parent is SIGKILLed, its workers notice and exit on their own."""
-    proc = start_parent(tmp_path)
+    proc = start_parent(tmp_path, chained)
     pids = worker_pids(tmp_path)
     proc.kill()
     proc.wait(timeout=10)
