@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final, TextIO, cast
 
-from walg.errors import Cancelled, WalgError
+from walg.errors import Cancelled, StorageUnreachable, WalgError
 from walg.logs import get_logger
 from walg.wal.daemon import WalDaemon
 from walg.wal.daemon_client import BACKGROUND_SOCKET, credentials_digest, is_sent
@@ -136,8 +136,12 @@ class BackgroundWorker(WalDaemon):
                 if running is None:
                     mine = self._busy[name] = Future()
             if running is not None:
-                with contextlib.suppress(Exception):  # it failed: push_wal says why
+                try:
                     running.result()
+                except StorageUnreachable as err:  # it just spent the retry budget: no second
+                    raise StorageUnreachable(f"cannot archive {name}: {err.msg}", err.hint) from err
+                except Exception:  # it failed otherwise: push_wal says why
+                    pass
         archived = False
         try:
             push_wal(self.settings, path, storage=self.storage, ahead=False,
