@@ -311,6 +311,10 @@ def test_segment_size_comes_from_a_matching_long_header() -> None:
     assert segment_size_of(segment(5)[:20], name_of(5)) is None
     assert segment_size_of(bytes(64), name_of(5)) is None
     assert segment_size_of(segment(5), "00000001.history") is None
+    # WALG_WAL_CHECK_CONTENT=false: the file's size, if segments can have it
+    assert segment_size_of(bytes(64), name_of(5), SEG, checked=False) == SEG
+    assert segment_size_of(bytes(64), name_of(5), SEG + 1, checked=False) is None
+    assert segment_size_of(bytes(64), "00000001.history", SEG, checked=False) is None
 
 
 def test_next_names_follow_the_timeline() -> None:

@@ -301,6 +301,27 @@ def test_invalid_wal_file_is_refused(
     assert objects(store) == []
 
 
+def test_content_check_off_stores_and_restores_files_as_they_are(
+    store: Path, pg_wal: Path, tmp_path: Path
+) -> None:
+    """WALG_WAL_CHECK_CONTENT=false (WAL-G's way, for synthetic files): a file that is not
+    WAL (WAL-G's prefetch script's 0xFFFF magic, then zeros) is archived and fetched back
+    byte for byte; with the default the same file is refused."""
+    from walg.wal.fetch import fetch_wal
+
+    fake = b"\xff\xff\xff\xff" + bytes((1 << 20) - 4)
+    path = add_wal(pg_wal, SEG[1], fake, ready=False)
+    with pytest.raises(WalFileInvalid):
+        push_wal(settings_for(store), str(path))
+    settings = settings_for(store, WALG_WAL_CHECK_CONTENT="false")
+    push_wal(settings, str(path))
+    dest = tmp_path / "restored"
+    fetch_wal(FileStorage(str(store)), settings, SEG[1], str(dest))
+    assert dest.read_bytes() == fake
+    with pytest.raises(WalFileInvalid):
+        fetch_wal(FileStorage(str(store)), settings_for(store), SEG[1], str(tmp_path / "x"))
+
+
 def test_invalid_ready_file_is_never_uploaded_ahead(store: Path, pg_wal: Path) -> None:
     """A ready segment that fails the check is skipped by the background uploads (a
     warning; not stored, not marked) while valid ones are stored."""

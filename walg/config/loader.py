@@ -95,6 +95,7 @@ def load(environ: Mapping[str, str], config_file: str | None = None) -> Settings
             background_idle=reader.duration("WALG_WAL_BACKGROUND_IDLE"),
             daemon_upload_timeout=reader.duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"),
             integrity_max_delayed=reader.number("WALG_INTEGRITY_MAX_DELAYED_WALS"),
+            check_content=reader.flag("WALG_WAL_CHECK_CONTENT"),
         ),
         log=_log(reader),
         postgres=_postgres(reader),

@@ -185,6 +185,12 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var("WALG_WAL_BACKGROUND_IDLE", "wal", "duration",
         "How long that background process waits for work before it exits.",
         default="60s"),
+    Var("WALG_WAL_CHECK_CONTENT", "wal", "bool",
+        "wal-push and wal-fetch refuse a WAL file whose content does not fit its name (a "
+        "segment's size and first page header, a history or backup file's text). false: "
+        "store and restore files unread, as WAL-G does; only for synthetic files in tests "
+        "(a damaged segment then reaches the archive, or the server). walg only.",
+        default="true"),
     Var("WALG_INTEGRITY_MAX_DELAYED_WALS", "wal", "int",
         "wal-verify integrity: how many missing segments just before the newest archived "
         "one count as MISSING_DELAYED (not yet handed to archive_command) and not lost.",

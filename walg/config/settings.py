@@ -217,6 +217,7 @@ class WalSettings:
     background_idle: float = 60.0  # WALG_WAL_BACKGROUND_IDLE, seconds
     daemon_upload_timeout: float = 60.0  # WALG_DAEMON_WAL_UPLOAD_TIMEOUT, seconds (0: none)
     integrity_max_delayed: int = 0  # WALG_INTEGRITY_MAX_DELAYED_WALS (wal-verify)
+    check_content: bool = True  # WALG_WAL_CHECK_CONTENT: a WAL file's content fits its name
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ callers turn it into a user-facing error.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from walg.postgres.wal import (
     check_segment_size,
     format_lsn,
     history_entries,
+    is_segment_name,
     parse_lsn,
     parse_segment_name,
     segment_name,
@@ -58,6 +60,7 @@ __all__ = [
     "check_segment",
     "check_wal_file",
     "head_size",
+    "segment_size_of",
 ]
 
 # XLogLongPageHeaderData: xlp_magic, xlp_info, xlp_tli, xlp_pageaddr, xlp_rem_len (padded to
@@ -247,3 +250,19 @@ def check_backup_history(name: str, size: int, head: bytes) -> None:
         raise ValueError(
             f"it starts at {format_lsn(lsn)} in {segment}, which its name does not name"
         )
+
+
+def segment_size_of(head: bytes, name: str, size: int = 0, checked: bool = True) -> int | None:
+    """The segment size a WAL segment's first bytes declare, if they are a valid first
+    page header of segment ``name`` (:func:`check_segment`, for a
+    file of the declared size); else None. Not ``checked`` (WALG_WAL_CHECK_CONTENT=false):
+    the file's ``size``, if segments can have that size."""
+    if not checked and is_segment_name(name):
+        with contextlib.suppress(ValueError):
+            return check_segment_size(size)
+    if len(head) < LONG_HEADER_SIZE or not is_segment_name(name) or not checked:
+        return None
+    try:
+        return check_segment(name, LongPageHeader.parse(head).seg_size, head)
+    except ValueError:
+        return None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import signal
 import sys
@@ -42,7 +43,7 @@ from walg.config.widths import prefetch_count
 from walg.fsutil import fsync_dir
 from walg.logs import get_logger
 from walg.postgres.wal import is_segment_name, next_segment_name
-from walg.postgres.wal_format import LONG_HEADER_SIZE, LongPageHeader, check_segment
+from walg.postgres.wal_format import LONG_HEADER_SIZE, segment_size_of
 
 if TYPE_CHECKING:
     from walg.config import Settings
@@ -91,18 +92,6 @@ class PrefetchDirs:
 
 
 # --- pure helpers -----------------------------------------------------------------------------
-
-
-def segment_size_of(head: bytes, name: str) -> int | None:
-    """The segment size a WAL segment's first bytes declare, if they are a valid first
-    page header of segment ``name`` (:func:`~walg.postgres.wal_format.check_segment`, for a
-    file of the declared size); else None."""
-    if len(head) < LONG_HEADER_SIZE or not is_segment_name(name):
-        return None
-    try:
-        return check_segment(name, LongPageHeader.parse(head).seg_size, head)
-    except ValueError:
-        return None
 
 
 def next_names(name: str, segment_size: int, count: int) -> list[str]:
@@ -176,7 +165,11 @@ def _await_running(dirs: PrefetchDirs, name: str, stall: float) -> None:
 
 
 def take_cached(
-    dirs: PrefetchDirs, name: str, destination: str, stall: float = STALL_TIMEOUT
+    dirs: PrefetchDirs,
+    name: str,
+    destination: str,
+    stall: float = STALL_TIMEOUT,
+    checked: bool = True,
 ) -> int | None:
     """Move the prefetched segment ``name`` to ``destination``; return its segment size,
     or None if it is not cached (a damaged cached file is removed)."""
@@ -192,7 +185,7 @@ def take_cached(
         size = os.fstat(fd).st_size
     finally:
         os.close(fd)
-    declared = segment_size_of(head, name)
+    declared = segment_size_of(head, name, size, checked)
     if declared != size:
         _log.warning("wal prefetch: damaged cached segment removed", segment=name, size=size)
         os.unlink(cached)
@@ -383,7 +376,8 @@ class _Prefetcher:
 
         head = download(self.storage, self.settings, name, running, self.crypters, exclusive=False)
         size = os.stat(running).st_size
-        if size != self.segment_size or segment_size_of(head, name) != size:
+        checked = self.settings.wal.check_content
+        if size != self.segment_size or segment_size_of(head, name, size, checked) != size:
             want = self.segment_size
             raise IntegrityError(f"{name} is not a whole {want}-byte WAL segment ({size} bytes)")
 
@@ -409,9 +403,12 @@ def fetch_with_prefetch(
         return
     dirs = PrefetchDirs.beside(destination)
     _quietly("clean the prefetch cache", lambda: cleanup(dirs, name))
-    size = _quietly("use the prefetch cache", lambda: take_cached(dirs, name, destination))
+    checked = settings.wal.check_content
+    take = functools.partial(take_cached, dirs, name, destination, checked=checked)
+    size = _quietly("use the prefetch cache", take)
     if size is None:
-        size = segment_size_of(_fetch(settings, name, destination, storage), name)
+        head = _fetch(settings, name, destination, storage)
+        size = segment_size_of(head, name, os.stat(destination).st_size, checked)
     if size is not None:
         segment_size = size
         _quietly(

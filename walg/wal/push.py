@@ -136,7 +136,8 @@ class _Pusher:
         once the whole file was read. ``threads`` compress it (lz4; default: what
         WALG_UPLOAD_CONCURRENCY and the cores allow)."""
         key = names.wal_key(name, self.method)
-        _check_content(path, name)
+        if self.settings.wal.check_content:  # WALG_WAL_CHECK_CONTENT=false: WAL-G's way
+            _check_content(path, name)
         if self.settings.wal.prevent_overwrite or names.always_compare(name):
             found = self._find_archived(name)
             if found is not None:
