@@ -74,6 +74,17 @@ def test_the_backup_graph_is_one_chain_per_part_in_flight() -> None:
     assert ProcessRuntime().describe(graph) == "parts x1 -> [tar | compress | upload] x3"
 
 
+def test_the_backup_graph_hands_out_the_largest_parts_first() -> None:
+    from walg.backup.graphs import largest_first
+
+    def part(number: int, *sizes: int) -> Part:
+        entries = tuple(Entry(f"f{number}.{i}", "/x", "file", size) for i, size in enumerate(sizes))
+        return Part(number, (Entry("base", "/x", "dir"), *entries))
+
+    parts = [part(1, 10, 10), part(2, 900), part(3, 5), part(4, 300, 300)]
+    assert [p.number for p in largest_first(parts)] == [2, 4, 1, 3]
+
+
 # -- results -----------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from walg.stages.upload import Uploader
 from walg.stages.verify import Verifier
 from walg.storage import Storage
 
-__all__ = ["Items", "fetch_graph", "push_graph", "verify_graph"]
+__all__ = ["Items", "fetch_graph", "largest_first", "push_graph", "verify_graph"]
 
 
 class Items(Stage):
@@ -45,6 +45,13 @@ class Items(Stage):
 
     def generate(self) -> Iterator[Any]:
         yield from self.mine
+
+
+def largest_first(parts: Sequence[Part]) -> list[Part]:
+    """The order in which tar workers take parts: the largest first, so that a part holding
+    one big relation file does not start last and leave the other workers idle while it
+    runs alone (longest-processing-time-first scheduling)."""
+    return sorted(parts, key=lambda part: -sum(entry.size for entry in part.entries))
 
 
 _BOUND = 4  # slots per stage input: a few 1 MiB chunks in flight per stage
@@ -71,7 +78,7 @@ def push_graph(
     method = settings.compression.method
     ext = compression.extension(method)
     stages = [
-        StageSpec("parts", functools.partial(Items, list(parts))),
+        StageSpec("parts", functools.partial(Items, largest_first(parts))),
         StageSpec(
             "tar",
             functools.partial(TarWriter, ext, verify_since),
