@@ -158,6 +158,7 @@ def backup_fetch(
     if recovery is not None:
         recovery.check()
     storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
     info = find_backup(storage, name)
     sources = [_without_tablespace_map(s) for s in
                _sources(storage, settings, _chain(storage, info), restore_only)]

@@ -51,6 +51,7 @@ def backup_verify(
     """Verify backup ``name`` (or LATEST) and every backup of its delta chain."""
     started = time.monotonic()
     storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
     info = find_backup(storage, name)
     report = VerifyReport(info.name)
     try:

@@ -24,6 +24,7 @@ __all__ = ["run"]
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the backups in the configured storage, oldest first; return 0."""
     storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
     backups = catalog.list_backups(
         storage, with_metadata=args.detail, workers=listing_threads(settings.concurrency)
     )

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from walg.storage import open_storage
 
     storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
     lines = mark_backup(
         storage,
         args.backup_name,

@@ -44,7 +44,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         without_backup_check=bool(getattr(args, "without_backup_check", False)),
         user_data=getattr(args, "target_user_data", None),
     )
-    delete(open_storage(settings), request, workers=listing_threads(settings.concurrency))
+    storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
+    delete(storage, request, workers=listing_threads(settings.concurrency))
     return 0
 
 

@@ -180,6 +180,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     storage = open_storage(settings)
     tool = args.st_command
+    if tool != "put":  # put creates the folder, as WAL-G's does
+        storage.check_present()  # a missing file storage folder is an error, not an empty one
     if getattr(args, "glob", False) and tool not in ("ls", "cat", "rm"):
         raise ConfigError(f"--glob is not supported by 'st {tool}'", "give the path itself")
     if tool == "ls":

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from walg.wal.history import history_reader
 
     storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
     read, close = history_reader(storage, settings)
     try:
         infos, backups = show(

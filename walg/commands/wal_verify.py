@@ -34,8 +34,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from walg.storage import open_storage
     from walg.wal.history import history_reader
 
-    position = _position(args, settings)
     storage = open_storage(settings)
+    storage.check_present()  # a missing file storage folder is an error, not an empty archive
+    position = _position(args, settings)
     read, close = history_reader(storage, settings)
     try:
         results = run_checks(
