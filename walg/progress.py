@@ -53,12 +53,19 @@ class ProgressReporter:
         self.done = 0
         self.total = 0
         self.width = 0  # of the text last drawn, to blank what a shorter one leaves
+        # A command may run several graphs (backup-fetch: each backup of a delta chain, then
+        # backup_label): each run counts from 0, so the bytes of the runs before are added.
+        self.run_bytes = 0
+        self.base = 0
 
     def __call__(self, progress: Mapping[str, StageProgress], total: int) -> None:
         entry = progress.get(self.stage)
         if entry is None:
             return
-        self.done, self.total = entry.bytes, total
+        if entry.bytes < self.run_bytes:  # fewer than before: the command's next run
+            self.base += self.run_bytes
+        self.run_bytes = entry.bytes
+        self.done, self.total = self.base + entry.bytes, total
         now = self.clock()
         if now - self.last < self.interval:
             return
@@ -83,7 +90,8 @@ class ProgressReporter:
 
     def _draw(self, share: float, text: str) -> None:
         bar = "#" * int(share * 30)
-        line = f"{self.what} [{bar:<30}] {share * 100:5.1f}% {text}"
+        percent = int(share * 1000) / 10  # floored: 100.0% only when it is done
+        line = f"{self.what} [{bar:<30}] {percent:5.1f}% {text}"
         padding = " " * max(0, self.width - len(line)) if self.open else ""
         self.width = len(line)
         logs.hold_line(None)  # this write continues the open line itself

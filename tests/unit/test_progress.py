@@ -77,3 +77,16 @@ def test_logs_when_not_a_terminal() -> None:
 def test_format_bytes() -> None:
     """Sizes use binary units with one decimal."""
     assert [format_bytes(n) for n in (5, 2048, 3 << 30)] == ["5 B", "2.0 KiB", "3.0 GiB"]
+
+
+def test_bytes_add_up_over_several_runs() -> None:
+    """A command that runs several graphs (backup-fetch of a delta chain, then backup_label)
+    counts each run's bytes on top of the runs before it."""
+    out, clock = Tty(), Clock()
+    with ProgressReporter("extract", "backup-fetch", stream=out, clock=clock) as reporter:
+        reporter({"extract": StageProgress(bytes=600)}, 1000)
+        reporter({"extract": StageProgress(bytes=900)}, 1000)
+        reporter({"extract": StageProgress(bytes=100)}, 1000)  # the next run starts at 0
+        assert reporter.done == 1000
+        reporter({"extract": StageProgress(bytes=40)}, 1000)
+        assert reporter.done == 1040

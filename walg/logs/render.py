@@ -103,9 +103,12 @@ def render_json(event: Mapping[str, Any]) -> str:
     """One event as one JSON object: ``timestamp`` in ISO 8601 UTC, sizes as byte counts."""
     import json
 
-    doc = dict(event)
-    stamp = doc.get("timestamp")
-    doc["timestamp"] = iso_time(time.time() if stamp is None else stamp) if not isinstance(
-        stamp, str) else stamp  # fmt: skip
-    doc["level"] = str(doc.get("level") or "info").lower()
+    stamp = event.get("timestamp")
+    doc = {  # time, level and message first, as a reader scans them
+        "timestamp": stamp if isinstance(stamp, str) else iso_time(
+            time.time() if stamp is None else stamp),
+        "level": str(event.get("level") or "info").lower(),
+        "event": event.get("event", ""),
+    }  # fmt: skip
+    doc.update((k, v) for k, v in event.items() if k not in doc)
     return json.dumps(doc, default=repr)
