@@ -17,7 +17,7 @@ from typing import Any
 
 import google_crc32c
 
-__all__ = ["Crc32c"]
+__all__ = ["Crc32c", "prepare"]
 
 _extend_in_place: Callable[[int, Any], int] | None = None
 _looked_up = False
@@ -30,16 +30,17 @@ def _in_place() -> Callable[[int, Any], int] | None:
     if _looked_up:
         return _extend_in_place
     _looked_up = True
-    import glob
-
-    package = os.path.dirname(google_crc32c.__file__)
-    found = sorted(glob.glob(os.path.join(package, "..", "google_crc32c.libs", "libcrc32c*.so*")))
+    libs = os.path.join(os.path.dirname(google_crc32c.__file__), "..", "google_crc32c.libs")
+    try:
+        found = sorted(name for name in os.listdir(libs) if name.startswith("libcrc32c"))
+    except OSError:
+        return None
     if not found:
         return None
     import ctypes
 
     try:
-        function = ctypes.CDLL(found[0]).crc32c_extend
+        function = ctypes.CDLL(os.path.join(libs, found[0])).crc32c_extend
     except (OSError, AttributeError):
         return None
     function.argtypes = (ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t)
@@ -55,6 +56,12 @@ def _in_place() -> Callable[[int, Any], int] | None:
 
     _extend_in_place = extend
     return extend
+
+
+def prepare() -> None:
+    """Find the shared library now: called in a parent process before it forks its
+    workers, which then inherit it instead of each loading it."""
+    _in_place()
 
 
 class Crc32c:

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from walg import compression
+from walg import checksum, compression
 from walg.config import Settings
 from walg.config.widths import PushWidths
 from walg.format.chain import Selection
@@ -76,6 +76,7 @@ def push_graph(
     opens its own)."""
     width = widths.parts_in_flight
     method = settings.compression.method
+    checksum.prepare()  # the CRC-32C library, loaded once here, inherited by the workers
     ext = compression.extension(method)
     stages = [
         StageSpec("parts", functools.partial(Items, largest_first(parts))),
@@ -115,6 +116,7 @@ def fetch_graph(
     """Download ``objects``, decrypt if ``encrypted``, decompress with ``method`` and extract
     them into ``target``: the members ``select`` wants (all when None), checked against the
     backup's ``files`` metadata when it has one."""
+    checksum.prepare()
     stages = [
         StageSpec("objects", functools.partial(Items, list(objects))),
         StageSpec("download", functools.partial(Downloader, settings), workers=width),
@@ -145,6 +147,7 @@ def verify_graph(
     """The fetch graph of ``objects`` with a :class:`Verifier` in place of the extractor:
     check every file against ``files`` (and page checksums of pages older than
     ``page_since``), write nothing."""
+    checksum.prepare()
     stages = [
         StageSpec("objects", functools.partial(Items, list(objects))),
         StageSpec("download", functools.partial(Downloader, settings, True), workers=width),

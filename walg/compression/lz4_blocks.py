@@ -70,10 +70,16 @@ def _block_compressor(level: int) -> Callable[[Buffer], bytes]:
     return lambda data: compress(data, store_size=False)
 
 
+_HEADERS: dict[tuple[int, bool], bytes] = {}
+
+
 def _frame_header(level: int, checksum: bool) -> bytes:
     """The frame header (magic, FLG, BD, header checksum), taken from an empty frame of
     lz4.frame with Lz4Compressor's options but 1 MiB blocks (and no content checksum
-    unless ``checksum``)."""
+    unless ``checksum``); made once per process."""
+    made = _HEADERS.get((level, checksum))
+    if made is not None:
+        return made
     from lz4 import frame
 
     context = frame.create_compression_context()
@@ -85,6 +91,7 @@ def _frame_header(level: int, checksum: bool) -> bytes:
         content_checksum=checksum,
         auto_flush=False,
     )
+    _HEADERS[level, checksum] = header
     return header
 
 
@@ -135,11 +142,13 @@ class ParallelLz4Compressor(Compressor):
     method = "lz4"
 
     def __init__(self, level: int, threads: int, checksum: bool = True) -> None:
-        import xxhash
-
         self._threads = max(1, min(threads, MAX_THREADS))
         self._compress = _block_compressor(level)
-        self._hash: Any = xxhash.xxh32() if checksum else None
+        self._hash: Any = None
+        if checksum:
+            import xxhash
+
+            self._hash = xxhash.xxh32()
         self._header = _frame_header(level, checksum)
         self._block = memoryview(bytearray(BLOCK_SIZE))
         self._filled = 0

@@ -56,11 +56,13 @@ class _Decompressing:
 
 
 class Compress:
-    """Compress each object with ``method`` (lz4, lzma, brotli, none)."""
+    """Compress each object with ``method`` (lz4, lzma, brotli, none). Made in the parent:
+    it loads the codec there, so that the forked workers inherit it."""
 
     def __init__(self, method: str) -> None:
         compression.extension(method)  # fail in the parent on an unknown method
         self.method = method
+        compression.new_compressor(method, checksum=False)  # the library, the lz4 header
 
     def open(self) -> None:
         pass
@@ -74,11 +76,13 @@ class Compress:
 
 class Decompress:
     """Decompress each object with ``method``; corrupt or truncated data raises
-    IntegrityError naming the object."""
+    IntegrityError naming the object. Made in the parent, which loads the codec for the
+    forked workers."""
 
     def __init__(self, method: str) -> None:
         compression.extension(method)
         self.method = method
+        compression.new_decompressor(method)
 
     def open(self) -> None:
         pass
