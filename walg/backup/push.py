@@ -41,6 +41,7 @@ from walg.backup.delta import Action, DeltaBase, check_base, choose_base, file_a
 from walg.backup.graphs import push_graph
 from walg.backup.marking import mark_backup
 from walg.backup.partial import record_databases
+from walg.backup.prechecks import check_before_backup
 from walg.config import Settings
 from walg.config.widths import PushWidths, push_widths
 from walg.errors import PostgresError
@@ -120,6 +121,7 @@ def backup_push(
     its name. With ``verify`` (or WALG_VERIFY_PAGE_CHECKSUMS), page checksums are checked
     as files are read; failures are logged and recorded, never fatal."""
     storage = open_storage(settings)
+    check_before_backup(settings.crypto, storage)  # key and storage, before the server works
     with connect(settings.postgres) as pg:
         data_dir = _check_data_directory(pg, pgdata)
         tablespaces = {str(t.oid): t.location for t in pg.tablespaces()}
