@@ -76,3 +76,29 @@ def test_file_that_shrinks_is_padded_and_one_that_vanished_is_skipped(tmp_path: 
         assert tar.getnames() == ["/a"]
         assert tar.extractfile("/a").read() == b"abc"  # type: ignore[union-attr]
     assert set(report(chunks).files) == {"/a"}
+
+
+def test_chunk_buffers_are_used_again_only_once_nothing_holds_them() -> None:
+    """The tar composer's buffer pool hands a buffer out again only when no chunk (nor any
+    view of one) refers to it: a buffer still held downstream is never overwritten."""
+    from walg.stages.tar_writer import _BufferPool
+
+    pool = _BufferPool()
+    first = pool.take()
+    second = pool.take()
+    assert second is not first  # first is still held
+    first_id = id(first)
+    del first
+    again = pool.take()
+    assert id(again) == first_id  # nothing held it: handed out again
+    again[:5] = b"held!"
+    view = memoryview(again)[:5]  # a later stage keeping a view of the chunk
+    del again
+    other = pool.take()
+    assert id(other) != first_id and bytes(view) == b"held!"
+    view.release()
+    del view, other, second
+    taken = [pool.take() for _ in range(_BufferPool.KEEP + 3)]  # all held: fresh ones
+    assert len({id(b) for b in taken}) == len(taken)
+    assert first_id in {id(b) for b in taken}
+    assert len(pool._buffers) == _BufferPool.KEEP

@@ -128,3 +128,31 @@ def test_close_waits_for_an_ended_upload(uploader: tuple[Uploader, GatedStorage]
     threading.Timer(0.2, storage.gate.set).start()
     stage.close()
     assert storage.in_flight == 0
+
+
+def test_small_chunks_reach_the_upload_thread_in_pieces_of_a_chunk(
+    uploader: tuple[Uploader, GatedStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compressed chunks are small: the uploader holds them until it has a chunk's worth
+    (COALESCE) and hands them over in one piece; the object is their bytes, in order."""
+    from walg.stages import upload as upload_module
+    from walg.stages.pipe import StreamFeeder
+
+    stage, storage = uploader
+    storage.gate.set()
+    handed: list[int] = []
+    real_feed = StreamFeeder.feed
+
+    def counting_feed(self: StreamFeeder, data: bytes | bytearray) -> None:
+        handed.append(len(data))
+        real_feed(self, data)
+
+    monkeypatch.setattr(StreamFeeder, "feed", counting_feed)
+    pieces = [bytes([i]) * 70_000 for i in range(40)]  # 2.8 MB in 40 chunks
+    chunks = [Chunk(1, "part_001.tar.lz4", i, piece) for i, piece in enumerate(pieces)]
+    chunks.append(Chunk(1, "part_001.tar.lz4", 40, b"tail", True, REPORT))
+    done = [d for chunk in chunks for d in stage.process(chunk)] + list(stage.flush())
+    assert [d.stored_bytes for d in done] == [sum(map(len, pieces)) + 4]
+    assert storage._get(FOLDER + "part_001.tar.lz4")[0] == b"".join(pieces) + b"tail"
+    assert len(handed) == 3  # two full pieces of >= 1 MiB, then the rest with the tail
+    assert all(size >= upload_module.COALESCE for size in handed[:-1])
