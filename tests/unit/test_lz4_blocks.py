@@ -101,28 +101,21 @@ def test_same_frame_as_one_thread_and_readable_by_all(size: int, kind: str) -> N
 
 
 @pytest.mark.parametrize("size", [0, 1000, BLOCK_SIZE, 3 * BLOCK_SIZE + 5])
-def test_backup_frames_have_no_content_checksum_and_read_everywhere(size: int) -> None:
-    """Backup parts are written with one thread and no content checksum (their files carry
-    CRC-32Cs): the header says so, full blocks are LZ4F's bytes, whole 1 MiB inputs (taken
-    in place) and small pieces give the same frame, and every decoder reads it."""
+def test_backup_frames_carry_block_checksums_and_read_everywhere(size: int) -> None:
+    """Backup parts are written with one thread and a checksum per block instead of one over
+    the content: the header says so, full blocks are LZ4F's bytes, whole 1 MiB inputs
+    (taken in place) and small pieces give the same frame, and every decoder reads it."""
     data = wal_like(size)
-
-    def backup_frame(chunk: int) -> bytes:
-        compressor = new_compressor("lz4", threads=1, checksum=False)
-        parts: list[bytes] = []
-        for start in range(0, len(data), chunk):
-            parts += compressor.compress_parts(data[start : start + chunk])
-        return b"".join(parts + compressor.flush_parts())
-
-    blob = backup_frame(BLOCK_SIZE)
-    assert blob == backup_frame(4096)
-    assert blob[4] == 0b01_1_0_0_0_0_0  # version 1, block independence, no content checksum
+    blob = backup_frame(data, BLOCK_SIZE)
+    assert blob == backup_frame(data, 4096)
+    assert blob[4] == 0b01_1_1_0_0_0_0  # version 1, block independence, block checksums
     context = lz4.frame.create_compression_context()
     reference = lz4.frame.compress_begin(
         context,
         block_size=lz4.frame.BLOCKSIZE_MAX1MB,
         block_linked=False,
         content_checksum=False,
+        block_checksum=True,
         auto_flush=False,
     )
     reference += lz4.frame.compress_chunk(context, data) + lz4.frame.compress_flush(context)
@@ -132,6 +125,34 @@ def test_backup_frames_have_no_content_checksum_and_read_everywhere(size: int) -
     assert lz4.frame.decompress(blob) == data
     assert walg_decompress(blob) == data
     assert lz4_cli_decompress(blob) == data
+
+
+def backup_frame(data: bytes, chunk: int) -> bytes:
+    compressor = new_compressor("lz4", threads=1, checksum="blocks")
+    parts: list[bytes] = []
+    for start in range(0, len(data), chunk):
+        parts += compressor.compress_parts(data[start : start + chunk])
+    return b"".join(parts + compressor.flush_parts())
+
+
+@pytest.mark.parametrize("kind", ["wal", "random"])
+def test_any_damaged_byte_of_a_backup_frame_fails_its_decoding(kind: str) -> None:
+    """Every stored byte is covered: a byte flipped anywhere in the frame (header, block
+    lengths, compressed or stored bytes, checksums) makes walg's decoder refuse it, even
+    where the damage would decode to bytes no file's CRC-32C covers."""
+    from walg.errors import IntegrityError
+
+    size = 2 * BLOCK_SIZE + 777
+    data = wal_like(size) if kind == "wal" else random.Random(5).randbytes(size)
+    blob = backup_frame(data, BLOCK_SIZE)
+    rng = random.Random(kind)
+    for at in [0, 4, 6, 7, 10, len(blob) // 2, len(blob) - 9, len(blob) - 5, len(blob) - 1] + [
+        rng.randrange(len(blob)) for _ in range(40)
+    ]:
+        damaged = bytearray(blob)
+        damaged[at] ^= 1 << rng.randrange(8)
+        with pytest.raises(IntegrityError):
+            walg_decompress(bytes(damaged))
 
 
 def test_incompressible_blocks_are_stored() -> None:

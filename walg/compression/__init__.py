@@ -185,14 +185,15 @@ def method_for_extension(ext: str) -> str | None:
 
 
 def new_compressor(
-    method: str, level: int | None = None, threads: int = 1, checksum: bool = True
+    method: str, level: int | None = None, threads: int = 1, checksum: str = "content"
 ) -> Compressor:
     """A compressor for one stream; ``level`` defaults to :data:`DEFAULT_LEVELS`.
 
     lz4 writes a frame of independent 1 MiB blocks (:mod:`walg.compression.lz4_blocks`),
     compressed in ``threads`` threads at once when ``threads`` > 1, else in the caller's
-    thread, with an xxh32 content checksum unless ``checksum`` is false; other methods
-    ignore ``threads`` and ``checksum``."""
+    thread, with an xxh32 ``content`` checksum or one per block (``blocks``: see
+    :class:`~walg.compression.lz4_blocks.ParallelLz4Compressor`); other methods ignore
+    ``threads`` and ``checksum``."""
     _check_method(method)
     if level is None:
         level = DEFAULT_LEVELS[method]

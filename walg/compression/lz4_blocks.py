@@ -70,13 +70,13 @@ def _block_compressor(level: int) -> Callable[[Buffer], bytes]:
     return lambda data: compress(data, store_size=False)
 
 
-_HEADERS: dict[tuple[int, bool], bytes] = {}
+_HEADERS: dict[tuple[int, str], bytes] = {}
 
 
-def _frame_header(level: int, checksum: bool) -> bytes:
+def _frame_header(level: int, checksum: str) -> bytes:
     """The frame header (magic, FLG, BD, header checksum), taken from an empty frame of
-    lz4.frame with Lz4Compressor's options but 1 MiB blocks (and no content checksum
-    unless ``checksum``); made once per process."""
+    lz4.frame with Lz4Compressor's options but 1 MiB blocks, and a content checksum or
+    block checksums as ``checksum`` says; made once per process."""
     made = _HEADERS.get((level, checksum))
     if made is not None:
         return made
@@ -88,43 +88,62 @@ def _frame_header(level: int, checksum: bool) -> bytes:
         compression_level=level,
         block_size=frame.BLOCKSIZE_MAX1MB,
         block_linked=False,
-        content_checksum=checksum,
+        content_checksum=checksum == "content",
+        block_checksum=checksum == "blocks",
         auto_flush=False,
     )
     _HEADERS[level, checksum] = header
     return header
 
 
-def _framed(data: memoryview, compress: Callable[[Buffer], bytes]) -> tuple[bytes, bytes]:
+def _framed(
+    data: memoryview, compress: Callable[[Buffer], bytes], block_sum: Callable[[bytes], int] | None
+) -> tuple[bytes, ...]:
     """One block of the frame: its 4-byte length and its bytes, compressed, or stored as
-    they are when compressing does not make them smaller."""
+    they are when compressing does not make them smaller; with ``block_sum``, then the
+    xxh32 of those stored bytes (the block checksum)."""
     packed = compress(data)
     if len(packed) < len(data):
-        return struct.pack("<I", len(packed)), packed
-    return struct.pack("<I", len(data) | _STORED), bytes(data)
+        length = struct.pack("<I", len(packed))
+    else:
+        packed = bytes(data)
+        length = struct.pack("<I", len(data) | _STORED)
+    if block_sum is None:
+        return length, packed
+    return length, packed, struct.pack("<I", block_sum(packed))
 
 
 class _Job:
     """One block being compressed in its own thread; ``framed`` is its length and data."""
 
-    def __init__(self, data: memoryview, compress: Callable[[Buffer], bytes]) -> None:
-        self.framed: tuple[bytes, bytes] = (b"", b"")
+    def __init__(
+        self,
+        data: memoryview,
+        compress: Callable[[Buffer], bytes],
+        block_sum: Callable[[bytes], int] | None,
+    ) -> None:
+        self.framed: tuple[bytes, ...] = ()
         self.error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(data, compress), name="walg-lz4", daemon=True
+            target=self._run, args=(data, compress, block_sum), name="walg-lz4", daemon=True
         )
         self._thread.start()
 
-    def _run(self, data: memoryview, compress: Callable[[Buffer], bytes]) -> None:
+    def _run(
+        self,
+        data: memoryview,
+        compress: Callable[[Buffer], bytes],
+        block_sum: Callable[[bytes], int] | None,
+    ) -> None:
         try:
-            self.framed = _framed(data, compress)
+            self.framed = _framed(data, compress, block_sum)
         except BaseException as err:  # re-raised in the caller's thread by result()
             self.error = err
 
     def done(self) -> bool:
         return not self._thread.is_alive()
 
-    def result(self) -> tuple[bytes, bytes]:
+    def result(self) -> tuple[bytes, ...]:
         self._thread.join()
         if self.error is not None:
             raise self.error
@@ -133,22 +152,25 @@ class _Job:
 
 class ParallelLz4Compressor(Compressor):
     """An lz4 frame as ``Lz4Compressor(level)`` writes one (with 1 MiB blocks), up to
-    ``threads`` blocks compressed at once. Without ``checksum`` the frame has no content
-    checksum (xxh32 costs more CPU than lz4 itself on compressible data: backups, whose
-    every file carries a CRC-32C checked on restore, leave it out). :meth:`compress`
+    ``threads`` blocks compressed at once. ``checksum`` is where the frame's xxh32 goes:
+    ``content``, over all the input (as lz4.frame writes, for WAL), or ``blocks``, one per
+    block over the bytes stored (for backup parts: on compressible data it hashes a tenth
+    of the bytes, where a content checksum cost more CPU than lz4 itself, and it still
+    covers every stored byte, so a damaged object fails to decode). :meth:`compress`
     returns the blocks finished so far, in order (often nothing); :meth:`compress_parts`
     and :meth:`flush_parts` return them unjoined, saving a copy."""
 
     method = "lz4"
 
-    def __init__(self, level: int, threads: int, checksum: bool = True) -> None:
+    def __init__(self, level: int, threads: int, checksum: str = "content") -> None:
+        if checksum not in ("content", "blocks"):
+            raise ValueError(f"checksum must be 'content' or 'blocks', not {checksum!r}")
+        import xxhash
+
         self._threads = max(1, min(threads, MAX_THREADS))
         self._compress = _block_compressor(level)
-        self._hash: Any = None
-        if checksum:
-            import xxhash
-
-            self._hash = xxhash.xxh32()
+        self._hash: Any = xxhash.xxh32() if checksum == "content" else None
+        self._block_sum = xxhash.xxh32_intdigest if checksum == "blocks" else None
         self._header = _frame_header(level, checksum)
         self._block = memoryview(bytearray(BLOCK_SIZE))
         self._filled = 0
@@ -170,7 +192,8 @@ class ParallelLz4Compressor(Compressor):
             self._hash.update(view)
         parts: list[bytes] = []
         if self._threads == 1 and not self._filled and len(view) == BLOCK_SIZE:
-            parts += _framed(view, self._compress)  # a whole block: compress it in place
+            # a whole block: compress it in place
+            parts += _framed(view, self._compress, self._block_sum)
             return self._out(parts)
         while view:
             n = min(len(view), BLOCK_SIZE - self._filled)
@@ -202,13 +225,13 @@ class ParallelLz4Compressor(Compressor):
         """Start compressing the filled block; first wait for the oldest if all threads
         are busy (its output goes to ``parts``). With one thread, compress it here."""
         if self._threads == 1:
-            parts += _framed(self._block[: self._filled], self._compress)
+            parts += _framed(self._block[: self._filled], self._compress, self._block_sum)
             self._filled = 0
             return
         if len(self._jobs) >= self._threads:
             self._take(parts)
         block = self._block
-        self._jobs.append((_Job(block[: self._filled], self._compress), block))
+        self._jobs.append((_Job(block[: self._filled], self._compress, self._block_sum), block))
         self._block = self._spare.pop() if self._spare else memoryview(bytearray(BLOCK_SIZE))
         self._filled = 0
 
