@@ -1,7 +1,8 @@
 """backup-push / backup-fetch against pgBackRest in one run: throughput, CPU per GB, where
 walg's CPU goes, and how it scales with workers.
 
-For each data set (a pgbench database, which compresses ~9x, and a table of random bytea,
+For each data set (a pgbench database, which compresses ~9x; the same with pgbench_accounts
+in 16 partitions, so that no one file holds most of the bytes; a table of random bytea,
 which does not compress), on a throwaway cluster, it times:
 
 - walg backup-push to file storage with lz4 at each worker count of the sweep (1..cores by
@@ -239,6 +240,18 @@ def make_cluster(kind: str, scale: int, random_mb: int) -> PgCluster:
     cluster.start()
     if kind == "pgbench":
         cluster.pgbench_init(scale=scale)
+    elif kind == "pgbench-partitioned":  # the same rows in 16 tables: no file dominates
+        cluster._client(
+            [
+                str(cluster.bin / "pgbench"),
+                "-i",
+                "-q",
+                "-s",
+                str(scale),
+                "--partitions=16",
+                "postgres",
+            ]
+        )
     else:  # 4 KiB random values, stored uncompressed out of line (TOAST, storage EXTERNAL)
         rows = random_mb * (1 << 20) // 4096
         cluster.psql(
@@ -305,9 +318,10 @@ def report_set(kind: str, cluster: PgCluster, workers: list[int], runs: int) -> 
             f"{k} {v / (size / 1e9):.2f}"
             for k, v in sorted(run.stages.items(), key=lambda kv: -kv[1])
         )
+        parent = max(0.0, run.cpu - total)
         print(
-            f"  CPU-s/GB by stage, {label}: {parts}; parent "
-            f"{max(0.0, run.cpu - total) / (size / 1e9):.2f}"
+            f"  CPU-s/GB by stage, {label}: {parts}; parent {parent / (size / 1e9):.2f}"
+            f" ({parent:.2f} CPU-s in all)"
         )
     peer_restore = peers[top][1]
     assert peer_restore is not None
@@ -331,7 +345,10 @@ def main() -> None:
         "--workers", type=int, nargs="+", default=list(range(1, (os.cpu_count() or 1) + 1))
     )
     parser.add_argument(
-        "--sets", nargs="+", default=["pgbench", "random"], choices=["pgbench", "random"]
+        "--sets",
+        nargs="+",
+        default=["pgbench", "random"],
+        choices=["pgbench", "pgbench-partitioned", "random"],
     )
     parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
