@@ -4,10 +4,14 @@ Pure codecs: nothing here touches storage; the only I/O is on streams handed in.
 
 Formats (checked against WAL-G's internal/compression and the libraries it uses):
 
-- ``lz4`` -> ``.lz4``: LZ4 frame format. We write what WAL-G (pierrec/lz4) and the lz4 CLI
-  write: independent 4 MiB blocks, xxh32 content checksum, fast level. Linked blocks (the
-  python-lz4 default) are avoided: WAL-G releases built with pierrec/lz4 v1/v2 reject them.
-  Reading accepts any valid frames, concatenated and skippable frames included.
+- ``lz4`` -> ``.lz4``: LZ4 frame format, as WAL-G (pierrec/lz4) and the lz4 CLI read it:
+  independent 1 MiB blocks, fast level, made with lz4.block
+  (:mod:`walg.compression.lz4_blocks`). WAL gets an xxh32 content checksum, as WAL-G
+  writes; backup parts get an xxh32 per block over the stored bytes instead (a content
+  checksum cost more CPU than lz4 on compressible data; block checksums hash what is
+  stored, a tenth of it there, and cover every stored byte). Linked blocks (the python-lz4
+  default) are avoided: WAL-G releases built with pierrec/lz4 v1/v2 reject them. Reading
+  accepts any valid frames, concatenated and skippable frames included.
 - ``lzma`` -> ``.lzma``: the classic LZMA "alone" format (13-byte header, unknown size,
   end-of-stream marker), as WAL-G's ulikunitz/xz writer produces. Not .xz.
 - ``brotli`` -> ``.br``: a raw brotli stream (WAL-G: cbrotli, quality 3, lgwin 22). Only
@@ -38,13 +42,14 @@ ratio and decompresses WAL slower.
 
 Corrupt, truncated or trailing data raises :class:`~walg.errors.IntegrityError`; an unknown
 method raises :class:`~walg.errors.ConfigError`. Only lz4 carries a checksum (xxh32 of the
-content, checked at each frame end, so damage surfaces after the frame's data was read).
+content, checked at each frame end, so damage surfaces after the frame's data was read; or
+of each stored block, checked before the block is decoded).
 A damaged .lzma stream loses sync and is caught by its end marker in practice; a flipped
 bit in brotli literals can decode silently to wrong bytes, and uncompressed objects have no
 check at all: the callers' content checksums must cover those.
 
-Memory: ``open_decompressed`` holds one 256 KiB input chunk, the library's state (lz4: 4 MiB
-blocks; lzma: the dictionary, capped at 256 MiB; brotli: its window, 4-16 MiB) and about
+Memory: ``open_decompressed`` holds one 256 KiB input chunk, the library's state (lz4: up to
+4 MiB blocks; lzma: the dictionary, capped at 256 MiB; brotli: its window, 4-16 MiB) and about
 three times the size of one read (five for brotli, whose output limit is approximate).
 """
 
