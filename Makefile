@@ -55,8 +55,12 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy (configured in setup.cfg)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)  ## pytest (configured in setup.cfg)
-	$(VENV)/bin/pytest
+# Test processes (pytest-xdist). Every test makes its own clusters, ports, servers and
+# folders, so two run side by side; the suite took 829 s in one process, 483 s in two (2 cores).
+TEST_JOBS ?= 2
+
+unit: $(STAMP)  ## pytest (configured in setup.cfg), TEST_JOBS processes
+	$(VENV)/bin/pytest -n $(TEST_JOBS)
 
 test: deps $(STAMP)  ## everything CI runs: ruff, mypy, pytest
 	$(VENV)/bin/ruff check walg tests bench
@@ -64,7 +68,7 @@ test: deps $(STAMP)  ## everything CI runs: ruff, mypy, pytest
 	@# Byte-compile now: archive_command runs wal-g as the postgres user, who cannot write
 	@# __pycache__ here, and would otherwise recompile walg on every WAL segment.
 	$(VENV)/bin/python -m compileall -q walg
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_JOBS)
 
 demo: deps $(STAMP)  ## back up a throwaway PostgreSQL cluster and restore it
 	$(VENV)/bin/python -m compileall -q walg
