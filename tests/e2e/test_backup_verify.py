@@ -150,6 +150,11 @@ def test_corrupted_parts_are_all_named(walg: Any, store: Path,
     assert "failed verification" in lines[-1]
     report = json.loads(verify(walg, store, full, "--json").stdout)
     assert report["objects_checked"] == len(parts(store, full)) + 2  # pg_control, label
+    done = walg("backup-verify", full, check=False,
+                env={"WALG_FILE_PREFIX": str(store), "WALG_LOG_FORMAT": "json"})  # fmt: skip
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # no bare lines
+    named = [r["event"] for r in records if r["level"] == "error"]
+    assert all(any(v.name in event for event in named) for v in victims), done.stderr
 
 
 def test_missing_parts_are_all_named(walg: Any, store: Path,

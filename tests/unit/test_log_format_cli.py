@@ -73,3 +73,27 @@ def test_json_from_a_config_file(venv_bin: Path, env: dict[str, str], tmp_path: 
     done = wal_g(venv_bin, ["wal-push", MISSING], env, tmp_path)
     assert done.returncode == 1
     assert [json.loads(line)["level"] for line in done.stderr.splitlines()][-1] == "error"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_empty_backup_list_says_so_in_the_log_format(
+    venv_bin: Path, env: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    """"No backups found" is an INFO line (WAL-G's InfoLogger) in the stream's one format,
+    not a bare line among JSON objects; stdout stays the listing ([] with --json)."""
+    store = tmp_path / "empty-store"
+    store.mkdir()
+    settings = {**env, "WALG_FILE_PREFIX": str(store), "WALG_LOG_FORMAT": fmt}
+    done = wal_g(venv_bin, ["backup-list", "--json"], settings, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+    lines = done.stderr.splitlines()
+    if fmt == "json":
+        records = [json.loads(line) for line in lines]
+        assert [r["event"] for r in records if r["level"] == "info"] == ["No backups found"]
+    else:
+        matched = [LINE.match(line) for line in lines]
+        assert all(matched), done.stderr
+        assert [(m[1], m[3]) for m in matched if m and m[1] == "INFO"] == [
+            ("INFO", "No backups found")
+        ]

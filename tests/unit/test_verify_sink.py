@@ -214,8 +214,8 @@ def test_report_caps_error_lines_and_lists_all_in_json() -> None:
     report = VerifyReport("base_1", chain=["base_1"])
     for i in range(60):
         report.problem("bad_file", f"file {i} is bad", "base_1")
-    lines = report.error_lines(limit=50)
-    assert len(lines) == 51 and lines[-1].startswith("ERROR: ... and 10 more")
+    lines = report.error_messages(limit=50)
+    assert len(lines) == 51 and lines[-1].startswith("... and 10 more")
     doc = report.to_json()
     assert len(doc["problems"]) == 60 and doc["ok"] is False
     assert VerificationFailed("x").exit_code == 65

@@ -112,15 +112,16 @@ class VerifyReport:
             f"{_mb(self.stored_bytes)} in {self.duration:.1f} s"
         )
 
-    def error_lines(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
-        """``ERROR:`` lines naming the problems (at most ``limit``, then how many more)."""
+    def error_messages(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
+        """The problems, one message each, for ERROR log lines (at most ``limit``, then how
+        many more)."""
         lines = []
         for p in self.problems[:limit]:
             prefix = f"{p.backup}: " if p.backup and p.backup != self.backup else ""
-            lines.append(f"ERROR: {prefix}{p.message}")
+            lines.append(f"{prefix}{p.message}")
         more = len(self.problems) - limit
         if more > 0:
-            lines.append(f"ERROR: ... and {more} more problem(s) (--json lists all)")
+            lines.append(f"... and {more} more problem(s) (--json lists all)")
         return lines
 
 

@@ -1,8 +1,8 @@
 """``wal-g backup-list [--detail] [--json] [--pretty]``: list the backups in storage.
 
 The list goes to stdout (formats in :mod:`walg.backup.listing`). An empty storage is not an
-error, as in WAL-G: "No backups found" goes to stderr, the exit code is 0, and ``--json``
-still prints ``[]`` so that scripts always get valid JSON.
+error, as in WAL-G: "No backups found" is an INFO line on stderr (in the log's format), the
+exit code is 0, and ``--json`` still prints ``[]`` so that scripts always get valid JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from walg import logs
 from walg.backup import catalog, listing
 from walg.config.widths import listing_threads
 from walg.storage import open_storage
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         storage, with_metadata=args.detail, workers=listing_threads(settings.concurrency)
     )
     if not backups:
-        print(listing.NO_BACKUPS, file=sys.stderr)
+        logs.write_event("info", listing.NO_BACKUPS)  # WAL-G: an INFO line
     text = listing.render(backups, detail=args.detail, as_json=args.json, pretty=args.pretty)
     sys.stdout.write(text)
     sys.stdout.flush()

@@ -6,8 +6,8 @@ every file's size and CRC-32C matched, every object and file its metadata names 
 throwaway server then also reached consistency from it. A damaged or incomplete backup
 exits 65 (``VerificationFailed``); 1 means the check could not be made.
 
-Output: a one-line summary on stdout and one ``ERROR:`` line per problem on stderr
-(capped; --json lists every problem) before the final error. This command prints those
+Output: a one-line summary on stdout and one ERROR log line per problem on stderr, in the
+log's format (capped; --json lists every problem) before the final error. This command prints those
 problem lines itself: there is one per bad object or file, not one per run.
 """
 
@@ -18,6 +18,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from walg import logs
 from walg.errors import VerificationFailed, WalgError
 
 if TYPE_CHECKING:
@@ -120,5 +121,5 @@ def _print(args: argparse.Namespace, report: VerifyReport, doc: dict[str, Any]) 
     print(report.summary())
     for line in report.notes:
         print(f"not checked: {line}")
-    for line in report.error_lines():
-        print(line, file=sys.stderr)
+    for message in report.error_messages():  # ERROR lines in the log's format (text or JSON)
+        logs.write_event("error", message)
