@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from walg import __version__
 from walg.commands.delete import MODES as _delete_modes  # light: grammar only
 from walg.commands.delete import common_flags as _delete_flags
+from walg.commands.delete import positive_int as _positive_int
 from walg.commands.st import add_arguments as _st_args
 
 if TYPE_CHECKING:
@@ -71,17 +72,6 @@ class Command:
     def module(self) -> str:
         """The module that implements the command, e.g. ``walg.commands.wal_push``."""
         return "walg.commands." + self.name.replace("-", "_")
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from walg.config import Settings
 
-__all__ = ["MODES", "common_flags", "run"]
+__all__ = ["MODES", "common_flags", "positive_int", "run"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,8 +68,8 @@ def common_flags() -> argparse.ArgumentParser:
     return flags
 
 
-def _count(text: str) -> int:
-    """argparse type: a retention count, at least 1."""
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a retention count; also the parser's --timeline)."""
     try:
         value = int(text)
     except ValueError:
@@ -92,7 +92,7 @@ _TIME = "a time as backup-list shows it, e.g. 2024-01-31T23:59:59Z"
 
 def _retain(parser: argparse.ArgumentParser) -> None:
     _modifier(parser, ("FULL", "FIND_FULL"), "FULL: count only full backups; " + _FIND_FULL)
-    parser.add_argument("count", metavar="COUNT", type=_count, help="backups to keep")
+    parser.add_argument("count", metavar="COUNT", type=positive_int, help="backups to keep")
     parser.add_argument(
         "-a", "--after", metavar="NAME|TIME",
         help=f"also keep that backup and newer ones, or those at or after TIME ({_TIME})",
